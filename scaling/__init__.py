@@ -1,0 +1,24 @@
+"""scaling: fit scaling laws to small training sweeps and forecast what a larger model will do.
+
+The notebook API::
+
+    import scaling
+    df = scaling.read_results("results.csv")
+    fit = scaling.fit(df, law="chinchilla")
+    fit.summary()
+    fit.predict(N=70e9, D=1.4e12)          # DataFrame: point, lower, upper
+    fit.optimal(compute=5.76e23)
+    published = scaling.load_fit("chinchilla")
+
+The fitting side imports without torch; the trainer lives in ``scaling.train``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from scaling.errors import ScalingError
+from scaling.laws import Law, Param, get_law, law_names
+from scaling.results import read_results
+
+__all__ = ["ScalingError", "Law", "Param", "get_law", "law_names", "read_results", "__version__"]

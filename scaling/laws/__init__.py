@@ -1,0 +1,13 @@
+"""The law catalogue: one module per family, each registering its laws on import.
+
+>>> from scaling.laws import get_law
+>>> get_law("chinchilla").formula
+'L = E + A/N^alpha + B/D^beta'
+"""
+
+from scaling.laws.base import Law, Param, get_law, law_names, register
+
+# Importing a family module registers its laws. Keep this list in step with the modules in this folder.
+from scaling.laws import chinchilla  # noqa: E402,F401
+
+__all__ = ["Law", "Param", "get_law", "law_names", "register"]
