@@ -4,8 +4,9 @@ One row per evaluation point. The fitter needs ``N``, ``D`` and ``loss`` (or wha
 output are); everything else is optional and documented in ``docs/results.md``.
 
 Reading: :func:`read_results` maps foreign column names (``mapping={"N": "Model Size"}``), derives ``D = C/(6N)``
-when only compute is given, selects rows with a pandas query (``where="final == 1"``) and validates the columns
-a law needs, naming the file, column and row of the first bad value.
+when only compute is given (and ``C = 6ND`` when only N and D are), selects rows with a pandas query
+(``where="final == 1"``) and validates the columns a law needs. Every error is one line naming the file, the
+column and the line of the first bad value, as the user would find it in an editor.
 
 Writing: :func:`append_rows` appends under a file lock, writes whole rows with one ``write`` call followed by
 fsync, and refuses (never rewrites) a file whose header differs.
@@ -14,8 +15,10 @@ fsync, and refuses (never rewrites) a file whose header differs.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -45,105 +48,186 @@ CANONICAL_COLUMNS: dict[str, str] = {
 # Columns that must be strictly positive wherever a law uses them.
 POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F"}
 
+# Names other people's tables use for the canonical columns, so a missing column can be answered with
+# "use --map N=params_N" instead of only listing the columns. Compared after normalising (lower case,
+# letters and digits only). The Epoch Chinchilla and datablations tables are the first two entries.
+FOREIGN_NAMES: dict[str, tuple[str, ...]] = {
+    "N": ("Model Size", "params_N", "params", "parameters", "n_params", "num_params", "model_size",
+          "non_embedding_params", "nonemb_params", "n_nonemb", "N_nonemb"),
+    "D": ("tokens_D", "tokens", "n_tokens", "num_tokens", "tokens_seen", "training_tokens", "train_tokens",
+          "data_size", "dataset_size"),
+    "loss": ("val_loss", "eval_loss", "test_loss", "validation_loss", "valid_loss", "heldout_loss", "nll"),
+    "C": ("Training FLOP", "training_flops", "flops", "FLOPs", "compute"),
+    "U": ("unique_tokens_U", "unique_tokens", "unique"),
+    "epochs": ("epochs_D_over_U", "num_epochs", "n_epochs"),
+    "N_total": ("total_params", "params_total", "n_params_total"),
+}
+
+# Derivations applied when the left column is absent and the right ones are present (docs/results.md).
+DERIVED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "D": ("C/(6N)", ("C", "N")),
+    "C": ("6ND", ("N", "D")),
+}
+
 
 def parse_mapping(items: Iterable[str]) -> dict[str, str]:
-    """``["N=Model Size", "C=Training FLOP"]`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
+    """``["N=Model Size", "C=Training FLOP"]`` -> ``{"N": "Model Size", "C": "Training FLOP"}``.
+
+    The left side must be a canonical column (``N``, ``D``, ``loss``, ... or an exact-case one like ``D_F``);
+    a near miss such as ``n`` is an error with the suggestion rather than a silently useless mapping.
+    """
     mapping: dict[str, str] = {}
     for item in items:
         canonical, sep, foreign = item.partition("=")
-        if not sep or not canonical.strip() or not foreign.strip():
+        canonical, foreign = canonical.strip(), foreign.strip().strip("\"'")
+        if not sep or not canonical or not foreign:
             raise ScalingError(f"--map {item!r}: expected CANONICAL=FOREIGN, e.g. N=\"Model Size\"")
-        mapping[canonical.strip()] = foreign.strip().strip("\"'")
+        if canonical not in CANONICAL_COLUMNS:
+            near = _suggest(canonical, list(CANONICAL_COLUMNS))
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise ScalingError(
+                f"--map {item!r}: {canonical!r} is not a canonical column{hint}; "
+                f"canonical columns are {', '.join(CANONICAL_COLUMNS)}"
+            )
+        if canonical in mapping and mapping[canonical] != foreign:
+            raise ScalingError(f"--map {item!r}: {canonical} is already mapped to {mapping[canonical]!r}")
+        mapping[canonical] = foreign
     return mapping
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV file with a clear one-line error when it is missing, empty or not CSV."""
+    """Read a CSV (or ``.tsv``) file with a clear one-line error when it is missing, empty or not a table."""
     path = Path(path)
     if not path.exists():
         raise ScalingError(f"{path}: no such file")
     if path.is_dir():
         raise ScalingError(f"{path}: is a folder, expected a CSV file")
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
         raise ScalingError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ScalingError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise ScalingError(f"{path}: not a text CSV file (it is not UTF-8 text)") from None
+    except pd.errors.ParserError as exc:
+        raise ScalingError(f"{path}: not a readable CSV file ({_first_line(exc)})") from None
+    except OSError as exc:  # permission denied, I/O error
+        raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if df.shape[1] < 2:
-        raise ScalingError(f"{path}: not a CSV table (found {df.shape[1]} column)")
+        raise ScalingError(
+            f"{path}: not a CSV table (found {df.shape[1]} column: {', '.join(map(str, df.columns))[:80]})"
+        )
+    if len(df) == 0:
+        raise ScalingError(f"{path}: has a header but no data rows")
     df.attrs["source"] = str(path)
+    df.attrs["path"] = str(path)
+    df.attrs["sep"] = sep
     return df
 
 
 def canonicalize(df: pd.DataFrame, mapping: Mapping[str, str] | None = None, *, source: str = "table") -> pd.DataFrame:
-    """Rename foreign columns to canonical ones and derive what can be derived (D from C, C from N and D)."""
+    """Rename foreign columns to canonical ones and derive what can be derived (D from C and N, C from N and D).
+
+    ``attrs["renamed"]`` records ``{canonical: foreign}`` and ``attrs["derived"]`` ``{column: formula}`` so
+    errors can name the column the user wrote and the CLI can say what it derived.
+    """
+    attrs = dict(df.attrs)
     df = df.copy()
+    renamed: dict[str, str] = {}
     for canonical, foreign in (mapping or {}).items():
         if foreign not in df.columns:
+            near = _suggest(foreign, [str(c) for c in df.columns])
+            hint = f" (did you mean {near!r}?)" if near else ""
             raise ScalingError(
-                f"{source}: --map {canonical}={foreign!r}: no column {foreign!r}; columns are {', '.join(map(str, df.columns))}"
+                f"{source}: --map {canonical}={foreign!r}: no column {foreign!r}{hint}; "
+                f"columns are {_column_list(df)}"
             )
         if canonical in df.columns and canonical != foreign:
             df = df.drop(columns=[canonical])
         df = df.rename(columns={foreign: canonical})
-    if "D" not in df.columns and {"C", "N"} <= set(df.columns):
-        df["D"] = pd.to_numeric(df["C"], errors="coerce") / (6.0 * pd.to_numeric(df["N"], errors="coerce"))
+        renamed[canonical] = foreign
+    derived: dict[str, str] = {}
+    for column, (formula, sources) in DERIVED.items():
+        if column not in df.columns and all(s in df.columns for s in sources):
+            N = pd.to_numeric(df["N"], errors="coerce")
+            if column == "D":
+                df["D"] = pd.to_numeric(df["C"], errors="coerce") / (6.0 * N)
+            else:
+                df["C"] = 6.0 * N * pd.to_numeric(df["D"], errors="coerce")
+            derived[column] = formula
+    df.attrs = attrs
+    df.attrs.update(source=source, renamed=renamed, derived=derived)
     return df
 
 
 def select_rows(df: pd.DataFrame, where: str | None, *, source: str = "table") -> pd.DataFrame:
-    """Keep the rows matching a pandas query expression (``final == 1 and N > 1e4``)."""
-    if not where:
+    """Keep the rows matching a pandas query expression (``final == 1 and N > 1e4``).
+
+    Column names that are not identifiers go in backticks: ``--where '`Model Size` > 1e9'``.
+    """
+    if not where or not where.strip():
         return df
+    attrs = dict(df.attrs)
     try:
-        out = df.query(where, engine="python")
+        # eval + boolean mask rather than df.query: query turns a non-condition ("N + 1") into a KeyError
+        mask = df.eval(where, engine="python")
     except Exception as exc:  # pandas raises many types for a bad expression; all are user errors here
-        raise ScalingError(f"{source}: --where {where!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        detail = _first_line(exc)
+        if isinstance(exc, (KeyError, pd.errors.UndefinedVariableError)):
+            detail = f"{detail}; columns are {_column_list(df)}"
+        raise ScalingError(f"{source}: --where {where!r}: {type(exc).__name__}: {detail}") from None
+    if not isinstance(mask, pd.Series) or not pd.api.types.is_bool_dtype(mask):
+        raise ScalingError(f"{source}: --where {where!r}: not a condition; write one such as \"final == 1\"")
+    out = df[mask.to_numpy(dtype=bool, na_value=False)]
     if len(out) == 0:
         raise ScalingError(f"{source}: --where {where!r} selects no rows (of {len(df)})")
+    out.attrs = attrs
     return out
 
 
 def validate_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "table") -> pd.DataFrame:
     """Check that ``columns`` exist and hold finite numbers (positive where that is required).
 
-    Errors name the file, the column and the first bad row as it appears in the file (header = line 1,
-    so data row i is line i + 2 of the CSV).
+    Errors name the file, the column as the user wrote it and the line of the first bad value (header =
+    line 1). A derived column (D = C/(6N)) is checked through the columns it comes from, so the error points
+    at the cell that is actually wrong.
     """
+    derived = df.attrs.get("derived", {})
+    order: list[str] = []
     for col in columns:
+        if col in derived:
+            order.extend(s for s in DERIVED[col][1] if s not in order)
+        if col not in order:
+            order.append(col)
+    for col in order:
         if col not in df.columns:
-            hint = ""
-            lower = {str(c).lower(): c for c in df.columns}
-            if col.lower() in lower:
-                hint = f" (did you mean {lower[col.lower()]!r}? use --map {col}={lower[col.lower()]})"
-            raise ScalingError(
-                f"{source}: missing column {col!r}{hint}; columns are {', '.join(map(str, df.columns))}"
-            )
+            raise ScalingError(_missing_column(df, col, source))
     out = df.copy()
-    for col in columns:
+    out.attrs = dict(df.attrs)
+    for col in order:
         values = pd.to_numeric(out[col], errors="coerce")
-        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        array = values.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~np.isfinite(array)
         if bad.any():
-            idx = bad.to_numpy().nonzero()[0][0]
-            raw = out[col].iloc[idx]
-            what = "not a finite number" if pd.notna(values.iloc[idx]) or isinstance(raw, (int, float)) else "not a number"
-            raise ScalingError(f"{source}: column {col!r}, row {_row_label(out, idx)}: {raw!r} is {what}")
-        if col in POSITIVE_COLUMNS and (values <= 0).any():
-            idx = (values <= 0).to_numpy().nonzero()[0][0]
-            raise ScalingError(
-                f"{source}: column {col!r}, row {_row_label(out, idx)}: {values.iloc[idx]!r} must be positive"
-            )
-        out[col] = values.astype(float)
+            pos = int(bad.nonzero()[0][0])
+            raw = _raw_cell(out, pos, col)
+            if raw is None:  # a DataFrame from a notebook: only the parsed value is known
+                original = out[col].iloc[pos]
+                raw = "" if original is None else str(original)
+            if not raw.strip() or raw.strip().lower() in {"<na>", "none"}:
+                what = "an empty cell"
+            elif not _looks_like_number(raw):
+                what = f"{raw!r}, not a number"
+            else:
+                what = f"{raw!r}, not a finite number"
+            raise ScalingError(f"{source}: {_where(out, pos, col)} is {what}")
+        if col in POSITIVE_COLUMNS and (array <= 0).any():
+            pos = int((array <= 0).nonzero()[0][0])
+            raw = _raw_cell(out, pos, col)
+            shown = raw if raw is not None else repr(float(array[pos]))
+            raise ScalingError(f"{source}: {_where(out, pos, col)} is {shown}; {col} must be positive")
+        out[col] = array
     return out
-
-
-def _row_label(df: pd.DataFrame, position: int) -> str:
-    """Row as the user sees it: the CSV line number when the frame came straight from a file."""
-    index = df.index[position]
-    if isinstance(index, (int, np.integer)):
-        return f"{int(index) + 2} (line in file)" if df.attrs.get("source") else str(int(index))
-    return str(index)
 
 
 def read_results(
@@ -153,19 +237,126 @@ def read_results(
     where: str | None = None,
     require: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Read a results table (path or DataFrame), map columns, select rows and validate ``require``."""
+    """Read a results table (path or DataFrame), map columns, select rows and validate ``require``.
+
+    >>> df = read_results("svg_extracted_data.csv", mapping={"N": "Model Size", "C": "Training FLOP"},
+    ...                   where="loss < 5", require=["N", "D", "loss"])   # D derived as C/(6N)
+
+    The returned frame keeps the original row labels (so ``df.index`` points back into the file), holds the
+    required columns as floats, and carries ``attrs`` ``source``, ``renamed`` and ``derived``.
+    """
     if isinstance(path_or_frame, pd.DataFrame):
         df, source = path_or_frame, str(path_or_frame.attrs.get("source", "table"))
     else:
         df = read_table(path_or_frame)
         source = str(path_or_frame)
     df = canonicalize(df, mapping, source=source)
-    df.attrs["source"] = source
     df = select_rows(df, where, source=source)
-    df.attrs["source"] = source
-    out = validate_columns(df, require, source=source)
-    out.attrs["source"] = source
-    return out
+    return validate_columns(df, require, source=source)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Error helpers: name the cell the way the user sees it
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().strip("'\"")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _column_list(df: pd.DataFrame, limit: int = 12) -> str:
+    """The columns as the user wrote them (mapped ones under their new name, derived ones left out)."""
+    derived = df.attrs.get("derived", {})
+    cols = [str(c) for c in df.columns if c not in derived]
+    shown = ", ".join(cols[:limit])
+    return shown + (f", ... ({len(cols)} in all)" if len(cols) > limit else "")
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def _suggest(name: str, candidates: Sequence[str]) -> str | None:
+    """The candidate a user most likely meant: same name ignoring case/punctuation, else a close spelling."""
+    by_norm = {_normalise(c): c for c in candidates}
+    if _normalise(name) in by_norm:
+        return by_norm[_normalise(name)]
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    if not close:  # compare lower-cased too: "LOSS" vs "loss" style differences beyond normalising
+        lowered = {c.lower(): c for c in candidates}
+        close = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)]
+    return close[0] if close else None
+
+
+def _missing_column(df: pd.DataFrame, col: str, source: str) -> str:
+    columns = [str(c) for c in df.columns]
+    candidate = _suggest(col, columns)
+    if candidate is None:  # a well-known foreign name for this canonical column?
+        known = {_normalise(n) for n in FOREIGN_NAMES.get(col, ())}
+        candidate = next((c for c in columns if _normalise(c) in known), None)
+    if candidate is not None:
+        quoted = f'"{candidate}"' if not re.fullmatch(r"[A-Za-z0-9_.]+", candidate) else candidate
+        hint = f" (did you mean {candidate!r}? use --map {col}={quoted})"
+    elif col == "D" and "C" in df.columns:
+        hint = " (D is derived as C/(6N) when N is present: map or add N)"
+    else:
+        hint = ""
+    return f"{source}: missing column {col!r}{hint}; columns are {_column_list(df)}"
+
+
+def _where(df: pd.DataFrame, position: int, col: str) -> str:
+    """``line 7, column 'Model Size' (N)``: the file's line (header = line 1) and the column as written."""
+    foreign = df.attrs.get("renamed", {}).get(col)
+    column = f"column {foreign!r} (mapped to {col})" if foreign else f"column {col!r}"
+    line = _line_number(df, position)
+    if line is not None:
+        return f"line {line}, {column}"
+    return f"row {df.index[position]!r}, {column}"
+
+
+def _line_number(df: pd.DataFrame, position: int) -> int | None:
+    """The file line of a data row, counting the header as line 1 and skipping blank lines as pandas does.
+
+    Computed only when an error is reported (one pass of the csv module over the file), so reading stays
+    pandas-fast. ``None`` when the frame did not come straight from a file.
+    """
+    path, label = df.attrs.get("path"), df.index[position]
+    if not path or not isinstance(label, (int, np.integer)):
+        return None
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh, delimiter=df.attrs.get("sep", ","))
+            row = -1  # the header
+            for record in reader:
+                if not record:  # blank line: pandas skips it
+                    continue
+                if row == int(label):
+                    return reader.line_num
+                row += 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
+def _raw_cell(df: pd.DataFrame, position: int, col: str) -> str | None:
+    """The cell's text exactly as written in the file (pandas has already turned ``nan`` and ``""`` into NaN)."""
+    path, label = df.attrs.get("path"), df.index[position]
+    if col in df.attrs.get("derived", {}) or not path or not isinstance(label, (int, np.integer)):
+        return None
+    foreign = df.attrs.get("renamed", {}).get(col, col)
+    try:
+        raw = pd.read_csv(path, sep=df.attrs.get("sep", ","), dtype=str, keep_default_na=False, usecols=[foreign])
+        return str(raw[foreign].iloc[int(label)])
+    except Exception:  # the message is still correct without the raw text; never fail while reporting
+        return None
+
+
+def _looks_like_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,6 +397,8 @@ def append_rows(path: str | os.PathLike, rows: Sequence[Mapping[str, object]], h
 def check_writable(path: str | os.PathLike, header: Sequence[str]) -> None:
     """Fail early (before any training) if ``path`` cannot take rows with ``header``."""
     path = Path(path)
+    if path.is_dir():
+        raise ScalingError(f"{path}: is a folder, expected a CSV file")
     if path.exists():
         existing = read_header(path)
         if existing is not None and existing != list(header):
@@ -217,11 +410,14 @@ def check_writable(path: str | os.PathLike, header: Sequence[str]) -> None:
         probe = parent
         while not probe.exists():
             probe = probe.parent
+        if not probe.is_dir():
+            raise ScalingError(f"{path}: cannot create the file ({probe} is not a folder)")
         if not os.access(probe, os.W_OK):
             raise ScalingError(f"{path}: cannot create the file ({probe} is not writable)")
 
 
 def read_header(path: Path) -> list[str] | None:
+    """The first line of a CSV as a list of names, ``None`` for an empty file."""
     with open(path, newline="") as fh:
         first = fh.readline()
     if not first.strip():
