@@ -1,0 +1,406 @@
+"""``scaling fit``, ``forecast``, ``optimal`` and ``laws``: parse options, call the library, print.
+
+The work happens in :mod:`scaling.results` (reading and validating tables), :mod:`scaling.estimate` (the fit)
+and the :class:`Fit` object (predict, optimal); this module only turns command-line text into arguments for
+them and their answers into tables, JSON or CSV (:mod:`scaling.cli.output`). Syntax of values (``--N 7e10``,
+``--N 1e9,1e10``, ``--N 1e9:1e11:5``, ``--N 70B``) is documented in ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import pandas as pd
+import typer
+
+from scaling.cli import app
+from scaling.cli.output import Format, blank_line, emit, note, print_fields, print_json, print_csv, print_table, warn
+from scaling.errors import ScalingError
+from scaling.laws import Law, get_law, law_names
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table (for people), json or csv (for pipes).")]
+CiOption = Annotated[
+    Optional[float],
+    typer.Option("--ci", help="Interval level in (0, 1), e.g. 0.9. Default: the level the fit was made with."),
+]
+ValuesOption = Optional[list[str]]
+
+# ---------------------------------------------------------------------------------------------------------
+# Parsing command-line values
+
+_SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKMBGTP]?)\s*$")
+
+
+def parse_number(text: str, what: str) -> float:
+    """``7e10``, ``70B``, ``1.4T``, ``500M``, ``20k`` -> float (k=1e3, M=1e6, B or G=1e9, T=1e12, P=1e15)."""
+    match = _NUMBER.match(text)
+    if not match:
+        raise ScalingError(f"{what}: {text!r} is not a number (examples: 7e10, 70B, 1.4T)")
+    value = float(match.group(1)) * _SUFFIX.get(match.group(2), 1.0)
+    if not np.isfinite(value):
+        raise ScalingError(f"{what}: {text!r} is not a finite number")
+    return value
+
+
+def parse_values(items: list[str], what: str, *, positive: bool = True) -> list[float]:
+    """Repeatable values: ``--N 1e9 --N 1e10``, ``--N 1e9,1e10``, or a log-spaced grid ``--N 1e9:1e11:5``.
+
+    ``START:STOP:COUNT`` gives COUNT values from START to STOP inclusive, evenly spaced in log.
+    """
+    values: list[float] = []
+    for item in items:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            if ":" in part:
+                fields = part.split(":")
+                if len(fields) != 3:
+                    raise ScalingError(f"{what}: {part!r}: a grid is START:STOP:COUNT, e.g. 1e9:1e11:5")
+                start, stop = parse_number(fields[0], what), parse_number(fields[1], what)
+                try:
+                    count = int(fields[2])
+                except ValueError:
+                    raise ScalingError(f"{what}: {part!r}: COUNT {fields[2]!r} must be a whole number") from None
+                if count < 1 or count > 100_000:
+                    raise ScalingError(f"{what}: {part!r}: COUNT must be between 1 and 100000")
+                if start <= 0 or stop <= 0:
+                    raise ScalingError(f"{what}: {part!r}: a log-spaced grid needs positive START and STOP")
+                values.extend(np.geomspace(start, stop, count).tolist())
+            else:
+                values.append(parse_number(part, what))
+    if positive:
+        bad = [v for v in values if v <= 0]
+        if bad:
+            raise ScalingError(f"{what}: {format(bad[0], 'g')} must be positive")
+    return values
+
+
+def parse_assignments(items: list[str], option: str, law: Law, *, numeric: bool) -> dict[str, Any]:
+    """``--fix alpha=0.35`` (numeric) or ``--tie beta=alpha`` (a parameter name on the right)."""
+    out: dict[str, Any] = {}
+    example = "alpha=0.35" if numeric else "beta=alpha"
+    for item in items:
+        for part in item.split(","):
+            name, sep, value = (s.strip() for s in part.partition("="))
+            if not sep or not name or not value:
+                raise ScalingError(f"{option} {part!r}: expected NAME=VALUE, e.g. {option} {example}")
+            law.param(name)  # raises: law X has no parameter 'name'; it has ...
+            if numeric:
+                out[name] = parse_number(value, f"{option} {name}")
+                p = law.param(name)
+                if not (p.lower <= out[name] <= p.upper):
+                    raise ScalingError(f"{option} {part!r}: {name} must lie in [{p.lower:g}, {p.upper:g}]")
+            else:
+                law.param(value)
+                if value == name:
+                    raise ScalingError(f"{option} {part!r}: a parameter cannot be tied to itself")
+                out[name] = value
+            if name in out and list(out).count(name) > 1:  # pragma: no cover - dict keys are unique
+                pass
+    return out
+
+
+def _resolve_law(name: str | None, x: str | None) -> Law | None:
+    """The law object for --law/--x, or None to let the engine pick from the columns."""
+    if name is None:
+        return None
+    law = get_law(name)
+    if x:
+        law = law.with_input(x)
+    return law
+
+
+def _default_output(csv_path: str, law_name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", law_name)
+    return Path("fits") / f"{Path(csv_path).stem}-{safe}.json"
+
+
+def _check_can_write(path: Path) -> None:
+    """Fail before the (possibly long) fit rather than after it."""
+    if path.is_dir():
+        raise ScalingError(f"-o {path}: is a folder; give a file name such as {path / 'fit.json'}")
+    probe = path.parent if str(path.parent) else Path(".")
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ScalingError(f"-o {path}: cannot create it ({probe} is a file)")
+    import os
+
+    if not os.access(probe, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ScalingError(f"-o {path}: not writable")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling fit
+
+
+@app.command("fit")
+def fit_command(
+    results: Annotated[str, typer.Argument(help="Results table (CSV) with one row per evaluation.", metavar="RESULTS.csv")],
+    law: Annotated[Optional[str], typer.Option("--law", "-l", help="Law to fit (see `scaling laws`); default: picked from the columns.")] = None,
+    map_: Annotated[ValuesOption, typer.Option("--map", "-m", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).')] = None,
+    where: Annotated[Optional[str], typer.Option("--where", "-w", help='Row selection (pandas query), e.g. "final == 1".')] = None,
+    fix: Annotated[ValuesOption, typer.Option("--fix", help="Hold a parameter fixed, NAME=VALUE (repeatable).")] = None,
+    tie: Annotated[ValuesOption, typer.Option("--tie", help="Tie a parameter to another, NAME=OTHER, e.g. beta=alpha.")] = None,
+    loss: Annotated[str, typer.Option("--loss", help="Objective: huber | least_squares | huber_likelihood.")] = "huber",
+    delta: Annotated[float, typer.Option("--delta", help="Huber delta on log residuals.")] = 1e-3,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples over runs (0: none).")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    ci: Annotated[float, typer.Option("--ci", help="Interval level.")] = 0.95,
+    x: Annotated[Optional[str], typer.Option("--x", help="Input column of a single-input law (power, saturating), e.g. D.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Fit file to write (default fits/<csv stem>-<law>.json).")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
+    import scaling
+    from scaling.fitfile import save_fit
+    from scaling.results import parse_mapping, read_results
+
+    if not 0 < ci < 1:
+        raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.95")
+    if bootstrap < 0:
+        raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if delta <= 0:
+        raise ScalingError(f"--delta {delta:g}: must be positive")
+    mapping = parse_mapping(map_ or [])
+    chosen = _resolve_law(law, x)
+    if chosen is None:
+        # The engine owns the rule for picking a law from the columns; read the table once without
+        # validation to see which columns are there.
+        table = read_results(results, mapping=mapping, where=where)
+        chosen = _resolve_law(scaling.default_law(table.columns), x)
+        note(f"law: {chosen.name} (picked from the columns {', '.join(c for c in table.columns if c in ('N', 'D', 'loss', 'C', 'U', 'D_F', 'ece'))}; choose another with --law)")
+    fixed = parse_assignments(fix or [], "--fix", chosen, numeric=True)
+    tied = parse_assignments(tie or [], "--tie", chosen, numeric=False)
+    clash = sorted(set(fixed) & set(tied))
+    if clash:
+        raise ScalingError(f"--fix and --tie both set {clash[0]}; choose one")
+    data = read_results(results, mapping=mapping, where=where, require=[*chosen.inputs, chosen.output])
+    for column, formula in data.attrs.get("derived", {}).items():
+        if column in chosen.inputs:
+            note(f"{column} derived as {formula}")
+
+    out_path = output if output is not None else _default_output(results, chosen.name)
+    _check_can_write(out_path)
+
+    result = scaling.fit(data, law=chosen, loss=loss, delta=delta, fix=fixed, tie=tied, n_bootstrap=bootstrap,
+                         ci=ci, seed=seed)
+    save_fit(result, out_path)
+    _print_fit(result, fmt, out_path)
+
+
+def _interval_frame(values: dict[str, float], intervals: dict[str, Any], kind: str) -> pd.DataFrame:
+    rows = []
+    for name, value in values.items():
+        lo, hi = (intervals.get(name) or (np.nan, np.nan))[:2] if intervals else (np.nan, np.nan)
+        rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
+    return pd.DataFrame(rows, columns=["name", "kind", "value", "lower", "upper"])
+
+
+def _print_fit(result: Any, fmt: Format, saved: Path) -> None:
+    law = result.law
+    params = _interval_frame(dict(result.params), dict(getattr(result, "intervals", {}) or {}), "param")
+    fixed = set((getattr(result, "settings", {}) or {}).get("fix", {}) or {})
+    tied = dict((getattr(result, "settings", {}) or {}).get("tie", {}) or {})
+    params.loc[params["name"].isin(fixed), "kind"] = "fixed"
+    params.loc[params["name"].isin(tied), "kind"] = "tied"
+    derived_values = dict(getattr(result, "derived", {}) or {})
+    derived = _interval_frame(derived_values, dict(getattr(result, "derived_intervals", {}) or {}), "derived")
+    table = pd.concat([params, derived], ignore_index=True) if len(derived) else params
+    quality = dict(result.quality)
+    level = (getattr(result, "settings", {}) or {}).get("ci", None)
+
+    if fmt is Format.json:
+        print_json({
+            "law": law.name, "formula": law.formula, "reference": law.reference,
+            "params": {r["name"]: {"value": r["value"], "lower": r["lower"], "upper": r["upper"], "kind": r["kind"]}
+                       for r in table.to_dict(orient="records")},
+            "ci": level, "quality": quality, "saved": str(saved),
+        })
+    elif fmt is Format.csv:
+        print_csv(table)
+    else:
+        title = f"{law.name}: {law.formula}"
+        caption = f"{level:.0%} bootstrap intervals" if level else None
+        print_table(table, title=title, caption=caption)
+        blank_line()
+        print_fields(_quality_fields(quality), title="fit quality")
+    if fmt is not Format.json:  # JSON carries these in "quality"; for the other formats they go to stderr
+        if not quality.get("converged", True):
+            warn(f"the fit did NOT converge: {quality.get('message', '')}")
+        for name in quality.get("at_bound", []) or []:
+            warn(f"{name} is at a bound of its range")
+        for message in quality.get("warnings", []) or []:
+            warn(message)
+    note(f"saved {saved}")
+
+
+def _quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
+    fields: list[tuple[str, Any]] = [
+        ("points", quality.get("n_points")),
+        ("RMSE (log loss)", quality.get("rmse_log")),
+        ("converged", "yes" if quality.get("converged") else f"NO ({quality.get('message', '')})"),
+        ("at a bound", list(quality.get("at_bound", []) or [])),
+    ]
+    if "bootstrap_failed_fraction" in quality:
+        fields.append(("bootstrap failed", f"{float(quality['bootstrap_failed_fraction'] or 0):.1%}"))
+    shown = {"n_points", "rmse_log", "converged", "message", "at_bound", "bootstrap_failed_fraction", "warnings"}
+    fields.extend((k, v) for k, v in quality.items() if k not in shown and not isinstance(v, (dict, list)))
+    fields.append(("warnings", list(quality.get("warnings", []) or [])))
+    return fields
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling forecast / optimal
+
+
+def _load(fit_or_name: str):
+    import scaling
+
+    return scaling.load_fit(fit_or_name)
+
+
+@app.command("forecast")
+def forecast_command(
+    fit: Annotated[str, typer.Argument(help="A fit file (fits/NAME.json) or a published law (chinchilla, kaplan2020, ...).", metavar="FIT_OR_NAME")],
+    N: Annotated[ValuesOption, typer.Option("--N", help="Parameters: 7e10, 70B, 1e9,1e10 or a log grid 1e9:1e11:5.")] = None,
+    D: Annotated[ValuesOption, typer.Option("--D", help="Training tokens, same syntax as --N.")] = None,
+    at: Annotated[ValuesOption, typer.Option("--at", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3.")] = None,
+    ci: CiOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Predicted loss with its interval at given inputs; several values per input give their full grid."""
+    result = _load(fit)
+    law = result.law
+    given: dict[str, list[float]] = {}
+    if N:
+        given["N"] = parse_values(N, "--N")
+    if D:
+        given["D"] = parse_values(D, "--D")
+    for item in at or []:
+        column, sep, values = (s.strip() for s in item.partition("="))
+        if not sep or not column or not values:
+            raise ScalingError(f"--at {item!r}: expected COLUMN=VALUES, e.g. --at U=25e9")
+        if column in given:
+            raise ScalingError(f"--at {item!r}: {column} is given twice")
+        given[column] = parse_values([values], f"--at {column}")
+    unknown = [c for c in given if c not in law.inputs]
+    if unknown:
+        raise ScalingError(f"law {law.name} has no input {unknown[0]!r}; its inputs are {', '.join(law.inputs)}")
+    missing = [c for c in law.inputs if c not in given]
+    if missing:
+        flags = " ".join(f"--{c} VALUE" if c in ("N", "D") else f"--at {c}=VALUE" for c in missing)
+        raise ScalingError(f"law {law.name} ({law.formula}) needs {', '.join(missing)}: add {flags}")
+    columns = list(law.inputs)
+    grid = list(itertools.product(*(given[c] for c in columns)))
+    if len(grid) > 1_000_000:
+        raise ScalingError(f"the grid has {len(grid)} points; at most 1000000")
+    inputs = {c: np.array([g[i] for g in grid]) for i, c in enumerate(columns)}
+    table = result.predict(ci=ci, **inputs)
+    _warn_no_intervals(table, result)
+    emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=_ci_caption(result, ci))
+
+
+@app.command("optimal")
+def optimal_command(
+    fit: Annotated[str, typer.Argument(help="A fit file or a published law name.", metavar="FIT_OR_NAME")],
+    compute: Annotated[list[str], typer.Option("--compute", "-C", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7.")],
+    ci: CiOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap."""
+    result = _load(fit)
+    values = parse_values(compute, "--compute")
+    table = result.optimal(np.array(values), ci=ci)
+    _warn_no_intervals(table, result)
+    emit(table, fmt, title=f"{_describe(fit, result)}: compute-optimal allocation under C = 6ND",
+         caption=_ci_caption(result, ci))
+
+
+def _describe(name: str, result: Any) -> str:
+    return name if name == result.law.name else f"{name} ({result.law.name})"
+
+
+def _ci_caption(result: Any, ci: float | None) -> str | None:
+    draws = getattr(result, "draws", None)
+    n = 0 if draws is None else len(draws)
+    if not n:
+        return None
+    level = ci if ci is not None else (getattr(result, "settings", {}) or {}).get("ci", 0.95)
+    return f"lower/upper: {level:.0%} interval from {n} bootstrap draws"
+
+
+def _warn_no_intervals(table: pd.DataFrame, result: Any) -> None:
+    lower = [c for c in table.columns if str(c).endswith("lower")]
+    if lower and table[lower].isna().all().all():
+        note("no intervals: this fit carries no bootstrap draws")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling laws
+
+
+@app.command("laws")
+def laws_command(
+    name: Annotated[Optional[str], typer.Argument(help="Show one law in full (e.g. chinchilla, power:D).", metavar="[NAME]")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """The law catalogue: name, formula, inputs, parameters and paper; or one law in full."""
+    if name is None:
+        rows = [_law_row(get_law(n), short=fmt is Format.table) for n in law_names()]
+        table = pd.DataFrame(rows, columns=["name", "formula", "inputs", "params", "paper"])
+        if fmt is Format.json:
+            print_json([_law_record(get_law(n)) for n in law_names()])
+        else:
+            emit(table, fmt, title="scaling laws", caption="scaling laws NAME shows one in full; fit one with --law NAME")
+        return
+    law = get_law(name)
+    params = pd.DataFrame(
+        [{"param": p.name, "lower": p.lower, "upper": p.upper, "log scale": p.log_scale, "description": p.description}
+         for p in law.params]
+    )
+    if fmt is Format.json:
+        print_json(_law_record(law))
+    elif fmt is Format.csv:
+        print_csv(params)
+    else:
+        print_fields([
+            ("law", law.name), ("formula", law.formula), ("paper", law.reference),
+            ("inputs", ", ".join(law.inputs)), ("output", law.output),
+            ("needs", ", ".join(f"{k}: {v} distinct values" for k, v in law.min_distinct.items()) or "-"),
+            ("derived", ", ".join(law.derived) or "-"),
+            ("compute-optimal", "closed form" if law.optimal is not None else "numeric"),
+            ("notes", law.notes or "-"),
+        ])
+        blank_line()
+        print_table(params, title="parameters")
+
+
+def _law_row(law: Law, short: bool) -> dict[str, str]:
+    return {"name": law.name, "formula": law.formula, "inputs": ", ".join(law.inputs),
+            "params": ", ".join(law.param_names), "paper": _short_reference(law.reference) if short else law.reference}
+
+
+def _short_reference(reference: str) -> str:
+    """``Hoffmann et al. 2022, Training ..., arXiv:2203.15556 (Eq. 2)`` -> ``Hoffmann et al. 2022, arXiv:2203.15556``."""
+    head = re.match(r"^(.*?\b(19|20)\d\d)\b", reference)
+    arxiv = re.search(r"arXiv:\s*[\d.]+", reference)
+    if not head:
+        return reference
+    return head.group(1) + (f", {arxiv.group(0)}" if arxiv else "")
+
+
+def _law_record(law: Law) -> dict[str, Any]:
+    return {
+        "name": law.name, "formula": law.formula, "reference": law.reference, "inputs": list(law.inputs),
+        "output": law.output,
+        "params": [{"name": p.name, "lower": p.lower, "upper": p.upper, "log_scale": p.log_scale,
+                    "description": p.description} for p in law.params],
+        "derived": list(law.derived), "min_distinct": dict(law.min_distinct),
+        "closed_form_optimal": law.optimal is not None, "notes": law.notes,
+    }

@@ -1,0 +1,140 @@
+"""How every command prints: a rich table for people, JSON or CSV for pipes (``--format table|json|csv``).
+
+Only data goes to stdout, so ``scaling forecast chinchilla --N 7e10 --D 1.4e12 --format csv | ...`` and
+``--format json | jq`` work; notes (which law was picked, where a fit was saved, warnings) go to stderr in
+every format. JSON has ``null`` where a number is missing or not finite (JSON has no NaN).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _console(stderr: bool = False) -> Console:
+    # Built per call so it writes to the current sys.stdout/sys.stderr (pytest's capsys swaps them). A pipe gets
+    # a wide console: rich would otherwise wrap tables at 80 columns.
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else max(shutil.get_terminal_size((160, 24)).columns, 160)
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def note(message: str, *, style: str | None = None) -> None:
+    """A status line for people, on stderr (never mixed into piped data)."""
+    _console(stderr=True).print(message, style=style, markup=False)
+
+
+def warn(message: str) -> None:
+    note(f"warning: {message}", style="yellow")
+
+
+def format_number(value: Any, digits: int = 5) -> str:
+    """Five significant digits (exponents need four to be honest, LAWS.md 2.6); integers as integers."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return ""
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v.is_integer() and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:.{digits}g}"
+    return str(value)
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy/pandas values to plain JSON types; NaN and inf become None."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return [to_jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, pd.Series):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if value is None or isinstance(value, str):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_csv(df: pd.DataFrame) -> None:
+    # Full precision (pandas writes repr of floats), no index, empty cell for a missing value.
+    df.to_csv(sys.stdout, index=False, lineterminator="\n")
+    sys.stdout.flush()
+
+
+def print_table(df: pd.DataFrame, *, title: str | None = None, caption: str | None = None,
+                digits: int = 5) -> None:
+    """A DataFrame as a rich table: numbers right-aligned with ``digits`` significant digits."""
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left", show_edge=False)
+    for col in df.columns:
+        numeric = pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
+        table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
+    for row in df.itertuples(index=False):
+        table.add_row(*(format_number(v, digits) for v in row))
+    _console().print(table)
+
+
+def print_fields(fields: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
+    """``name  value`` lines (a two-column table without header) for a record such as fit quality."""
+    table = Table(title=title, title_justify="left", show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in fields:
+        if isinstance(value, (list, tuple)):
+            value = "; ".join(map(str, value)) if value else "none"
+        table.add_row(name, format_number(value))
+    _console().print(table)
+
+
+def blank_line() -> None:
+    _console().print()
+
+
+def emit(df: pd.DataFrame, fmt: Format | str, *, title: str | None = None, caption: str | None = None) -> None:
+    """Print one DataFrame in the chosen format (the common case: forecast, optimal, laws)."""
+    fmt = Format(fmt)
+    if fmt is Format.json:
+        print_json(df)
+    elif fmt is Format.csv:
+        print_csv(df)
+    else:
+        print_table(df, title=title, caption=caption)
