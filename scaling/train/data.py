@@ -1,0 +1,574 @@
+"""Training data: tokenized corpora cached on disk, a fixed held-out split, and stateless batch samplers.
+
+``load_corpus(spec, tokenizer=...)`` reads a corpus (:mod:`scaling.train.corpora`), splits it into train and
+held-out at document level, tokenizes both once and caches them as flat memory-mapped arrays::
+
+    corpus = load_corpus("english")                       # bytes, vocab 256, ~3.95M train / 200k held-out tokens
+    corpus = load_corpus("python", tokenizer="bpe-4096")  # BPE trained on the train split only
+    sampler = TrainSampler(corpus, context=128, batch_size=32, seed=0, total_tokens=4_000_000)
+    x = sampler.batch(step)                               # LongTensor [32, 129]: inputs x[:, :-1], targets x[:, 1:]
+
+The held-out split. Documents (a chapter, a source file, a paragraph; documents over 64 KiB are cut at line
+breaks into pieces) are ordered by the SHA-256 of their text, and the held-out split is the shortest prefix of
+that order with at least ``heldout_tokens`` tokens. It is therefore fixed for a corpus, tokenizer and size,
+spread over the whole corpus, and identical documents always land on the same side (they hash alike). The
+train split is every other document, also in hash order, so "the first U tokens" of it is a random-looking but
+fixed sample of documents, and a smaller U is a subset of a larger one (nested subsets, Muennighoff et al. 2023).
+Documents are joined with a blank line ("\\n\\n").
+
+BPE (``"bpe-<vocab>"``): a byte-level BPE (Hugging Face ``tokenizers``) trained on documents outside a reserve
+of the first documents of the hash order (6x ``heldout_tokens`` bytes, at most half the corpus), so the
+held-out text, which is taken from inside that reserve, never trains the tokenizer.
+
+The cache lives in ``cache_dir`` (default ``$SCALING_CACHE`` or ``~/.cache/scaling``) under
+``corpora/<name>-<tokenizer>-<fingerprint>/`` with ``train.bin``, ``heldout.bin``, ``meta.json`` (and
+``tokenizer.json`` for BPE). The folder is built in a temporary folder and renamed into place under a file lock,
+so two processes that need the same corpus at once tokenize it once and never see a half-written cache.
+
+Sampling. A training sequence is ``context + 1`` consecutive tokens and counts ``context`` tokens towards D (its
+targets). The pool of tokens a run may draw from (the first ``unique_tokens`` of the train split, or all of it)
+is cut into ``pool // context`` windows with stride ``context``; a window wraps around to the start of its pool
+for its last token, so that every token of the pool is a target exactly once per epoch and no token outside
+the pool is ever read. Global sequence ``g`` of the run (``g = step * batch_size + row``) maps to a window by a
+pure function of ``(seed, g)``: epoch ``e`` is a seeded permutation of the windows, reshuffled every epoch. A
+batch is therefore the same whatever was sampled before (exact resume) and process ``p`` of ``P`` takes rows
+``[p*B/P, (p+1)*B/P)`` of the global batch (D is counted globally over processes).
+
+Repetition (Hernandez et al. 2022): with ``repeat_fraction`` f and ``repeat_count`` k, a subset of
+``S = round(f*n/k)`` windows (n = sequences in the run) is put aside; ``S*k`` of the run's sequences, spread
+evenly through it, come from that subset (k passes, reshuffled each pass), the rest from the other windows,
+which never overlap the subset.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+
+from scaling.errors import ScalingError
+from scaling.train import corpora
+
+FORMAT_VERSION = 1  # bump when the split, tokenization or file layout changes: old caches are then ignored
+SEPARATOR = "\n\n"
+MAX_PIECE_BYTES = 1 << 16
+BPE_RESERVE_FACTOR = 6  # bytes of reserve per requested held-out token (BPE at 4096 is ~3-4 bytes per token)
+_TOKENIZER_RE = re.compile(r"^(bytes|bpe-(\d+))$")
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizedCorpus:
+    """A corpus split into train and held-out token arrays (memory-mapped from the cache)."""
+
+    name: str  # "english", "python", or the file/hub name given
+    tokenizer: str  # "bytes" or "bpe-<vocab>"
+    vocab_size: int
+    train: np.ndarray  # 1-D np.memmap of token ids (uint8 for bytes, uint16 for BPE)
+    heldout: np.ndarray  # 1-D np.memmap, fixed, disjoint from train at document level
+    heldout_bytes: int  # UTF-8 bytes of the text behind `heldout`
+    fingerprint: str  # hash of (source content, tokenizer, split settings, format version)
+    path: Path = field(default=Path("."))  # the cache folder
+    token_bytes: np.ndarray = field(default_factory=lambda: np.ones(256, dtype=np.int64))  # UTF-8 bytes per id
+
+    def count_bytes(self, token_ids: np.ndarray | torch.Tensor) -> int:
+        """Exact UTF-8 bytes behind some token ids (for bits per byte over a subset of the held-out tokens)."""
+        ids = token_ids.numpy() if isinstance(token_ids, torch.Tensor) else np.asarray(token_ids)
+        return int(self.token_bytes[ids.astype(np.int64, copy=False)].sum())
+
+    def decode(self, token_ids: Sequence[int] | np.ndarray | torch.Tensor) -> str:
+        """Token ids back to text (invalid UTF-8 at a cut in the middle of a character shows as U+FFFD)."""
+        ids = np.asarray(token_ids.tolist() if isinstance(token_ids, torch.Tensor) else token_ids, dtype=np.int64)
+        if self.tokenizer == "bytes":
+            return ids.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+        return _load_tokenizer(str(self.path / "tokenizer.json")).decode(ids.tolist(), skip_special_tokens=False)
+
+
+# --- loading and caching ----------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$SCALING_CACHE`` or ``~/.cache/scaling``."""
+    return Path(os.environ.get("SCALING_CACHE") or Path.home() / ".cache" / "scaling").expanduser()
+
+
+def parse_tokenizer(tokenizer: str) -> int:
+    """Vocabulary size of a tokenizer spec: ``"bytes"`` -> 256, ``"bpe-4096"`` -> 4096."""
+    match = _TOKENIZER_RE.match(str(tokenizer).strip())
+    if not match:
+        raise ScalingError(f"tokenizer {tokenizer!r}: expected 'bytes' or 'bpe-<vocab>', e.g. 'bpe-4096'")
+    if match.group(2) is None:
+        return 256
+    vocab = int(match.group(2))
+    if not 257 <= vocab <= 65536:  # more than the 256 byte symbols; ids must fit uint16
+        raise ScalingError(f"tokenizer {tokenizer!r}: BPE vocabulary must be between 257 and 65536")
+    return vocab
+
+
+def load_corpus(
+    spec: str = "english",
+    *,
+    tokenizer: str = "bytes",
+    heldout_tokens: int = 200_000,
+    cache_dir: str | Path | None = None,
+) -> TokenizedCorpus:
+    """Load a corpus as train/held-out token arrays, tokenizing it once and caching the result.
+
+    ``spec``: ``"english"``, ``"python"``, a local .txt/.jsonl/.json/.parquet file or folder, or
+    ``"hf:NAME[:CONFIG]"`` (online only). ``tokenizer``: ``"bytes"`` or ``"bpe-<vocab>"``. ``heldout_tokens``:
+    the minimum size of the held-out split, in tokens of this tokenizer (whole documents are taken, so it is
+    slightly larger).
+    """
+    vocab = parse_tokenizer(tokenizer)
+    tokenizer = str(tokenizer).strip()
+    if isinstance(heldout_tokens, bool) or not isinstance(heldout_tokens, (int, np.integer)) or heldout_tokens < 1:
+        raise ScalingError(f"heldout_tokens={heldout_tokens!r}: expected a positive whole number")
+    heldout_tokens = int(heldout_tokens)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    try:
+        (root / "corpora").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScalingError(f"cache folder {root}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(root / "corpora", os.W_OK):
+        raise ScalingError(f"cache folder {root}: not writable (set SCALING_CACHE or cache_dir)")
+
+    source = corpora.resolve(spec, hf_cache_dir=root / "hf-datasets")
+    settings = {
+        "format": FORMAT_VERSION,
+        "source": source.content_hash,
+        "tokenizer": tokenizer,
+        "heldout_tokens": heldout_tokens,
+        "max_piece_bytes": MAX_PIECE_BYTES,
+        "separator": SEPARATOR,
+    }
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    folder = root / "corpora" / f"{_slug(source.name)}-{tokenizer}-{fingerprint}"
+    if not (folder / "meta.json").exists():
+        with FileLock(str(folder) + ".lock"):
+            if not (folder / "meta.json").exists():  # another process may have built it while we waited
+                _build(source, tokenizer, vocab, heldout_tokens, fingerprint, settings, folder)
+    return _open(folder)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name if os.sep in name or "/" in name else name)[:40]
+
+
+def _open(folder: Path) -> TokenizedCorpus:
+    meta = json.loads((folder / "meta.json").read_text())
+    dtype = np.dtype(meta["dtype"])
+    train = np.memmap(folder / "train.bin", dtype=dtype, mode="r")
+    heldout = np.memmap(folder / "heldout.bin", dtype=dtype, mode="r")
+    if meta["tokenizer"] == "bytes":
+        token_bytes = np.ones(256, dtype=np.int64)
+    else:
+        token_bytes = np.asarray(meta["token_bytes"], dtype=np.int64)
+    return TokenizedCorpus(
+        name=meta["name"],
+        tokenizer=meta["tokenizer"],
+        vocab_size=meta["vocab_size"],
+        train=train,
+        heldout=heldout,
+        heldout_bytes=meta["heldout_bytes"],
+        fingerprint=meta["fingerprint"],
+        path=folder,
+        token_bytes=token_bytes,
+    )
+
+
+def _documents(source: corpora.Source) -> list[str]:
+    """Non-empty documents, those over MAX_PIECE_BYTES cut at line breaks into pieces."""
+    pieces: list[str] = []
+    for doc in source.read():
+        doc = doc.strip()
+        if not doc:
+            continue
+        if len(doc) * 4 <= MAX_PIECE_BYTES or len(doc.encode("utf-8")) <= MAX_PIECE_BYTES:
+            pieces.append(doc)
+            continue
+        # Why: a corpus of a few huge files could not be split by whole documents, and one huge document would
+        # swamp the held-out split. Neighbouring pieces of one document can land on both sides of the split.
+        current: list[str] = []
+        size = 0
+        for line in doc.split("\n"):
+            n = len(line.encode("utf-8")) + 1
+            if current and size + n > MAX_PIECE_BYTES:
+                pieces.append("\n".join(current).strip())
+                current, size = [], 0
+            current.append(line)
+            size += n
+        pieces.append("\n".join(current).strip())
+    pieces = [p for p in pieces if p]
+    if not pieces:
+        raise ScalingError(f"corpus {source.name}: empty (no text in it)")
+    return pieces
+
+
+def _heldout_prefix(sizes: list[int], sep: int, hashes: list[str], target: int) -> int:
+    """Length of the shortest prefix (in hash order) with >= target tokens, extended over equal hashes."""
+    total = -sep
+    for i, size in enumerate(sizes):
+        total += size + sep
+        if total >= target:
+            k = i + 1
+            while k < len(hashes) and hashes[k] == hashes[k - 1]:  # duplicates stay on one side
+                k += 1
+            return k
+    return len(sizes)
+
+
+def _build(
+    source: corpora.Source,
+    tokenizer: str,
+    vocab: int,
+    heldout_tokens: int,
+    fingerprint: str,
+    settings: dict,
+    folder: Path,
+) -> None:
+    start = time.perf_counter()
+    pieces = _documents(source)
+    hashes = [hashlib.sha256(p.encode("utf-8")).hexdigest() for p in pieces]
+    order = sorted(range(len(pieces)), key=lambda i: (hashes[i], i))
+    pieces = [pieces[i] for i in order]
+    hashes = [hashes[i] for i in order]
+    byte_sizes = [len(p.encode("utf-8")) for p in pieces]
+    total_bytes = sum(byte_sizes) + len(SEPARATOR) * (len(pieces) - 1)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        meta: dict = {}
+        if tokenizer == "bytes":
+            dtype = np.dtype(np.uint8)
+            k = _heldout_prefix(byte_sizes, len(SEPARATOR), hashes, heldout_tokens)
+            _check_size(source.name, tokenizer, heldout_tokens, k, len(pieces), sum(byte_sizes[:k]), total_bytes)
+            encode = _encode_bytes
+            actual_vocab = 256
+        else:
+            dtype = np.dtype(np.uint16)
+            tok, k = _bpe_split(source.name, tokenizer, pieces, byte_sizes, hashes, vocab, heldout_tokens, total_bytes)
+            tok.save(str(tmp / "tokenizer.json"))
+            actual_vocab = tok.get_vocab_size()
+            # With a byte-level BPE every character of a token's string stands for exactly one byte.
+            meta["token_bytes"] = [len(tok.id_to_token(i)) for i in range(actual_vocab)]
+            encode = functools.partial(_encode_bpe, tok)
+
+        heldout = encode(pieces[:k])
+        train = encode(pieces[k:])
+        heldout.astype(dtype).tofile(tmp / "heldout.bin")
+        train.astype(dtype).tofile(tmp / "train.bin")
+        heldout_bytes = sum(byte_sizes[:k]) + len(SEPARATOR) * (k - 1)
+        meta.update(
+            name=source.name,
+            tokenizer=tokenizer,
+            vocab_size=actual_vocab,
+            dtype=dtype.name,
+            fingerprint=fingerprint,
+            settings=settings,
+            train_tokens=int(train.size),
+            heldout_tokens=int(heldout.size),
+            train_bytes=total_bytes - heldout_bytes - len(SEPARATOR),
+            heldout_bytes=heldout_bytes,
+            train_documents=len(pieces) - k,
+            heldout_documents=k,
+            heldout_sha256=hashes[:k],
+            build_seconds=round(time.perf_counter() - start, 3),
+        )
+        # meta.json last: its presence marks a complete cache (the folder is renamed into place only after it).
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_size(name: str, tokenizer: str, wanted: int, k: int, n_pieces: int, held: int, total: int) -> None:
+    # The held-out split may take at most half of the corpus: otherwise there is little left to train on, and a
+    # corpus of one document cannot be split by documents at all.
+    if k >= n_pieces or 2 * held > total:
+        raise ScalingError(
+            f"corpus {name}: too small for a held-out split of {wanted} {tokenizer} tokens "
+            f"({total} bytes in {n_pieces} documents); lower heldout_tokens or use a larger corpus"
+        )
+
+
+def _encode_bytes(pieces: list[str]) -> np.ndarray:
+    return np.frombuffer(SEPARATOR.join(pieces).encode("utf-8"), dtype=np.uint8)
+
+
+def _encode_bpe(tok, pieces: list[str]) -> np.ndarray:
+    # Pieces are encoded one by one (in parallel by `tokenizers`) and joined with the separator's own tokens,
+    # which decodes to exactly SEPARATOR.join(pieces).
+    sep = tok.encode(SEPARATOR).ids
+    out: list[int] = []
+    for i, enc in enumerate(tok.encode_batch(pieces)):
+        if i:
+            out.extend(sep)
+        out.extend(enc.ids)
+    return np.asarray(out, dtype=np.int64)
+
+
+def train_bpe(texts: Sequence[str], vocab_size: int):
+    """Train a byte-level BPE (Hugging Face ``tokenizers``) on some texts; lossless on any UTF-8 text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: no unknown tokens, ever
+        special_tokens=[],
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return tok
+
+
+def _bpe_split(name, tokenizer, pieces, byte_sizes, hashes, vocab, heldout_tokens, total_bytes):
+    """Train the BPE outside a reserve at the head of the hash order, then take the held-out from the reserve."""
+    sep = len(SEPARATOR)
+    factor = BPE_RESERVE_FACTOR
+    while True:
+        reserve_bytes = min(factor * heldout_tokens, total_bytes // 2)
+        r = _heldout_prefix(byte_sizes, sep, hashes, reserve_bytes)
+        if r >= len(pieces):
+            _check_size(name, tokenizer, heldout_tokens, r, len(pieces), total_bytes, total_bytes)
+        tok = train_bpe(pieces[r:], vocab)
+        sizes = [len(enc.ids) for enc in tok.encode_batch(pieces[:r])]
+        sep_tokens = len(tok.encode(SEPARATOR).ids)
+        k = _heldout_prefix(sizes, sep_tokens, hashes, heldout_tokens)
+        reached = sum(sizes[:k]) + sep_tokens * (k - 1) >= heldout_tokens
+        if reached and k <= r:
+            _check_size(name, tokenizer, heldout_tokens, k, len(pieces), sum(byte_sizes[:k]), total_bytes)
+            return tok, k
+        if reserve_bytes >= total_bytes // 2:
+            _check_size(name, tokenizer, heldout_tokens, len(pieces), len(pieces), total_bytes, total_bytes)
+        factor *= 2  # more bytes per token than expected (a large vocabulary): retry with a larger reserve
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(path: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(path)
+
+
+# --- sampling -----------------------------------------------------------------------------------------------------
+
+
+class TrainSampler:
+    """Stateless batches for a run: ``batch(step)`` is a pure function of ``(seed, step)``.
+
+    Hyper-parameters: ``context``, ``batch_size`` (global sequences per step), ``seed``, ``total_tokens`` (D),
+    ``unique_tokens`` (U: train on the first U tokens of the train split, D/U epochs, Muennighoff et al. 2023),
+    ``repeat_fraction`` f and ``repeat_count`` k (f*D tokens from a subset of f*D/k tokens seen k times,
+    interleaved, Hernandez et al. 2022). D and U are rounded down to whole steps and whole sequences; the
+    exact values are ``tokens`` and ``unique_tokens_used``.
+    """
+
+    def __init__(
+        self,
+        corpus: TokenizedCorpus,
+        *,
+        context: int,
+        batch_size: int,
+        seed: int,
+        total_tokens: int,
+        unique_tokens: int | None = None,
+        repeat_fraction: float = 0.0,
+        repeat_count: int = 1,
+    ):
+        for key, value in (("context", context), ("batch_size", batch_size), ("total_tokens", total_tokens)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ScalingError(f"{key}={value!r}: expected a positive whole number")
+        if isinstance(repeat_count, bool) or not isinstance(repeat_count, (int, np.integer)) or repeat_count < 1:
+            raise ScalingError(f"repeat_count={repeat_count!r}: expected a whole number >= 1")
+        if not 0.0 <= float(repeat_fraction) <= 1.0:
+            raise ScalingError(f"repeat_fraction={repeat_fraction!r}: expected a number between 0 and 1")
+        self.corpus = corpus
+        self.context, self.batch_size, self.seed = int(context), int(batch_size), int(seed)
+        self.repeat_fraction, self.repeat_count = float(repeat_fraction), int(repeat_count)
+        step_tokens = self.batch_size * self.context
+        if total_tokens < step_tokens:
+            raise ScalingError(
+                f"tokens={total_tokens}: smaller than one batch (batch_size {batch_size} x context {context} = "
+                f"{step_tokens} tokens)"
+            )
+        self.steps = int(total_tokens) // step_tokens
+        self.tokens = self.steps * step_tokens  # D actually trained on
+        self.sequences = self.steps * self.batch_size
+
+        n_train = len(corpus.train)
+        if unique_tokens is not None:
+            if isinstance(unique_tokens, bool) or not isinstance(unique_tokens, (int, np.integer)) or unique_tokens < 1:
+                raise ScalingError(f"unique_tokens={unique_tokens!r}: expected a positive whole number")
+            if unique_tokens > n_train:
+                raise ScalingError(
+                    f"unique_tokens={unique_tokens}: larger than the train split of corpus {corpus.name} "
+                    f"({n_train} {corpus.tokenizer} tokens)"
+                )
+            if self.repeat_fraction > 0:
+                raise ScalingError("unique_tokens and repeat_fraction cannot be combined in one run; use one of them")
+            pool = int(unique_tokens)
+        else:
+            pool = n_train
+        windows = pool // self.context
+        if windows < 1:
+            raise ScalingError(
+                f"unique_tokens={pool}: fewer than one sequence of context {self.context} tokens"
+                if unique_tokens is not None
+                else f"corpus {corpus.name}: train split ({n_train} tokens) is shorter than one sequence"
+            )
+
+        # Repeated subset: S windows seen k times, R = S*k of the run's sequences.
+        subset = 0
+        if self.repeat_fraction > 0:
+            subset_tokens = self.repeat_fraction * self.tokens / self.repeat_count
+            subset = int(round(self.repeat_fraction * self.sequences / self.repeat_count))
+            if subset < 1:
+                raise ScalingError(
+                    f"repeat_fraction={repeat_fraction}, repeat_count={repeat_count}: the repeated subset "
+                    f"({subset_tokens:.0f} tokens) is smaller than one sequence of {self.context} tokens"
+                )
+            if subset >= windows:
+                raise ScalingError(
+                    f"repeat_fraction={repeat_fraction}, repeat_count={repeat_count}: the repeated subset "
+                    f"({subset * self.context} tokens) does not fit in the train split of corpus {corpus.name} "
+                    f"({windows * self.context} tokens usable)"
+                )
+        self.subset_windows = subset
+        self.repeated_sequences = min(subset * self.repeat_count, self.sequences)
+        self.unique_windows = windows - subset
+        self.unique_tokens_used = windows * self.context  # tokens the run can draw from, subset included
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def epochs(self, tokens: int | None = None) -> float:
+        """Passes over the pool of ``unique_tokens_used`` tokens after ``tokens`` (default: the whole run)."""
+        return (self.tokens if tokens is None else tokens) / self.unique_tokens_used
+
+    def batch(self, step: int, process_index: int = 0, num_processes: int = 1) -> torch.Tensor:
+        """This process's rows of the global batch of ``step``: LongTensor [batch_size/num_processes, context+1]."""
+        if num_processes < 1 or self.batch_size % num_processes:
+            raise ScalingError(f"batch_size={self.batch_size}: not divisible by {num_processes} processes")
+        if not 0 <= process_index < num_processes:
+            raise ValueError(f"process_index {process_index} out of range for {num_processes} processes")
+        if step < 0:
+            raise ValueError(f"step {step} < 0")
+        local = self.batch_size // num_processes
+        first = step * self.batch_size + process_index * local
+        index = self.token_index(np.arange(first, first + local, dtype=np.int64))
+        return torch.from_numpy(self.corpus.train[index].astype(np.int64))
+
+    def token_index(self, sequences: np.ndarray) -> np.ndarray:
+        """Positions in ``corpus.train`` of global sequences ``g``: int64 array [len(g), context+1]."""
+        g = np.asarray(sequences, dtype=np.int64)
+        offsets = np.arange(self.context + 1, dtype=np.int64)
+        out = np.empty((g.size, self.context + 1), dtype=np.int64)
+        if self.repeated_sequences:
+            repeated_before = self._repeated_before(g)
+            is_repeated = self._repeated_before(g + 1) > repeated_before
+        else:
+            repeated_before = np.zeros_like(g)
+            is_repeated = np.zeros(g.shape, dtype=bool)
+        if is_repeated.any():
+            out[is_repeated] = self._pool_index(1, 0, self.subset_windows, repeated_before[is_repeated], offsets)
+        unique = ~is_repeated
+        if unique.any():
+            u = g[unique] - repeated_before[unique]
+            out[unique] = self._pool_index(0, self.subset_windows, self.unique_windows, u, offsets)
+        return out
+
+    def accounting(self, steps: int | None = None) -> dict:
+        """Exact token accounting after ``steps`` optimizer steps (default: the whole run)."""
+        steps = self.steps if steps is None else int(steps)
+        n = steps * self.batch_size
+        repeated = int(self._repeated_before(np.array([n]))[0]) if self.repeated_sequences else 0
+        unique = n - repeated
+        c = self.context
+        return {
+            "steps": steps,
+            "sequences": n,
+            "tokens": n * c,
+            "pool_tokens": self.unique_tokens_used,
+            "unique_pool_tokens": self.unique_windows * c,
+            "unique_tokens_drawn": unique * c,
+            "repeated_subset_tokens": self.subset_windows * c,
+            "repeated_tokens_drawn": repeated * c,
+            "distinct_tokens": (min(unique, self.unique_windows) + min(repeated, self.subset_windows)) * c,
+            "epochs": n * c / self.unique_tokens_used,
+            "unique_epochs": unique / self.unique_windows,
+            "repeat_passes": repeated / self.subset_windows if self.subset_windows else 0.0,
+            "repeat_fraction": repeated / n if n else 0.0,
+        }
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _repeated_before(self, g: np.ndarray) -> np.ndarray:
+        # Number of repeated sequences among global sequences [0, g): floor(g * R / n), which spreads the R repeated
+        # sequences evenly over the n sequences of the run. Python ints: g * R can exceed int64 for huge runs.
+        r, n = self.repeated_sequences, self.sequences
+        return np.array([int(x) * r // n for x in g.tolist()], dtype=np.int64)
+
+    def _pool_index(self, tag: int, first_window: int, windows: int, i: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        epoch, position = np.divmod(i, windows)
+        window = np.empty_like(i)
+        for e in np.unique(epoch).tolist():
+            sel = epoch == e
+            window[sel] = self._permutation(tag, e, windows)[position[sel]]
+        # Circular within the pool: the last window reads the pool's first token as its last target.
+        local = (window[:, None] * self.context + offsets[None, :]) % (windows * self.context)
+        return first_window * self.context + local
+
+    def _permutation(self, tag: int, epoch: int, windows: int) -> np.ndarray:
+        key = (tag, epoch)
+        perm = self._perms.get(key)
+        if perm is None:
+            if len(self._perms) >= 4:  # a batch touches at most two epochs of each pool
+                self._perms.pop(next(iter(self._perms)))
+            perm = np.random.default_rng([self.seed, tag, epoch]).permutation(windows)
+            self._perms[key] = perm
+        return perm
+
+
+def heldout_batches(
+    corpus: TokenizedCorpus,
+    *,
+    context: int,
+    batch_size: int,
+    max_tokens: int | None = None,
+    process_index: int = 0,
+    num_processes: int = 1,
+) -> Iterator[torch.Tensor]:
+    """Non-overlapping windows over ``corpus.heldout``, deterministic: LongTensors [<=batch_size, context+1].
+
+    Window i is tokens ``[i*context, i*context + context + 1)``, so every held-out token after the first is a
+    target exactly once. ``max_tokens`` keeps the first ``max_tokens // context`` windows (at least one).
+    Process ``p`` of ``P`` gets a contiguous share of the windows; the shares together are all of them.
+    """
+    n_windows = (len(corpus.heldout) - 1) // context
+    if n_windows < 1:
+        raise ScalingError(
+            f"corpus {corpus.name}: held-out split ({len(corpus.heldout)} tokens) is shorter than one window of "
+            f"context {context} + 1"
+        )
+    if max_tokens is not None:
+        n_windows = min(n_windows, max(1, int(max_tokens) // context))
+    share = np.array_split(np.arange(n_windows, dtype=np.int64), num_processes)[process_index]
+    offsets = np.arange(context + 1, dtype=np.int64)
+    for start in range(0, share.size, batch_size):
+        windows = share[start : start + batch_size]
+        yield torch.from_numpy(corpus.heldout[windows[:, None] * context + offsets[None, :]].astype(np.int64))
