@@ -72,8 +72,10 @@ def effective_data(N, loss, *, alpha_N, alpha_D, N_c, D_c):
     """
     N, loss = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(loss, dtype=float))
     gap = loss ** (1.0 / alpha_D) - (N_c / N) ** (alpha_N / alpha_D)
-    with np.errstate(divide="ignore"):
-        return np.where(gap > 0, D_c / np.where(gap > 0, gap, 1.0), np.inf)
+    # Compare with L_B(N, inf) computed as Kaplan's L(N) is, so a loss equal to it is saturated despite rounding
+    # in the gap (which would otherwise give a finite D_E ~ 1e20).
+    reachable = (gap > 0) & (loss > (N_c / N) ** alpha_N)
+    return np.where(reachable, D_c / np.where(reachable, gap, 1.0), np.inf)
 
 
 def data_for_infinite_performance(N, *, alpha_N, alpha_D, N_c, D_c):

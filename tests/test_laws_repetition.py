@@ -1,0 +1,81 @@
+"""Hernandez et al. 2022 repeated-data analysis: N_eff inversion, band arithmetic, region finder (LAWS.md 4.5)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scaling.errors import ScalingError
+from scaling.laws import get_law
+from scaling.laws.repetition import (
+    PUBLISHED_BOUNDARIES,
+    effective_params,
+    poor_performance_region,
+    power_boundary,
+    size_multiplier,
+)
+
+LAW = get_law("repetition")
+KAPLAN_BASELINE = {"L_inf": 0.0, "N_c": 8.8e13, "a_N": 0.076}
+
+
+def test_effective_params_inverts_the_baseline():
+    L = float(LAW.predict(KAPLAN_BASELINE, N=4e8))
+    assert float(effective_params(L, **KAPLAN_BASELINE)) == pytest.approx(4e8, rel=1e-9)
+    assert float(size_multiplier(L, 8e8, **KAPLAN_BASELINE)) == pytest.approx(0.5, rel=1e-9)
+    # with an irreducible term too
+    p = {"L_inf": 1.7, "N_c": 3e6, "a_N": 0.3}
+    N = np.logspace(4, 7, 7)
+    np.testing.assert_allclose(effective_params(LAW.predict(p, N=N), **p), N, rtol=1e-9)
+    assert np.isinf(effective_params(1.7, **p))  # at or below L_inf no finite size reaches it
+
+
+def test_published_band_at_8e8():
+    left = float(power_boundary(8e8, **PUBLISHED_BOUNDARIES["left"]))
+    right = float(power_boundary(8e8, **PUBLISHED_BOUNDARIES["right"]))
+    assert left == pytest.approx(43.4, abs=0.5)
+    assert right == pytest.approx(1803, abs=5)
+    assert left < 100 < right  # 0.1% of the data repeated 100 times sits inside the region
+
+
+def _gaussian_bump(E):
+    return 0.5 * np.exp(-((np.log(E) - math.log(100)) ** 2) / 2)
+
+
+def test_region_finder_interpolates_the_crossing():
+    E = np.logspace(0, 4, 400)
+    r = poor_performance_region(E, _gaussian_bump(E))
+    exact = (100 * math.exp(-math.sqrt(2 * math.log(2))), 100 * math.exp(math.sqrt(2 * math.log(2))))
+    assert exact == pytest.approx((30.81, 324.60), abs=0.01)
+    assert r.left == pytest.approx(exact[0], rel=2e-3)
+    assert r.right == pytest.approx(exact[1], rel=2e-3)
+    assert not (r.left_open or r.right_open)
+    # the nearest grid points (no interpolation) are the looser LAWS.md reference values
+    inside = E[_gaussian_bump(E) >= 0.25]
+    assert (inside[0], inside[-1]) == pytest.approx((31.17, 320.82), rel=1.5e-2)
+
+
+def test_region_finder_on_a_coarse_sweep_and_open_edges():
+    E = np.array([2.0, 4, 10, 30, 100, 300, 1000])
+    r = poor_performance_region(E, _gaussian_bump(E))
+    assert r.peak_E == 100
+    assert 10 < r.left < 30 * 1.5 and 300 * 0.7 < r.right < 1000
+    # degradation still high at the largest repeat count: the right edge is only a bound
+    r = poor_performance_region(E, np.array([0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.35]))
+    assert r.right_open and r.right == 1000 and not r.left_open
+    # unsorted input is sorted first
+    shuffled = np.array([3, 0, 6, 1, 5, 2, 4])
+    r2 = poor_performance_region(E[shuffled], _gaussian_bump(E)[shuffled])
+    assert (r2.left, r2.right) == pytest.approx((poor_performance_region(E, _gaussian_bump(E)).left,
+                                                 poor_performance_region(E, _gaussian_bump(E)).right))
+
+
+def test_region_finder_rejects_bad_input():
+    with pytest.raises(ScalingError, match="no repeat count degrades"):
+        poor_performance_region([1, 10, 100], [0.0, -0.1, 0.0])
+    with pytest.raises(ScalingError, match="distinct"):
+        poor_performance_region([1, 10, 10], [0.1, 0.2, 0.3])
+    with pytest.raises(ScalingError, match="at least 2"):
+        poor_performance_region([1], [0.1])
