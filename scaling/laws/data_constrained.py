@@ -202,6 +202,7 @@ def _optimal_unconstrained(params: Mapping[str, float], compute):
 
 
 _BASE = {p.name: p for p in CHINCHILLA.params}
+PAPER_R_GRID = (20.0 / 3.0, 40.0 / 3.0, 20.0)
 
 DATA_CONSTRAINED = register(
     Law(
@@ -216,10 +217,11 @@ DATA_CONSTRAINED = register(
             _BASE["B"],
             _BASE["alpha"],
             _BASE["beta"],
-            # The paper starts R* from linspace(0, 20, 4); 0 is not a valid start for a log-scale parameter.
-            Param("R_D", 0.0, np.inf, (1.0, 5.0, 15.0, 40.0), log_scale=True,
+            # The paper's start grid, linspace(0, 20, 4) for both, optimised in natural units as in its notebook.
+            # The 0 starts are left out: in the paper's code they give NaN (0/0 at R = 0) and never contributed.
+            Param("R_D", 0.0, np.inf, PAPER_R_GRID,
                   description="R*_D: repetitions at which repeated data is worth 1 - 1/e of fresh data on average"),
-            Param("R_N", 0.0, np.inf, (1.0, 5.0, 15.0, 40.0), log_scale=True,
+            Param("R_N", 0.0, np.inf, PAPER_R_GRID,
                   description="R*_N: the same decay constant for parameters beyond N_opt(U_D)"),
         ),
         function=data_constrained_loss,
