@@ -1,0 +1,16 @@
+"""The trainer: run configs -> trained tiny transformers -> rows of results.csv.
+
+    from scaling.train import RunConfig, run
+    rows = run({"n_layer": 2, "d_model": 64, "tokens": 4_000_000}, results="results.csv")
+
+Modules: :mod:`~scaling.train.config` (the validated run config and run ids), :mod:`~scaling.train.data`
+(corpora, tokenizers, samplers), :mod:`~scaling.train.model` (shapes, parameter and FLOP counts),
+:mod:`~scaling.train.loop` (accelerate training loop, schedules, checkpoints), :mod:`~scaling.train.metrics`
+(loss, bits per byte, ECE, Brier, peak FLOP/s), :mod:`~scaling.train.record` (the columns of results.csv),
+:mod:`~scaling.train.cli` (``trainers/train.py``). The fitting side of ``scaling`` never imports this package.
+"""
+
+from scaling.train.config import RunConfig, load_config, run_id
+from scaling.train.loop import run, train
+
+__all__ = ["RunConfig", "load_config", "run", "run_id", "train"]

@@ -1,0 +1,55 @@
+"""Command line of the trainer: ``python trainers/train.py --config FILE [key=value ...] [--results PATH]``.
+
+The same arguments work under ``accelerate launch trainers/train.py ...``. A user error prints one line
+``error: ...`` on stderr and exits 2 before anything is written; a run stopped early (SIGTERM, or the testing key
+``stop_after_steps``) exits 3 after saving what a re-run needs to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from scaling.errors import ScalingError
+
+EXIT_USAGE = 2
+EXIT_STOPPED = 3
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="trainers/train.py",
+        description="Train one small transformer and append its evaluations to a results table.",
+        epilog="Keys: see docs/training.md. Example: python trainers/train.py --config configs/runs/smoke.yaml tokens=2e5 seed=1",
+    )
+    p.add_argument("--config", "-c", help="run config (YAML)")
+    p.add_argument("--results", "-r", default="results.csv", help="CSV that gets one row per evaluation (default: results.csv)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or evaluation lines")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (values read as YAML)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Offline by design: nothing here may need the hub (datasets otherwise pings it even for local files).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    args = parser().parse_args(argv)
+    try:
+        from rich.console import Console
+
+        from scaling.train.config import load_config
+        from scaling.train.loop import train
+
+        if args.config is None and not args.overrides:
+            raise ScalingError("give --config FILE and/or key=value settings (at least tokens and a model shape)")
+        config = load_config(args.config, args.overrides)
+        console = None if args.quiet else Console(stderr=True)
+        outcome = train(config, args.results, console=console)
+    except ScalingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if outcome.stopped_at is not None:
+        print(f"stopped after step {outcome.stopped_at}; run the same command again to resume", file=sys.stderr)
+        return EXIT_STOPPED
+    return 0

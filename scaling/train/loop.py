@@ -1,0 +1,785 @@
+"""The training loop: one run config in, rows of results.csv out.
+
+``run(config, results)`` trains one model with Hugging Face ``accelerate`` (one process, several CPU processes
+over gloo, one or several GPUs: whatever ``accelerate launch`` set up) and appends one row per evaluation.
+
+Order of work, so that bad input never costs a training run and a crash never costs a finished one:
+
+1. validate the config, check that ``results`` can take this trainer's rows, compute the run id;
+2. if ``results`` already holds the run's final row: do nothing (re-running a finished run is a no-op);
+3. load the corpora, the source run of a transfer, the shape and the sampler (every user error is raised here,
+   before anything is written);
+4. train, evaluating at log-spaced steps; checkpoints (model, optimizer, RNG, step, running sums) go to
+   ``out_dir/run_id/`` atomically; an interrupted run resumes from the last one and skips rows it already wrote;
+5. save the final weights (``out_dir/run_id/final/``, Hugging Face format), write the final row, drop the
+   resume checkpoints.
+
+Schedules (the learning rate is a pure function of the step, as in nanoGPT's ``get_lr``: resuming needs only the
+step, and WSD branches need the lr of any budget at any step):
+
+- ``cosine``: linear warmup over ``warmup * steps``, then cosine decay to ``min_lr_ratio * lr`` at the last step.
+- ``wsd`` (warmup-stable-decay, Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
+  Training Durations", arXiv 2405.18392): the same warmup, constant lr, then a "1-sqrt" cooldown over the last
+  ``cooldown`` fraction of the steps to ``min_lr_ratio * lr``. Each budget in ``branches`` forks from the stable
+  phase at ``(1 - cooldown) * budget``, cools down to its budget, is evaluated (a final row with its own D) and
+  is dropped; the main run continues from the fork point. Branches share the main run's warmup.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import scaling
+from scaling.errors import ScalingError
+from scaling.results import append_rows, check_writable
+from scaling.train import metrics, model as model_lib, record
+from scaling.train.config import RunConfig, run_id as compute_run_id, validate_config
+from scaling.train.data import TokenizedCorpus, TrainSampler, default_cache_dir, heldout_batches, load_corpus
+
+HELDOUT_TOKENS = 200_000  # the held-out split of every corpus (data.load_corpus default); grows with eval_tokens
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Learning-rate schedule
+
+
+def lr_multiplier(step: int, *, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float, cooldown_steps: int = 0) -> float:
+    """lr(step) / peak lr for optimizer step ``step`` (0-based) of a run of ``steps`` steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps  # linear; the first step already has a non-zero lr
+    if schedule == "cosine":
+        decay = steps - warmup_steps
+        progress = min(1.0, (step - warmup_steps + 1) / decay)
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "wsd":
+        start = steps - cooldown_steps
+        if step < start:
+            return 1.0
+        progress = min(1.0, (step - start + 1) / cooldown_steps)
+        # "1-sqrt" cooldown, the best of those compared by Hägele et al. 2024 (also transformers' get_wsd_schedule).
+        return min_lr_ratio + (1 - min_lr_ratio) * (1 - math.sqrt(progress))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Step counts of a run: the main trajectory, its evaluations and its WSD branches."""
+
+    steps: int
+    warmup_steps: int
+    cooldown_steps: int
+    eval_steps: tuple[int, ...]
+    branches: tuple[tuple[int, int, int], ...]  # (index, budget tokens, end step), index from 1
+    cooldown: float = 0.0  # wsd: cooldown fraction of every budget
+
+    def cooldown_steps_of(self, end: int) -> int:
+        return max(1, round(self.cooldown * end))
+
+    def branch_start(self, end: int) -> int:
+        return end - self.cooldown_steps_of(end)
+
+    def multiplier(self, step: int, config: RunConfig, end: int | None = None) -> float:
+        steps = self.steps if end is None else end
+        return lr_multiplier(
+            step,
+            steps=steps,
+            warmup_steps=self.warmup_steps,
+            schedule=config.schedule,
+            min_lr_ratio=config.min_lr_ratio,
+            cooldown_steps=self.cooldown_steps if end is None else self.cooldown_steps_of(end),
+        )
+
+
+def make_plan(config: RunConfig) -> Plan:
+    """Steps, warmup, cooldown, evaluation steps and branches of a config; raises ScalingError if inconsistent."""
+    S = config.steps
+    W = round(config.warmup * S)
+    K = max(1, round(config.cooldown * S)) if config.schedule == "wsd" else 0
+    if config.schedule == "wsd" and S - K < W:
+        raise ScalingError(f"warmup ({W} steps) runs into the cooldown ({K} of {S} steps); lower warmup or cooldown")
+    # Evaluations: halvings of the run (S/2, S/4, ... S/2^eval_points), then the end. Log-spaced in D, as the
+    # nested-subset designs of Kaplan et al. 2020 and Hestness et al. 2017 are.
+    evals = {max(1, round(S / 2**k)) for k in range(1, config.eval_points + 1)}
+    evals.add(S)
+    branches = []
+    for i, budget in enumerate(config.branches, start=1):
+        end = max(1, round(budget / config.batch_tokens))
+        k = max(1, round(config.cooldown * end))
+        if end - k < W:
+            raise ScalingError(
+                f"branch budget {budget}: its cooldown would start at step {end - k}, inside the warmup ({W} steps); "
+                "lower warmup or drop the budget"
+            )
+        branches.append((i, budget, end))
+    return Plan(S, W, K, tuple(sorted(evals)), tuple(branches), config.cooldown)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Result of a call
+
+
+@dataclass
+class Outcome:
+    """What :func:`train` did: the rows it wrote and whether the run is now finished."""
+
+    run_id: str
+    rows: list[dict] = field(default_factory=list)
+    finished: bool = False
+    skipped: bool = False  # already finished before this call
+    stopped_at: int | None = None  # stop_after_steps or SIGTERM stopped it at this step
+    run_dir: Path | None = None
+
+
+def run(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv") -> list[dict]:
+    """Train one run and append its rows to ``results``; returns the rows this call wrote ([] if already done)."""
+    return train(config, results).rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transfer: the source run of init_from
+
+
+@dataclass(frozen=True)
+class Source:
+    run_dir: Path
+    info: dict  # the source's run.json
+
+    @property
+    def weights(self) -> Path:
+        return self.run_dir / "final" / "model.safetensors"
+
+
+def resolve_source(init_from: str) -> Source:
+    """The finished run behind ``init_from`` (its folder or its final/ folder)."""
+    path = Path(init_from).expanduser()
+    if path.name == "final":
+        path = path.parent
+    if not path.exists():
+        raise ScalingError(f"init_from {init_from}: no such folder")
+    info_path = path / "run.json"
+    if not info_path.is_file() or not (path / "final" / "model.safetensors").is_file():
+        raise ScalingError(
+            f"init_from {init_from}: not a finished run folder (needs run.json and final/model.safetensors, "
+            "as written by this trainer under out_dir/RUN_ID)"
+        )
+    try:
+        info = json.loads(info_path.read_text())
+        info["shape"], info["corpus"], info["tokenizer"]
+    except (ValueError, KeyError, TypeError):
+        raise ScalingError(f"init_from {init_from}: {info_path} is not a run description of this trainer") from None
+    return Source(path, info)
+
+
+def _check_compatible(config: RunConfig, source: Source, shape: model_lib.ModelShape, tokenizer: str, corpus_name: str) -> None:
+    src = source.info
+    if src["tokenizer"] != tokenizer:
+        raise ScalingError(
+            f"init_from {source.run_dir}: incompatible tokenizer ({src['tokenizer']} there, {tokenizer} here)"
+        )
+    if tokenizer != "bytes" and src["corpus"] != corpus_name:
+        raise ScalingError(
+            f"init_from {source.run_dir}: incompatible tokenizer (a BPE trained on {src['corpus']} there, on "
+            f"{corpus_name} here: token ids differ); use tokenizer: bytes for transfer across corpora"
+        )
+    src_shape = src["shape"]
+    for key in ("n_layer", "d_model", "n_head", "d_ff", "vocab_size", "model_type"):
+        if src_shape[key] != getattr(shape, key):
+            raise ScalingError(
+                f"init_from {source.run_dir}: incompatible shape ({key} {src_shape[key]} there, {getattr(shape, key)} here)"
+            )
+    if src_shape["context"] < shape.context and shape.model_type == "gpt2":
+        raise ScalingError(
+            f"init_from {source.run_dir}: incompatible context ({src_shape['context']} there, {shape.context} here)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+
+
+class _Run:
+    """State of one call of :func:`train` (kept on an object so the pieces of the loop stay small)."""
+
+    def __init__(self, config: RunConfig, results: Path):
+        self.cfg = config
+        self.results = results
+
+
+def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv", *, console=None) -> Outcome:
+    """Like :func:`run`, returning an :class:`Outcome` (rows, finished, stopped)."""
+    cfg = validate_config(config)
+    results = Path(results)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    check_writable(results, record.HEADER)
+    rid = compute_run_id(cfg)
+    existing = record.rows_of_run(results, rid)
+    if record.is_finished(existing):
+        _say(console, f"run {rid} ({cfg.name}) is already finished in {results}: nothing to do")
+        return Outcome(rid, finished=True, skipped=True)
+
+    # ---- everything a user can get wrong, before anything is written
+    tokenizer = "bytes" if cfg.tokenizer == "bytes" else f"bpe-{cfg.bpe_vocab}"
+    heldout_tokens = max(HELDOUT_TOKENS, cfg.eval_tokens + 1)
+    source = resolve_source(cfg.init_from) if cfg.init_from else None
+    corpus = load_corpus(cfg.corpus, tokenizer=tokenizer, heldout_tokens=heldout_tokens)
+    target_spec = cfg.target_corpus or cfg.corpus
+    if target_spec != cfg.corpus:
+        if tokenizer != "bytes":
+            raise ScalingError(
+                f"target_corpus {target_spec}: a BPE is trained per corpus, so token ids of {cfg.corpus} and "
+                f"{target_spec} differ; use tokenizer: bytes to score another corpus"
+            )
+        target = load_corpus(target_spec, tokenizer=tokenizer, heldout_tokens=heldout_tokens)
+    else:
+        target = corpus
+    if source is not None:
+        src_shape = source.info["shape"]
+        if cfg.n_layer is None and cfg.target_N is None:
+            shape = model_lib.ModelShape(**{**src_shape, "context": cfg.context})
+        else:
+            shape = model_lib.resolve_shape(cfg, corpus.vocab_size)
+        _check_compatible(cfg, source, shape, tokenizer, corpus.name)
+    else:
+        shape = model_lib.resolve_shape(cfg, corpus.vocab_size)
+    plan = make_plan(cfg)
+    sampler = TrainSampler(
+        corpus,
+        context=cfg.context,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        total_tokens=cfg.tokens_trained,
+        unique_tokens=cfg.unique_tokens,
+        repeat_fraction=cfg.repeat_fraction,
+        repeat_count=cfg.repeat_count,
+    )
+    assert sampler.steps == plan.steps, (sampler.steps, plan.steps)
+    return _Trainer(cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console).fit()
+
+
+def _say(console, message: str) -> None:
+    if console is not None:
+        console.print(message)
+
+
+class _Trainer:
+    def __init__(self, cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console):
+        from accelerate import Accelerator, PartialState
+        from accelerate.state import AcceleratorState, GradientState
+
+        self.cfg, self.rid, self.results = cfg, rid, results
+        self.corpus, self.target, self.source = corpus, target, source
+        self.shape, self.plan, self.sampler = shape, plan, sampler
+        self.done_keys = {record.row_key(r) for r in existing}
+
+        state = PartialState()
+        if state.num_processes > 1 and cfg.batch_size % state.num_processes:
+            raise ScalingError(f"batch_size {cfg.batch_size} is not divisible by the {state.num_processes} processes")
+        self.model = model_lib.build_model(shape, seed=cfg.seed)
+        self.counts = model_lib.count(self.model, shape)
+        if source is not None:
+            self._load_source_weights()
+        self.precision, self.peak = _resolve_precision(cfg, self.counts.N, state.device)
+        # An earlier in-process run leaves accelerate's singleton state behind, and it refuses another
+        # mixed-precision setting; one process has nothing to tear down, so start from a clean state.
+        if AcceleratorState._shared_state and state.num_processes == 1:
+            AcceleratorState._reset_state()
+            GradientState._reset_state()
+        self.run_dir = Path(cfg.out_dir) / rid
+        self.acc = Accelerator(
+            mixed_precision="bf16" if self.precision == "bf16" else "no",
+            log_with=cfg.log_with,
+            project_dir=str(self.run_dir),
+        )
+        self.console = console if self.acc.is_main_process else None
+        self.lr = cfg.lr if cfg.lr is not None else _kaplan_lr(self.counts.N)
+        self.optimizer = _adamw(self.model, self.lr, cfg)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+        self.rows: list[dict] = []
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------ setup helpers
+    def _load_source_weights(self) -> None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(self.source.weights))
+        own = self.model.state_dict()
+        # Tied embeddings are saved once; fill the tied name from the other one.
+        for name in own:
+            if name not in state and name == "lm_head.weight" and "model.embed_tokens.weight" in state:
+                state[name] = state["model.embed_tokens.weight"]
+            if name not in state and name == "lm_head.weight" and "transformer.wte.weight" in state:
+                state[name] = state["transformer.wte.weight"]
+        bad = [k for k in own if k in state and state[k].shape != own[k].shape]
+        missing = [k for k in own if k not in state and not k.endswith("rotary_emb.inv_freq")]
+        if bad or missing:
+            what = f"{bad[0]} has shape {tuple(state[bad[0]].shape)} there" if bad else f"{missing[0]} is missing there"
+            raise ScalingError(f"init_from {self.source.run_dir}: incompatible weights ({what})")
+        if self.shape.model_type == "gpt2" and "transformer.wpe.weight" in state:
+            state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: self.shape.context]
+        self.model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+    def info(self) -> dict:
+        """The run description written to out_dir/run_id/run.json (what a fine-tune needs to know)."""
+        return {
+            "run_id": self.rid,
+            "name": self.cfg.name,
+            "config": self.cfg.model_dump(mode="json"),
+            "corpus": self.corpus.name,
+            "corpus_fingerprint": self.corpus.fingerprint,
+            "target": self.target.name,
+            "tokenizer": self.corpus.tokenizer,
+            "shape": self.shape.as_dict(),
+            "counts": self.counts.as_dict(),
+            "D": self.cfg.tokens_trained,
+            "D_pretrain": self.source.info["D"] + self.source.info.get("D_pretrain", 0) if self.source else 0,
+            "source": self.source.info["corpus"] if self.source else None,
+            "lr": self.lr,
+            "precision": self.precision,
+            "scaling_version": scaling.__version__,
+        }
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self) -> Outcome:
+        acc, cfg, plan = self.acc, self.cfg, self.plan
+        out = Outcome(self.rid, run_dir=self.run_dir)
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(self.run_dir / "run.json", self.info())
+        acc.wait_for_everyone()
+        if cfg.log_with:
+            acc.init_trackers(self.rid, config={k: v for k, v in cfg.model_dump(mode="json").items() if not isinstance(v, list)})
+
+        t = _State()
+        ckpt = _latest_checkpoint(self.run_dir)
+        if ckpt is not None:
+            acc.load_state(str(ckpt))
+            t = _State(**json.loads((ckpt / "trainer_state.json").read_text()))
+            _say(self.console, f"run {self.rid}: resuming from step {t.step} ({ckpt})")
+        else:
+            _say(self.console, f"run {self.rid} ({cfg.name}): {self._describe()}")
+
+        every_steps, every_s = cfg.checkpoint_interval()
+        branch_at = {}
+        for i, budget, end in plan.branches:
+            branch_at.setdefault(plan.branch_start(end), []).append((i, budget, end))
+        last_ckpt_time, last_ckpt_step = time.perf_counter(), t.step
+        ckpt_step = t.step if ckpt is not None else None  # the step of the newest checkpoint on disk
+        progress = _Progress(self.console, plan.steps, t.step, self.counts.flops_per_token, self.peak, cfg.batch_tokens)
+        old_handler = _install_sigterm(self)
+        self.wall_base, self.wall_start = t.wall_s, time.perf_counter()
+        try:
+            with progress:
+                while True:
+                    # Branch points come before the step at which their cooldown begins.
+                    for i, budget, end in branch_at.get(t.step, []):
+                        if (str(i), str(end)) in self.done_keys:
+                            continue
+                        if ckpt_step != t.step:  # a crash inside the branch resumes from its fork point
+                            self._save_checkpoint(t)
+                            last_ckpt_time, last_ckpt_step, ckpt_step = time.perf_counter(), t.step, t.step
+                        self._branch(t, i, budget, end, progress)
+                    if t.step >= plan.steps:
+                        break
+                    self._train_step(t, plan.multiplier(t.step, cfg), main=True)
+                    progress.update(t.step, t.train_tokens, t.train_s)
+                    if cfg.stop_after_steps is not None and t.step >= cfg.stop_after_steps and t.step < plan.steps:
+                        # Testing: behave like a crash right after this step (no checkpoint, no further rows).
+                        out.stopped_at = t.step
+                        break
+                    if t.step in plan.eval_steps:
+                        self._evaluate_and_record(t, branch=0, step=t.step, budget=cfg.tokens, final=t.step == plan.steps)
+                    if t.step < plan.steps and self._agree(
+                        self.stop_requested
+                        or (every_steps is not None and t.step - last_ckpt_step >= every_steps)
+                        or (every_s is not None and time.perf_counter() - last_ckpt_time >= every_s),
+                        t.step,
+                    ):
+                        self._save_checkpoint(t)
+                        last_ckpt_time, last_ckpt_step, ckpt_step = time.perf_counter(), t.step, t.step
+                        if self.stop_requested:
+                            out.stopped_at = t.step
+                            break
+        finally:
+            _restore_sigterm(old_handler)
+        out.rows = self.rows
+        if out.stopped_at is None:
+            self._finish()
+            out.finished = True
+        acc.end_training()
+        return out
+
+    def _describe(self) -> str:
+        c, s = self.counts, self.shape
+        return (
+            f"{s.model_type} n_layer={s.n_layer} d_model={s.d_model} n_head={s.n_head} d_ff={s.d_ff} | "
+            f"N={c.N:,} N_total={c.N_total:,} | D={self.cfg.tokens_trained:,} tokens in {self.plan.steps} steps of "
+            f"{self.cfg.batch_tokens} | lr={self.lr:.3g} {self.cfg.schedule} | {self.precision} | "
+            f"{self.acc.num_processes} process(es) on {self.acc.device}"
+        )
+
+    def _train_step(self, t: _State, multiplier: float, *, main: bool) -> None:
+        acc, cfg = self.acc, self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * multiplier
+        start = time.perf_counter()
+        batch = self.sampler.batch(t.step, acc.process_index, acc.num_processes).to(acc.device, non_blocking=True)
+        logits = self.model(input_ids=batch[:, :-1]).logits
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+        acc.backward(loss)
+        if cfg.grad_clip:
+            acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # .item() waits for the device; on CPU there is nothing to wait for, on a GPU once per step is cheap at
+        # these sizes compared with keeping a running tensor and explaining it.
+        value = float(loss.detach().item())
+        t.step += 1
+        t.train_tokens += cfg.batch_tokens
+        t.train_s += time.perf_counter() - start
+        if main:
+            t.loss_sum += value
+            t.loss_count += 1
+        else:
+            t.branch_loss_sum += value
+            t.branch_loss_count += 1
+
+    def _branch(self, t: _State, index: int, budget: int, end: int, progress) -> None:
+        """Cool down from the current (stable-phase) state to step ``end``, record a final row, restore."""
+        model = self.acc.unwrap_model(self.model)
+        saved_model = copy.deepcopy(model.state_dict())
+        saved_opt = copy.deepcopy(self.optimizer.state_dict())
+        saved = (t.step, t.loss_sum, t.loss_count)
+        t.branch_loss_sum, t.branch_loss_count = 0.0, 0
+        while t.step < end:
+            self._train_step(t, self.plan.multiplier(t.step, self.cfg, end=end), main=False)
+            progress.update(None, t.train_tokens, t.train_s)
+        self._evaluate_and_record(t, branch=index, step=end, budget=budget, final=True)
+        model.load_state_dict(saved_model)
+        self.optimizer.load_state_dict(saved_opt)
+        t.step, t.loss_sum, t.loss_count = saved
+
+    def _agree(self, flag: bool, step: int) -> bool:
+        """One decision for all processes (time-based checkpoints would otherwise differ between processes)."""
+        if self.acc.num_processes == 1:
+            return flag
+        if step % 16:  # decide every 16 steps only: a collective per step costs more than these steps do
+            return False
+        value = torch.tensor([1.0 if flag else 0.0], device=self.acc.device)
+        return bool(self.acc.reduce(value, "sum").item() > 0)
+
+    # ------------------------------------------------------------------ evaluation and rows
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        acc, cfg = self.acc, self.cfg
+        model = self.model
+        model.eval()
+        stats = metrics.NextTokenStats(cfg.ece_bins, device=acc.device)
+        n_bytes = 0
+        with acc.autocast():
+            for batch in heldout_batches(
+                self.target,
+                context=cfg.context,
+                batch_size=max(1, cfg.batch_size // acc.num_processes),
+                max_tokens=cfg.eval_tokens,
+                process_index=acc.process_index,
+                num_processes=acc.num_processes,
+            ):
+                n_bytes += self.target.count_bytes(batch[:, 1:])
+                batch = batch.to(acc.device)
+                # The unwrapped module: a DDP forward outside backward would only add bookkeeping.
+                logits = acc.unwrap_model(model)(input_ids=batch[:, :-1]).logits
+                stats.update(logits, batch[:, 1:])
+        model.train()
+        total = torch.cat([stats.state, torch.tensor([float(n_bytes)], dtype=torch.float64, device=acc.device)])
+        if acc.num_processes > 1:
+            total = acc.reduce(total, "sum")
+        stats.state = total[:-1]
+        out = stats.result()
+        out["bits_per_byte"] = metrics.bits_per_byte(out["loss"], out["count"], float(total[-1].item()))
+        return out
+
+    def _evaluate_and_record(self, t: _State, *, branch: int, step: int, budget: int, final: bool) -> None:
+        key = (str(branch), str(step))
+        if key in self.done_keys:  # written before an interruption: the replayed steps give the same row
+            if branch == 0:
+                t.loss_sum, t.loss_count = 0.0, 0
+            return
+        m = self.evaluate()
+        if branch == 0:
+            train_loss = t.loss_sum / t.loss_count if t.loss_count else float("nan")
+            t.loss_sum, t.loss_count = 0.0, 0
+        else:
+            train_loss = t.branch_loss_sum / t.branch_loss_count if t.branch_loss_count else float("nan")
+        row = self._row(t, m, branch=branch, step=step, budget=budget, final=final, train_loss=train_loss)
+        if self.acc.is_main_process:
+            append_rows(self.results, [row], record.HEADER)
+            _say(
+                self.console,
+                f"step {step:>6} D={row['D']:>10,} loss={m['loss']:.4f} bpb={m['bits_per_byte']:.4f} "
+                f"train={train_loss:.4f} ece={m['ece']:.4f}" + (f" [branch {branch}]" if branch else "") + (" final" if final else ""),
+            )
+            if self.cfg.log_with:
+                self.acc.log({"eval/loss": m["loss"], "eval/bits_per_byte": m["bits_per_byte"], "eval/ece": m["ece"],
+                              "train/loss": train_loss}, step=row["D"])
+        self.done_keys.add(key)
+        self.rows.append(row)
+
+    def _row(self, t: _State, m: dict, *, branch: int, step: int, budget: int, final: bool, train_loss: float) -> dict:
+        cfg, c, s = self.cfg, self.counts, self.shape
+        D = step * cfg.batch_tokens
+        acct = self.sampler.accounting(step)
+        U = acct["distinct_tokens"]
+        tokens_per_s = t.train_tokens / t.train_s if t.train_s > 0 else float("nan")
+        self._tick(t)
+        return {
+            "N": c.N,
+            "D": D,
+            "loss": m["loss"],
+            "N_total": c.N_total,
+            "C": 6.0 * c.N * D,
+            "U": U,
+            "epochs": D / U,
+            "D_F": D if self.source is not None else None,
+            "ece": m["ece"],
+            "run_id": self.rid,
+            "step": step,
+            "final": int(final),
+            "seed": cfg.seed,
+            "C_exact": c.flops_per_token * D,
+            "name": cfg.name,
+            "tokens": budget,
+            "repeat_fraction": cfg.repeat_fraction,
+            "repeat_count": cfg.repeat_count,
+            "source": self.source.info["corpus"] if self.source else None,
+            "target": self.target.name,
+            "D_pretrain": (self.source.info["D"] + self.source.info.get("D_pretrain", 0)) if self.source else None,
+            "lr": self.lr,
+            "batch_tokens": cfg.batch_tokens,
+            "context": cfg.context,
+            "n_layer": s.n_layer,
+            "d_model": s.d_model,
+            "n_head": s.n_head,
+            "d_ff": s.d_ff,
+            "vocab_size": s.vocab_size,
+            "tokenizer": self.corpus.tokenizer,
+            "corpus": self.corpus.name,
+            "bits_per_byte": m["bits_per_byte"],
+            "train_loss": train_loss,
+            "brier": m["brier"],
+            "ece_bins": cfg.ece_bins,
+            "ece_count": m["count"],
+            "eval_tokens": m["count"],
+            "schedule": cfg.schedule,
+            "branch": branch,
+            "precision": self.precision,
+            "wall_s": round(t.wall_s, 3),
+            "tokens_per_s": round(tokens_per_s, 1),
+            "mfu": round(c.flops_per_token * tokens_per_s / self.peak, 4) if self.peak else None,
+            "scaling_version": scaling.__version__,
+        }
+
+    def _tick(self, t: _State) -> None:
+        """wall_s: seconds of this call plus those of earlier calls (restored from the checkpoint)."""
+        t.wall_s = self.wall_base + time.perf_counter() - self.wall_start
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, t: _State) -> None:
+        """model + optimizer + RNG (accelerate.save_state) + step and running sums, renamed into place."""
+        acc = self.acc
+        self._tick(t)
+        tmp = self.run_dir / f".ckpt-{t.step:09d}.tmp"
+        final = self.run_dir / f"ckpt-{t.step:09d}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            _write_json(tmp / "trainer_state.json", t.as_dict())
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            _write_text(self.run_dir / "latest", final.name)
+            for old in self.run_dir.glob("ckpt-*"):
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def _finish(self) -> None:
+        """Final weights (Hugging Face format), then the resume checkpoints go."""
+        acc = self.acc
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            tmp = self.run_dir / ".final.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            acc.unwrap_model(self.model).save_pretrained(str(tmp), safe_serialization=True)
+            shutil.rmtree(self.run_dir / "final", ignore_errors=True)
+            os.replace(tmp, self.run_dir / "final")
+            for old in self.run_dir.glob("ckpt-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            (self.run_dir / "latest").unlink(missing_ok=True)
+        acc.wait_for_everyone()
+
+
+@dataclass
+class _State:
+    """What a checkpoint adds to model/optimizer/RNG: the step and the running sums of the rows."""
+
+    step: int = 0
+    train_tokens: int = 0  # tokens trained in this run so far, branches included
+    train_s: float = 0.0  # seconds in training steps (for tokens_per_s)
+    wall_s: float = 0.0  # seconds in everything (training, evaluation, checkpoints)
+    loss_sum: float = 0.0  # training loss since the last evaluation (main trajectory)
+    loss_count: int = 0
+    branch_loss_sum: float = 0.0
+    branch_loss_count: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _latest_checkpoint(run_dir: Path) -> Path | None:
+    latest = run_dir / "latest"
+    if not latest.is_file():
+        return None
+    path = run_dir / latest.read_text().strip()
+    return path if (path / "trainer_state.json").is_file() else None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    _write_text(path, json.dumps(data, indent=1))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Optimizer, precision, learning rate
+
+
+def _adamw(model: torch.nn.Module, lr: float, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (nanoGPT): norms and biases are not decayed."""
+    params = {id(p): p for p in model.parameters() if p.requires_grad}.values()
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
+
+
+def _kaplan_lr(N: int) -> float:
+    from scaling.laws.kaplan import kaplan_learning_rate
+
+    return float(kaplan_learning_rate(N))
+
+
+BF16_MIN_N = 1e6  # CPU-BUDGET.md: bf16 autocast pays off from about 1e6 parameters, and only where bf16 is fast
+BF16_MIN_GAIN = 1.5  # measured bf16 matmul peak must beat fp32 by this factor
+
+
+def _resolve_precision(cfg: RunConfig, N: int, device: torch.device) -> tuple[str, float | None]:
+    """(precision, peak FLOP/s of this process for MFU)."""
+    precision = cfg.precision
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        elif device.type == "cpu" and N >= BF16_MIN_N:
+            fp32 = metrics.matmul_peak(device, torch.float32)
+            bf16 = metrics.matmul_peak(device, torch.bfloat16)
+            precision = "bf16" if bf16 >= BF16_MIN_GAIN * fp32 else "fp32"
+        else:
+            precision = "fp32"
+    if cfg.peak_flops:
+        return precision, cfg.peak_flops
+    return precision, metrics.matmul_peak(device, torch.bfloat16 if precision == "bf16" else torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Progress and signals
+
+
+class _Progress:
+    """A rich progress bar with tokens/s, MFU and ETA (main process only; refreshed at most 4 times a second)."""
+
+    def __init__(self, console, steps: int, start: int, flops_per_token: float, peak: float | None, batch_tokens: int):
+        self.console = console
+        self.flops_per_token, self.peak = flops_per_token, peak
+        self.last = 0.0
+        self.bar = None
+        if console is None:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = self.bar.add_task("train", total=steps, completed=start, speed="")
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, step: int | None, tokens: int, seconds: float) -> None:
+        if self.bar is None:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.25:
+            return
+        self.last = now
+        rate = tokens / seconds if seconds > 0 else 0.0
+        mfu = f" MFU {100 * self.flops_per_token * rate / self.peak:.0f}%" if self.peak else ""
+        kwargs = {"speed": f"{rate:,.0f} tok/s{mfu}"}
+        if step is not None:
+            kwargs["completed"] = step
+        self.bar.update(self.task, **kwargs)
+
+
+def _install_sigterm(trainer: _Trainer):
+    """SIGTERM (a scheduler's pre-emption) -> checkpoint at the next step and stop; a re-run resumes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        trainer.stop_requested = True
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(old) -> None:
+    import threading
+
+    if old is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,75 @@
+"""The trainer's rows of results.csv: the header, what each column holds, and what a run already wrote.
+
+Rows go out through :func:`scaling.results.append_rows` (file lock, whole rows, header checked, never rewritten).
+The first columns are the canonical ones of :data:`scaling.results.CANONICAL_COLUMNS`, in the same order; the
+rest describe the run. docs/training.md has the long form of every column.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from scaling.results import CANONICAL_COLUMNS
+
+# Column -> meaning. Order is the header's order; changing it makes old results files refuse new rows.
+TRAINER_COLUMNS: dict[str, str] = {
+    **CANONICAL_COLUMNS,  # N, D, loss, N_total, C, U, epochs, D_F, ece, run_id, step, final, seed
+    "C_exact": "training FLOPs counted exactly: flops_per_token * D (attention and LM head included)",
+    "name": "the run config's name (a label)",
+    "tokens": "the run's requested token budget (config 'tokens', or the branch budget)",
+    "repeat_fraction": "f: fraction of training tokens drawn from the repeated subset (Hernandez et al. 2022)",
+    "repeat_count": "k: times the repeated subset is seen",
+    "source": "corpus the initial weights were pretrained on (transfer runs; empty otherwise)",
+    "target": "corpus whose held-out split is scored",
+    "D_pretrain": "tokens the initial weights were pretrained for (transfer runs)",
+    "lr": "peak learning rate",
+    "batch_tokens": "tokens per optimizer step (batch_size * context, all processes)",
+    "context": "sequence length",
+    "n_layer": "layers",
+    "d_model": "width",
+    "n_head": "attention heads",
+    "d_ff": "MLP hidden width",
+    "vocab_size": "vocabulary size (embedding rows)",
+    "tokenizer": "bytes or bpe-<vocab>",
+    "corpus": "training corpus",
+    "bits_per_byte": "held-out loss in bits per UTF-8 byte of text (comparable across tokenizers)",
+    "train_loss": "mean training loss over the steps since the previous evaluation (nats/token)",
+    "brier": "Brier score of the top-1 next-token prediction on the held-out tokens",
+    "ece_bins": "equal-width bins of the ECE",
+    "ece_count": "held-out predictions scored (ECE, Brier and loss)",
+    "eval_tokens": "held-out tokens scored (same as ece_count)",
+    "schedule": "cosine or wsd",
+    "branch": "0 for the main run; i >= 1 for the i-th WSD cooldown branch (budgets in increasing order)",
+    "precision": "fp32 or bf16 (autocast), as resolved",
+    "wall_s": "seconds of training and evaluation up to this row (all restarts summed)",
+    "tokens_per_s": "training tokens per second (all processes) up to this row",
+    "mfu": "model FLOPs utilisation: flops_per_token * tokens_per_s / peak FLOP/s of the devices",
+    "scaling_version": "version of this toolkit",
+}
+
+HEADER: list[str] = list(TRAINER_COLUMNS)
+
+
+def rows_of_run(results: str | os.PathLike, run_id: str) -> list[dict[str, str]]:
+    """Rows already in ``results`` for ``run_id`` (as strings); [] when the file does not exist yet.
+
+    Read with the csv module rather than pandas: this runs before every training run and on every resume, and
+    the file is only scanned for one id.
+    """
+    path = Path(results)
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    with open(path, newline="") as fh:
+        return [row for row in csv.DictReader(fh) if row.get("run_id") == run_id]
+
+
+def row_key(row: dict) -> tuple[str, str]:
+    """What makes a row unique within a run: (branch, step)."""
+    return str(row.get("branch", "")), str(row.get("step", ""))
+
+
+def is_finished(rows: list[dict[str, str]]) -> bool:
+    """A run is finished when its main branch wrote its final row."""
+    return any(str(r.get("final")) == "1" and str(r.get("branch")) == "0" for r in rows)
