@@ -25,6 +25,7 @@ app = typer.Typer(
 # Command modules, imported for their side effect of adding commands to ``app``.
 COMMAND_MODULES = [
     "scaling.cli.fitting",  # fit, forecast, optimal, laws
+    "scaling.cli.sweep",  # sweep plan, sweep run, demo
 ]
 
 

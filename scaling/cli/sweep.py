@@ -1,0 +1,172 @@
+"""``scaling sweep plan|run`` and ``scaling demo``: parse options, call the library, print.
+
+The plan comes from :mod:`scaling.sweep`, execution from :mod:`scaling.sweep_backends`, the main job from
+:mod:`scaling.demo`. Sweep-file format and examples: ``docs/sweeps.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from scaling.cli import app
+from scaling.cli.output import Format, emit, note, print_json, warn
+from scaling.errors import ScalingError
+
+sweep_app = typer.Typer(help="Plan and run training sweeps described by a sweep file (configs/sweeps/*.yaml).",
+                        no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table (for people), json or csv (for pipes).")]
+SweepFileArg = Annotated[Path, typer.Argument(help="Sweep file (YAML), e.g. configs/sweeps/demo.yaml.", metavar="FILE")]
+WorkersOption = Annotated[
+    Optional[int], typer.Option("--workers", "-k", help="Runs at once (local: pool size; default 2, one thread each).")
+]
+BackendOption = Annotated[str, typer.Option("--backend", help="local | ray | slurm.")]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+@sweep_app.command("plan")
+def plan_command(
+    file: SweepFileArg,
+    workers: WorkersOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Show the runs a sweep file expands to: ids, N, D, FLOPs and estimated time on this machine."""
+    from scaling.sweep import short_count, estimate_wall_seconds, plan
+
+    p = plan(file)
+    k = workers or 2
+    df = p.to_frame()
+    wall = estimate_wall_seconds(p, k)
+    total_flops = float(df["flops"].sum())
+    summary = (f"{len(p)} runs, {total_flops:.3g} training FLOPs, about {_duration(wall)} with {k} workers "
+               f"on this machine (estimate: {p.settings['throughput']})")
+    if fmt is Format.json:
+        print_json({"name": p.name, "runs": df, "total_flops": total_flops, "estimated_seconds": wall, "workers": k,
+                    "throughput_model": p.settings["throughput"]})
+        return
+    if fmt is Format.table:
+        # People get the columns that say something: empty ones (no U, no transfer) and labels are left out.
+        shown = df.drop(columns=["N_total", "name", "C"])
+        shown["budgets"] = [",".join(short_count(float(b)) for b in bs.split()) for bs in shown["budgets"]]
+        shown = shown[[c for c in shown.columns if shown[c].replace("", None).notna().any()]]
+        emit(shown, fmt, title=f"sweep {p.name} ({file})", caption=summary)
+    else:
+        emit(df, fmt)
+        note(summary)
+
+
+@sweep_app.command("run")
+def run_command(
+    file: SweepFileArg,
+    backend: BackendOption = "local",
+    workers: WorkersOption = None,
+    results: Annotated[Path, typer.Option("--results", "-r", help="Results table every run appends to.")] = Path("results.csv"),
+    retries: Annotated[int, typer.Option("--retries", help="Times a failed run is tried again.")] = 1,
+) -> None:
+    """Train every run of a sweep that is not finished yet; rows go to one results table."""
+    from scaling.sweep import plan
+    from scaling.sweep_backends import check_results, logs_dir, make_backend, run_plan
+
+    p = plan(file)
+    check_results(results)  # a results file with another header fails here, before anything trains
+    logs = logs_dir(p)
+    be = make_backend(backend, workers=workers, folder=logs.parent, plan=p)
+    report = run_plan(p, be, results=results, logs=logs, retries=retries, on_event=ProgressPrinter(p).event)
+    _finish(report, results, logs)
+
+
+def _finish(report, results: Path, logs: Path) -> None:
+    note(f"{len(report.done)} trained, {len(report.skipped)} already finished, {len(report.failed)} failed, "
+         f"{len(report.blocked)} not started; {_duration(report.seconds)}; rows in {results}; logs in {logs}")
+    if not report.ok:
+        first, message = next(iter(report.failed.items())) if report.failed else (report.blocked[0], "a run it depends on failed")
+        raise ScalingError(f"{len(report.failed)} run(s) failed and {len(report.blocked)} could not start; "
+                           f"first: {first}: {message} (log: {logs / (first + '.log')})")
+
+
+class ProgressPrinter:
+    """Overall progress on stderr: a bar weighted by each run's estimated time, one line per finished run."""
+
+    def __init__(self, plan) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
+                                 transient=False)
+        self.total = len(plan.runs)
+        self.task = self.progress.add_task("", total=sum(r.est_seconds for r in plan.runs) or 1.0)
+        self.counts = {"done": 0, "skip": 0, "running": 0, "fail": 0}
+        self.started = False
+        self.t0 = time.monotonic()
+        self._describe()
+
+    def _describe(self) -> None:
+        c = self.counts
+        finished = c["done"] + c["skip"]
+        self.progress.update(self.task, description=f"runs {finished}/{self.total} ({c['running']} running, {c['fail']} failed)")
+
+    def event(self, kind: str, run, info: dict) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
+        label = f"{run.run_id} {run.config.get('name', '')}"
+        if kind == "skip":
+            self.counts["skip"] += 1
+            self.progress.advance(self.task, run.est_seconds)
+        elif kind == "start":
+            self.counts["running"] += 1
+        elif kind == "done":
+            self.counts["running"] -= 1
+            self.counts["done"] += 1
+            self.progress.advance(self.task, run.est_seconds)
+            self.progress.console.print(f"done    {label} ({_duration(info.get('seconds', 0))})", markup=False)
+        elif kind == "retry":
+            self.counts["running"] -= 1
+            self.progress.console.print(f"retry   {label}: {info.get('message', '')}", markup=False, style="yellow")
+        elif kind == "fail":
+            self.counts["running"] -= 1
+            self.counts["fail"] += 1
+            self.progress.advance(self.task, run.est_seconds)
+            self.progress.console.print(f"FAILED  {label}: {info.get('message', '')} (log: {info.get('log')})",
+                                        markup=False, style="red")
+        elif kind == "block":
+            self.counts["fail"] += 1
+            self.progress.advance(self.task, run.est_seconds)
+            self.progress.console.print(f"blocked {label}: {info.get('because')} failed", markup=False, style="red")
+        self._describe()
+        if self.started and self.counts["done"] + self.counts["skip"] + self.counts["fail"] >= self.total:
+            self.progress.stop()
+
+
+@app.command("demo")
+def demo_command(
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny sweep (about a minute) instead of the full demo.")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.csv, the fit, plots, runs and logs.")] = Path("runs/demo"),
+    backend: BackendOption = "local",
+    workers: WorkersOption = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for the intervals.")] = 200,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """The main job: run configs/sweeps/demo.yaml, fit chinchilla, forecast a 100x larger model, write plots."""
+    from scaling.demo import demo_sweep_file, print_demo, run_demo
+
+    sweep_file = demo_sweep_file(quick)
+    note(f"sweep {sweep_file}; output in {out}/")
+    result = run_demo(sweep_file, out=out, backend=backend, workers=workers, n_bootstrap=bootstrap,
+                      on_event_factory=lambda p: ProgressPrinter(p).event)
+    print_demo(result, fmt)
+    if not result.report.ok:
+        warn(f"{len(result.report.failed)} run(s) failed; the fit used the {len(result.data)} rows that exist")

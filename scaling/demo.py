@@ -1,0 +1,212 @@
+"""The main job (``scaling demo``): a real sweep on the shipped English corpus, a chinchilla fit, a forecast.
+
+1. run ``configs/sweeps/demo.yaml`` on the local backend (finished runs are skipped, so a second call is quick);
+2. fit the default law, chinchilla, to the final row of every run and budget (with bootstrap intervals);
+3. report how believable the fit is, as numbers the tool measures itself: the residual RMSE in log space and a
+   leave-largest-size-out check (fit without the largest N, predict its losses, report the error);
+4. forecast a model 100x larger than the largest trained, at the largest trained D and at the fit's own
+   compute-optimal D for that size;
+5. write PNG plots of loss against N and D with the fitted surface.
+
+docs/sweeps.md records the chosen settings and the numbers measured on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import ScalingError
+
+LAW = "chinchilla"  # the default law of the demo (and of a table with two or more N and D each)
+FORECAST_FACTOR = 100.0
+TARGETS = {"rmse_log": 0.02, "leave_largest_out": 0.03}  # issue 4's quality targets
+
+
+def demo_sweep_file(quick: bool = False) -> Path:
+    """configs/sweeps/demo.yaml (or tiny.yaml for --quick) of this checkout."""
+    name = "tiny.yaml" if quick else "demo.yaml"
+    path = Path(__file__).resolve().parents[1] / "configs" / "sweeps" / name
+    if not path.exists():
+        raise ScalingError(f"{path}: the demo sweep file is missing (install the package editable from its checkout)")
+    return path
+
+
+@dataclass
+class DemoResult:
+    sweep_file: Path
+    out: Path
+    plan: Any
+    report: Any
+    data: pd.DataFrame  # the rows the fit used: one final row per run and budget
+    fit: Any
+    fit_path: Path
+    holdout: dict[str, Any]
+    forecast: pd.DataFrame
+    plots: list[Path]
+    seconds: float
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def final_rows(results: str | os.PathLike, run_ids: set[str] | None = None) -> pd.DataFrame:
+    """One row per run and budget: the rows flagged ``final == 1`` (a WSD run has one per branch)."""
+    from scaling.results import read_results
+
+    df = read_results(results, where="final == 1", require=["N", "D", "loss"])
+    if run_ids is not None and "run_id" in df.columns:
+        df = df[df["run_id"].astype(str).isin(run_ids)]
+    if df.empty:
+        raise ScalingError(f"{results}: no final rows of this sweep's runs")
+    return df.reset_index(drop=True)
+
+
+def leave_largest_out(data: pd.DataFrame, law: str = LAW, **fit_kwargs: Any) -> dict[str, Any]:
+    """Fit ``law`` without the largest N, predict that size's losses, report the relative errors.
+
+    The check Alabdulmohsin et al. 2022 and LAWS.md 0.4 ask for: a law is judged by how it extrapolates, not by its
+    in-sample fit. Returns ``{"N": held-out size, "n_train": points fitted, "table": per-point frame,
+    "mean_abs_rel_error", "max_abs_rel_error"}``.
+    """
+    import scaling
+
+    largest = float(data["N"].max())
+    train = data[data["N"] < largest]
+    test = data[data["N"] >= largest]
+    if train["N"].nunique() < 2 or train["D"].nunique() < 2:
+        raise ScalingError("leave-largest-out needs at least two other sizes and two budgets")
+    fit = scaling.fit(train, law=law, **{"n_bootstrap": 0, **fit_kwargs})
+    pred = fit.predict(N=test["N"].to_numpy(float), D=test["D"].to_numpy(float))["point"].to_numpy()
+    observed = test["loss"].to_numpy(float)
+    rel = (pred - observed) / observed
+    table = pd.DataFrame({"N": test["N"].to_numpy(float), "D": test["D"].to_numpy(float), "loss": observed,
+                          "predicted": pred, "rel_error": rel})
+    return {"N": largest, "n_train": len(train), "table": table,
+            "mean_abs_rel_error": float(np.mean(np.abs(rel))), "max_abs_rel_error": float(np.max(np.abs(rel))),
+            "fit_params": dict(fit.params)}
+
+
+def forecast_larger(fit: Any, data: pd.DataFrame, factor: float = FORECAST_FACTOR) -> pd.DataFrame:
+    """The fitted loss of a model ``factor`` x the largest N trained: at the largest D trained, and at the
+    compute-optimal D for that N under the fit (C = 6ND), with bootstrap intervals."""
+    N = factor * float(data["N"].max())
+    d_max = float(data["D"].max())
+    rows = [("largest D trained", d_max)]
+    d_opt = compute_optimal_tokens(fit, N)
+    if d_opt is not None:
+        rows.append(("compute-optimal D for this N", d_opt))
+    table = fit.predict(N=np.full(len(rows), N), D=np.array([d for _, d in rows]))
+    table.insert(0, "at", [what for what, _ in rows])
+    table["tokens_per_param"] = table["D"] / table["N"]
+    return table
+
+
+def compute_optimal_tokens(fit: Any, N: float) -> float | None:
+    """The D at which ``N`` is the fit's compute-optimal size: invert N_opt(C) numerically (monotone in C)."""
+    if getattr(fit.law, "optimal", None) is None:
+        return None
+    compute = np.geomspace(1e6, 1e40, 400)
+    opt = fit.optimal(compute=compute)
+    n_opt = opt["N_opt"].to_numpy(float)
+    ok = np.isfinite(n_opt) & (n_opt > 0)
+    if ok.sum() < 2 or not (n_opt[ok].min() <= N <= n_opt[ok].max()):
+        return None
+    C = float(np.exp(np.interp(np.log(N), np.log(n_opt[ok]), np.log(compute[ok]))))
+    return C / (6.0 * N)
+
+
+def run_demo(
+    sweep_file: str | os.PathLike,
+    *,
+    out: str | os.PathLike = "runs/demo",
+    backend: str = "local",
+    workers: int | None = None,
+    n_bootstrap: int = 200,
+    on_event_factory: Callable[[Any], Callable] | None = None,
+) -> DemoResult:
+    """Run the sweep (skipping finished runs), fit, check, forecast and plot; everything goes under ``out``."""
+    import scaling
+    from scaling.fitfile import save_fit
+    from scaling.plots import plot_fit
+    from scaling.sweep import plan
+    from scaling.sweep_backends import check_results, make_backend, run_plan
+
+    started = time.monotonic()
+    out = Path(out)
+    results = out / "results.csv"
+    p = plan(sweep_file, overrides={"out_dir": str(out / "runs")})
+    check_results(results)
+    logs = out / "logs"
+    be = make_backend(backend, workers=workers, folder=out, plan=p)
+    report = run_plan(p, be, results=results, logs=logs,
+                      on_event=on_event_factory(p) if on_event_factory else None)
+
+    data = final_rows(results, {r.run_id for r in p.runs})
+    fit = scaling.fit(data, law=LAW, n_bootstrap=n_bootstrap, seed=0)
+    fit_path = out / f"fit-{LAW}.json"
+    save_fit(fit, fit_path)
+    holdout = leave_largest_out(data)
+    forecast = forecast_larger(fit, data)
+    plots = plot_fit(data, fit, out, extrapolate_to=float(forecast["N"].iloc[0]))
+    rmse = float(fit.quality["rmse_log"])
+    checks = {
+        "rmse_log": {"value": rmse, "target": TARGETS["rmse_log"], "ok": rmse <= TARGETS["rmse_log"]},
+        "leave_largest_out": {"value": holdout["max_abs_rel_error"], "target": TARGETS["leave_largest_out"],
+                              "ok": holdout["max_abs_rel_error"] <= TARGETS["leave_largest_out"]},
+    }
+    return DemoResult(sweep_file=Path(sweep_file), out=out, plan=p, report=report, data=data, fit=fit,
+                      fit_path=fit_path, holdout=holdout, forecast=forecast, plots=plots,
+                      seconds=time.monotonic() - started, checks=checks)
+
+
+def print_demo(result: DemoResult, fmt: Any = "table") -> None:
+    """Parameter table, fit quality with the two checks, the forecast and where the files are."""
+    from scaling.cli.fitting import _print_fit
+    from scaling.cli.output import Format, blank_line, note, print_fields, print_json, print_table, to_jsonable
+
+    fmt = Format(fmt)
+    sizes = sorted(result.data["N"].unique())
+    if fmt is Format.json:
+        print_json({
+            "sweep": str(result.sweep_file), "runs": len(result.plan.runs), "points": len(result.data),
+            "sizes": sizes, "params": result.fit.params, "intervals": result.fit.intervals,
+            "quality": result.fit.quality, "checks": result.checks,
+            "leave_largest_out": {k: v for k, v in result.holdout.items() if k != "table"} | {"table": result.holdout["table"]},
+            "forecast": result.forecast, "fit_file": str(result.fit_path), "plots": [str(p) for p in result.plots],
+            "seconds": result.seconds,
+        })
+        return
+    if fmt is Format.csv:
+        from scaling.cli.output import print_csv
+
+        print_csv(result.forecast)
+        return
+    _print_fit(result.fit, Format.table, result.fit_path)
+    blank_line()
+    h = result.holdout
+    print_fields([
+        ("sizes trained", f"{len(sizes)} ({sizes[0]:.3g} to {sizes[-1]:.3g} non-embedding parameters, "
+                          f"{np.log10(sizes[-1] / sizes[0]):.2f} decades)"),
+        ("budgets per size", f"{result.data.groupby('N')['D'].nunique().min()} to {result.data.groupby('N')['D'].nunique().max()}"),
+        ("residual RMSE (log)", _check_text(result.checks["rmse_log"], "{:.4f}")),
+        (f"leave-largest-out (N={h['N']:.3g})", _check_text(result.checks["leave_largest_out"], "{:.2%}")
+         + f"; mean {h['mean_abs_rel_error']:.2%} over {len(h['table'])} points, fitted on {h['n_train']}"),
+    ], title="is the fit believable?")
+    blank_line()
+    print_table(result.forecast, title=f"forecast: a model {FORECAST_FACTOR:g}x larger than the largest trained")
+    blank_line()
+    note(f"plots: {', '.join(str(p) for p in result.plots)}")
+    note(f"demo finished in {result.seconds / 60:.1f} min ({len(result.report.done)} runs trained, "
+         f"{len(result.report.skipped)} already done)")
+    del to_jsonable
+
+
+def _check_text(check: dict[str, Any], pattern: str) -> str:
+    verdict = "meets" if check["ok"] else "MISSES"
+    return f"{pattern.format(check['value'])} ({verdict} the target <= {pattern.format(check['target'])})"
