@@ -11,6 +11,15 @@ Modules: :mod:`~scaling.train.config` (the validated run config and run ids), :m
 """
 
 from scaling.train.config import RunConfig, load_config, run_id
-from scaling.train.loop import run, train
 
 __all__ = ["RunConfig", "load_config", "run", "run_id", "train"]
+
+
+def __getattr__(name: str):
+    # run/train import torch and the data pipeline: load them on first use, so that reading or validating a
+    # config (the sweep planner, the CLI's error path) stays fast.
+    if name in ("run", "train"):
+        from scaling.train import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'scaling.train' has no attribute {name!r}")

@@ -36,14 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = parser().parse_args(argv)
     try:
-        from rich.console import Console
-
         from scaling.train.config import load_config
-        from scaling.train.loop import train
 
         if args.config is None and not args.overrides:
             raise ScalingError("give --config FILE and/or key=value settings (at least tokens and a model shape)")
         config = load_config(args.config, args.overrides)
+        # torch, transformers and accelerate load only once the config is known to be good.
+        from rich.console import Console
+
+        from scaling.train.loop import train
+
         console = None if args.quiet else Console(stderr=True)
         outcome = train(config, args.results, console=console)
     except ScalingError as exc:

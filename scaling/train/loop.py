@@ -403,6 +403,8 @@ class _Trainer:
                         # Testing: behave like a crash right after this step (no checkpoint, no further rows).
                         out.stopped_at = t.step
                         break
+                    if t.step == plan.steps:
+                        self._save_final()  # weights first: a finished row must always have its weights
                     if t.step in plan.eval_steps:
                         self._evaluate_and_record(t, branch=0, step=t.step, budget=cfg.tokens, final=t.step == plan.steps)
                     if t.step < plan.steps and self._agree(
@@ -416,11 +418,12 @@ class _Trainer:
                         if self.stop_requested:
                             out.stopped_at = t.step
                             break
+                progress.finish(t.step, t.train_tokens, t.train_s)
         finally:
             _restore_sigterm(old_handler)
         out.rows = self.rows
         if out.stopped_at is None:
-            self._finish()
+            self._drop_checkpoints()
             out.finished = True
         acc.end_training()
         return out
@@ -620,20 +623,28 @@ class _Trainer:
                     shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
 
-    def _finish(self) -> None:
-        """Final weights (Hugging Face format), then the resume checkpoints go."""
+    def _save_final(self) -> None:
+        """Final weights in Hugging Face format (``from_pretrained``-loadable), renamed into place."""
         acc = self.acc
         acc.wait_for_everyone()
         if acc.is_main_process:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Writing model shards" bars are noise for a few-MB model
             tmp = self.run_dir / ".final.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            acc.unwrap_model(self.model).save_pretrained(str(tmp), safe_serialization=True)
+            acc.unwrap_model(self.model).save_pretrained(str(tmp))
             shutil.rmtree(self.run_dir / "final", ignore_errors=True)
             os.replace(tmp, self.run_dir / "final")
+        acc.wait_for_everyone()
+
+    def _drop_checkpoints(self) -> None:
+        """The run is finished: resume checkpoints are no longer needed (final/ stays)."""
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
             for old in self.run_dir.glob("ckpt-*"):
                 shutil.rmtree(old, ignore_errors=True)
             (self.run_dir / "latest").unlink(missing_ok=True)
-        acc.wait_for_everyone()
 
 
 @dataclass
@@ -748,7 +759,12 @@ class _Progress:
 
     def __exit__(self, *exc):
         if self.bar is not None:
+            self.last = 0.0
             self.bar.__exit__(*exc)
+
+    def finish(self, step: int, tokens: int, seconds: float) -> None:
+        self.last = 0.0
+        self.update(step, tokens, seconds)
 
     def update(self, step: int | None, tokens: int, seconds: float) -> None:
         if self.bar is None:
