@@ -2,8 +2,9 @@
 
 Four kinds of spec (``load_corpus`` in :mod:`scaling.train.data` turns the documents into cached tokens):
 
-- ``"english"``: the King James Bible, shipped xz-compressed in ``scaling/data/`` (public domain; provenance in
-  ``scaling/data/README.md``), one document per chapter (1,189 documents, 4.15 MB of UTF-8 text).
+- ``"english"``: public-domain English prose shipped xz-compressed in ``scaling/data/`` (provenance in
+  ``scaling/data/README.md``): the King James Bible, one document per chapter, and C. H. Spurgeon's "The
+  Treasury of David" (psalms 1-107), one document per psalm; 1,190 documents, 11.57 MB of UTF-8 text.
 - ``"python"``: this interpreter's standard library source (``*.py`` under ``sysconfig``'s stdlib path, test
   folders and site-packages excluded, sorted paths, capped at 16 MB), one document per file.
 - a local ``.txt`` / ``.jsonl`` / ``.json`` / ``.parquet`` file, or a folder of such files, read through
@@ -32,8 +33,8 @@ from pathlib import Path
 
 from scaling.errors import ScalingError
 
-# Shipped English prose: (file in scaling/data/, how its documents are separated).
-ENGLISH_FILES = ("kjv.txt.xz",)
+# Shipped English prose in scaling/data/ (built by scaling/data/make_english.py); documents separated by "\n\n".
+ENGLISH_FILES = ("kjv.txt.xz", "tdavid.txt.xz")
 PYTHON_CAP_BYTES = 16 * 2**20
 # Folders of the standard library that are not "the library": its own tests, installed third-party packages.
 PYTHON_EXCLUDED_DIRS = frozenset(
@@ -85,7 +86,7 @@ def _english() -> Source:
     def read() -> list[str]:
         docs: list[str] = []
         for blob in blobs:
-            # Chapters are separated by one blank line; a chapter is a heading line and one paragraph of verses.
+            # One blank line between documents (a KJV chapter, a Treasury of David psalm); none inside them.
             docs.extend(lzma.decompress(blob).decode("utf-8").split("\n\n"))
         return docs
 

@@ -8,7 +8,7 @@ held-out at document level, tokenizes both once and caches them as flat memory-m
     sampler = TrainSampler(corpus, context=128, batch_size=32, seed=0, total_tokens=4_000_000)
     x = sampler.batch(step)                               # LongTensor [32, 129]: inputs x[:, :-1], targets x[:, 1:]
 
-The held-out split. Documents (a chapter, a source file, a paragraph; documents over 64 KiB are cut at line
+The held-out split. Documents (a chapter, a source file, a paragraph; documents over 16 KiB are cut at line
 breaks into pieces) are ordered by the SHA-256 of their text, and the held-out split is the shortest prefix of
 that order with at least ``heldout_tokens`` tokens. It is therefore fixed for a corpus, tokenizer and size,
 spread over the whole corpus, and identical documents always land on the same side (they hash alike). The
@@ -63,7 +63,7 @@ from scaling.train import corpora
 
 FORMAT_VERSION = 1  # bump when the split, tokenization or file layout changes: old caches are then ignored
 SEPARATOR = "\n\n"
-MAX_PIECE_BYTES = 1 << 16
+MAX_PIECE_BYTES = 1 << 14
 BPE_RESERVE_FACTOR = 6  # bytes of reserve per requested held-out token (BPE at 4096 is ~3-4 bytes per token)
 _TOKENIZER_RE = re.compile(r"^(bytes|bpe-(\d+))$")
 
@@ -253,19 +253,21 @@ def _build(
             dtype = np.dtype(np.uint8)
             k = _heldout_prefix(byte_sizes, len(SEPARATOR), hashes, heldout_tokens)
             _check_size(source.name, tokenizer, heldout_tokens, k, len(pieces), sum(byte_sizes[:k]), total_bytes)
-            encode = _encode_bytes
+            heldout, train = _encode_bytes(pieces[:k]), _encode_bytes(pieces[k:])
             actual_vocab = 256
         else:
             dtype = np.dtype(np.uint16)
-            tok, k = _bpe_split(source.name, tokenizer, pieces, byte_sizes, hashes, vocab, heldout_tokens, total_bytes)
+            tok, k, r, ids = _bpe_split(
+                source.name, tokenizer, pieces, byte_sizes, hashes, vocab, heldout_tokens, total_bytes
+            )
+            meta["bpe_reserve_documents"] = r  # the tokenizer was trained on the documents after these
             tok.save(str(tmp / "tokenizer.json"))
             actual_vocab = tok.get_vocab_size()
             # With a byte-level BPE every character of a token's string stands for exactly one byte.
             meta["token_bytes"] = [len(tok.id_to_token(i)) for i in range(actual_vocab)]
-            encode = functools.partial(_encode_bpe, tok)
+            sep = tok.encode(SEPARATOR).ids
+            heldout, train = _join(ids[:k], sep), _join(ids[k:], sep)
 
-        heldout = encode(pieces[:k])
-        train = encode(pieces[k:])
         heldout.astype(dtype).tofile(tmp / "heldout.bin")
         train.astype(dtype).tofile(tmp / "train.bin")
         heldout_bytes = sum(byte_sizes[:k]) + len(SEPARATOR) * (k - 1)
@@ -307,15 +309,14 @@ def _encode_bytes(pieces: list[str]) -> np.ndarray:
     return np.frombuffer(SEPARATOR.join(pieces).encode("utf-8"), dtype=np.uint8)
 
 
-def _encode_bpe(tok, pieces: list[str]) -> np.ndarray:
-    # Pieces are encoded one by one (in parallel by `tokenizers`) and joined with the separator's own tokens,
-    # which decodes to exactly SEPARATOR.join(pieces).
-    sep = tok.encode(SEPARATOR).ids
+def _join(ids: list[list[int]], sep: list[int]) -> np.ndarray:
+    # Pieces are encoded one by one and joined with the separator's own tokens, which decodes to exactly
+    # SEPARATOR.join(pieces) (byte-level BPE is lossless).
     out: list[int] = []
-    for i, enc in enumerate(tok.encode_batch(pieces)):
+    for i, piece in enumerate(ids):
         if i:
             out.extend(sep)
-        out.extend(enc.ids)
+        out.extend(piece)
     return np.asarray(out, dtype=np.int64)
 
 
@@ -337,22 +338,25 @@ def train_bpe(texts: Sequence[str], vocab_size: int):
 
 
 def _bpe_split(name, tokenizer, pieces, byte_sizes, hashes, vocab, heldout_tokens, total_bytes):
-    """Train the BPE outside a reserve at the head of the hash order, then take the held-out from the reserve."""
-    sep = len(SEPARATOR)
+    """Train the BPE outside a reserve at the head of the hash order, then take the held-out from the reserve.
+
+    Returns the tokenizer, the number of held-out pieces, the number of reserved pieces (the tokenizer was
+    trained on the pieces after them) and every piece's token ids.
+    """
     factor = BPE_RESERVE_FACTOR
     while True:
         reserve_bytes = min(factor * heldout_tokens, total_bytes // 2)
-        r = _heldout_prefix(byte_sizes, sep, hashes, reserve_bytes)
+        r = _heldout_prefix(byte_sizes, len(SEPARATOR), hashes, reserve_bytes)
         if r >= len(pieces):
             _check_size(name, tokenizer, heldout_tokens, r, len(pieces), total_bytes, total_bytes)
         tok = train_bpe(pieces[r:], vocab)
-        sizes = [len(enc.ids) for enc in tok.encode_batch(pieces[:r])]
+        ids = [enc.ids for enc in tok.encode_batch(pieces)]  # parallel in `tokenizers`
+        sizes = [len(x) for x in ids[:r]]
         sep_tokens = len(tok.encode(SEPARATOR).ids)
         k = _heldout_prefix(sizes, sep_tokens, hashes, heldout_tokens)
-        reached = sum(sizes[:k]) + sep_tokens * (k - 1) >= heldout_tokens
-        if reached and k <= r:
+        if sum(sizes[:k]) + sep_tokens * (k - 1) >= heldout_tokens and k <= r:
             _check_size(name, tokenizer, heldout_tokens, k, len(pieces), sum(byte_sizes[:k]), total_bytes)
-            return tok, k
+            return tok, k, r, ids
         if reserve_bytes >= total_bytes // 2:
             _check_size(name, tokenizer, heldout_tokens, len(pieces), len(pieces), total_bytes, total_bytes)
         factor *= 2  # more bytes per token than expected (a large vocabulary): retry with a larger reserve
