@@ -79,3 +79,70 @@ def test_region_finder_rejects_bad_input():
         poor_performance_region([1, 10, 10], [0.1, 0.2, 0.3])
     with pytest.raises(ScalingError, match="at least 2"):
         poor_performance_region([1], [0.1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The whole analysis on a synthetic results table with the published region edges built in
+
+import pandas as pd  # noqa: E402
+
+from scaling.repetition import analyze_repetition  # noqa: E402
+
+BASE = {"L_inf": 1.6, "N_c": 2e7, "a_N": 0.3}
+SIZES = [1e7, 3e7, 1e8, 3e8, 8e8]
+COUNTS = np.logspace(0.3, 5.5, 40)
+
+
+def _lost(N, E):
+    """A degradation bump in ln E whose >=50% band is exactly the published region at every N."""
+    left = power_boundary(N, **PUBLISHED_BOUNDARIES["left"])
+    right = power_boundary(N, **PUBLISHED_BOUNDARIES["right"])
+    centre, half = (math.log(left) + math.log(right)) / 2, (math.log(right) - math.log(left)) / 2
+    s = half / math.sqrt(2 * math.log(2))
+    return 0.45 * np.exp(-((np.log(E) - centre) ** 2) / (2 * s**2))
+
+
+def _table():
+    rows = [dict(N=n, D=1e8, loss=float(LAW.predict(BASE, N=n)), repeat_fraction=0.0, repeat_count=1, run_id=f"u{n:g}")
+            for n in SIZES]
+    for n in SIZES:
+        for E in COUNTS:
+            N_eff = n * (1 - _lost(n, E))
+            rows.append(dict(N=n, D=1e8, loss=float(LAW.predict(BASE, N=N_eff)), repeat_fraction=0.1,
+                             repeat_count=E, run_id=f"r{n:g}-{E:g}"))
+    return pd.DataFrame(rows)
+
+
+def test_analysis_recovers_the_published_edges():
+    a = analyze_repetition(_table(), n_bootstrap=0)
+    assert a.baseline.params["a_N"] == pytest.approx(0.3, rel=1e-4)
+    np.testing.assert_allclose(a.runs["lost"], [_lost(r.N, r.repeat_count) for r in a.runs.itertuples()], atol=1e-6)
+    assert len(a.regions) == len(SIZES) and not a.regions[["left_open", "right_open"]].any().any()
+    left, right = a.boundaries[(0.1, "left")].params, a.boundaries[(0.1, "right")].params
+    assert left["alpha"] == pytest.approx(-0.56, abs=0.01)
+    assert right["alpha"] == pytest.approx(-0.50, abs=0.01)
+    assert left["k"] == pytest.approx(4.2e6, rel=0.15)
+    assert right["k"] == pytest.approx(5.1e7, rel=0.15)
+    assert "f = 0.1" in a.summary()
+
+
+def test_analysis_bad_tables():
+    table = _table()
+    with pytest.raises(ScalingError, match="one: select it"):
+        analyze_repetition(table.assign(D=np.where(np.arange(len(table)) % 2, 1e8, 2e8)), n_bootstrap=0)
+    with pytest.raises(ScalingError, match="3 or more sizes"):
+        analyze_repetition(table[(table["repeat_fraction"] > 0) | (table["N"] < 2e7)], n_bootstrap=0)
+    with pytest.raises(ScalingError, match="no runs with repeated data"):
+        analyze_repetition(table[table["repeat_fraction"] == 0], n_bootstrap=0)
+    with pytest.raises(ScalingError, match="repeat_fraction"):
+        analyze_repetition(table.drop(columns=["repeat_count"]), n_bootstrap=0)
+
+
+def test_effective_size_intervals_from_the_baseline_bootstrap():
+    table = _table()
+    noise = np.exp(0.002 * np.random.default_rng(0).standard_normal(len(table)))
+    a = analyze_repetition(table.assign(loss=table["loss"] * noise), baseline_fix={"L_inf": 1.6}, n_bootstrap=30)
+    ok = a.runs.dropna(subset=["N_eff_lower"])
+    assert len(ok) == len(a.runs)
+    assert ((ok["N_eff_lower"] <= ok["N_eff"]) & (ok["N_eff"] <= ok["N_eff_upper"])).all()
+    assert a.baseline.params["L_inf"] == 1.6 and "a_N" in a.baseline.intervals
