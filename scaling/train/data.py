@@ -136,13 +136,6 @@ def load_corpus(
         raise ScalingError(f"heldout_tokens={heldout_tokens!r}: expected a positive whole number")
     heldout_tokens = int(heldout_tokens)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    try:
-        (root / "corpora").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ScalingError(f"cache folder {root}: cannot create it ({exc.strerror or exc})") from None
-    if not os.access(root / "corpora", os.W_OK):
-        raise ScalingError(f"cache folder {root}: not writable (set SCALING_CACHE or cache_dir)")
-
     source = corpora.resolve(spec, hf_cache_dir=root / "hf-datasets")
     settings = {
         "format": FORMAT_VERSION,
@@ -154,7 +147,13 @@ def load_corpus(
     }
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = root / "corpora" / f"{_slug(source.name)}-{tokenizer}-{fingerprint}"
-    if not (folder / "meta.json").exists():
+    if not (folder / "meta.json").exists():  # a read-only cache that already holds the corpus is fine
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ScalingError(f"cache folder {root}: cannot create it ({exc.strerror or exc})") from None
+        if not os.access(folder.parent, os.W_OK):
+            raise ScalingError(f"cache folder {root}: not writable (set SCALING_CACHE or pass cache_dir)")
         with FileLock(str(folder) + ".lock"):
             if not (folder / "meta.json").exists():  # another process may have built it while we waited
                 _build(source, tokenizer, vocab, heldout_tokens, fingerprint, settings, folder)
