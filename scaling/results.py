@@ -47,6 +47,8 @@ CANONICAL_COLUMNS: dict[str, str] = {
 
 # Columns that must be strictly positive wherever a law uses them.
 POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F"}
+# Calibration metrics of probabilities: a value outside [0, 1] is a column or unit mix-up.
+UNIT_INTERVAL_COLUMNS = {"ece", "brier"}
 
 # Names other people's tables use for the canonical columns, so a missing column can be answered with
 # "use --map N=params_N" instead of only listing the columns. Compared after normalising (lower case,
@@ -226,6 +228,11 @@ def validate_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = 
             raw = _raw_cell(out, pos, col)
             shown = raw if raw is not None else repr(float(array[pos]))
             raise ScalingError(f"{source}: {_where(out, pos, col)} is {shown}; {col} must be positive")
+        if col in UNIT_INTERVAL_COLUMNS and ((array < 0) | (array > 1)).any():
+            pos = int(((array < 0) | (array > 1)).nonzero()[0][0])
+            raw = _raw_cell(out, pos, col)
+            shown = raw if raw is not None else repr(float(array[pos]))
+            raise ScalingError(f"{source}: {_where(out, pos, col)} is {shown}; {col} must lie in [0, 1]")
         out[col] = array
     return out
 
