@@ -31,9 +31,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Offline by design: nothing here may need the hub (datasets otherwise pings it even for local files).
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    # Nothing here needs the hub (models are built from configs; local corpora are read in offline mode by
+    # scaling.train.corpora), so the user's HF_HUB_OFFLINE decides whether hf:NAME corpora can download.
+    # One line per error: datasets' "Generating train split" bars would otherwise come before it on stderr.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     args = parser().parse_args(argv)
     try:
         from scaling.train.config import load_config
@@ -42,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ScalingError("give --config FILE and/or key=value settings (at least tokens and a model shape)")
         config = load_config(args.config, args.overrides)
         # torch, transformers and accelerate load only once the config is known to be good.
+        from datasets.utils.logging import disable_progress_bar
         from rich.console import Console
 
         from scaling.train.loop import train
 
+        disable_progress_bar()  # datasets may have been imported before the variable above was set
         console = None if args.quiet else Console(stderr=True)
         outcome = train(config, args.results, console=console)
     except ScalingError as exc:

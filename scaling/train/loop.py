@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import shutil
@@ -469,7 +470,9 @@ class _Trainer:
         saved_model = copy.deepcopy(model.state_dict())
         saved_opt = copy.deepcopy(self.optimizer.state_dict())
         saved = (t.step, t.loss_sum, t.loss_count)
-        t.branch_loss_sum, t.branch_loss_count = 0.0, 0
+        # train_loss of the branch's row: the steps since the last evaluation, as for any row (those before the
+        # fork were shared with the main run)
+        t.branch_loss_sum, t.branch_loss_count = t.loss_sum, t.loss_count
         while t.step < end:
             self._train_step(t, self.plan.multiplier(t.step, self.cfg, end=end), main=False)
             progress.update(None, t.train_tokens, t.train_s)
@@ -606,6 +609,7 @@ class _Trainer:
     def _save_checkpoint(self, t: _State) -> None:
         """model + optimizer + RNG (accelerate.save_state) + step and running sums, renamed into place."""
         acc = self.acc
+        _quiet_tied_weights_warning()
         self._tick(t)
         tmp = self.run_dir / f".ckpt-{t.step:09d}.tmp"
         final = self.run_dir / f"ckpt-{t.step:09d}"
@@ -662,6 +666,20 @@ class _State:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+class _TiedWeightsFilter(logging.Filter):
+    """accelerate warns that the tied LM head is "removed" when saving with safetensors; it is tied to the
+    embedding and restored from it on load (resume is tested to be bit-exact), so the warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+def _quiet_tied_weights_warning() -> None:
+    log = logging.getLogger("accelerate.utils.other")
+    if not any(isinstance(f, _TiedWeightsFilter) for f in log.filters):
+        log.addFilter(_TiedWeightsFilter())
 
 
 def _latest_checkpoint(run_dir: Path) -> Path | None:
