@@ -381,6 +381,7 @@ def plan(
     runs = _finalise(sweep, specs, trainer, throughput, where)
     if not runs:
         raise ScalingError(f"{where}: the plan is empty (every grid point was filtered out)")
+    _check_corpora(runs, where)
     return Plan(name=sweep.name, runs=runs, sweep=sweep, source=source, settings={"throughput": throughput.describe()})
 
 
@@ -501,6 +502,18 @@ def _transfer_specs(sweep, base, points, trainer, where):
             for D in scratch:
                 specs.append(("scratch", dict(model_cfg, corpus=pair.target, tokens=D), ()))
     return specs
+
+
+def _check_corpora(runs: Sequence[PlannedRun], where: str) -> None:
+    """A local corpus file that does not exist fails the plan, not the runs (which would fail one by one)."""
+    for run in runs:
+        for key in ("corpus", "target_corpus"):
+            spec = run.config.get(key)
+            if not spec or spec in ("english", "python") or str(spec).startswith("hf:"):
+                continue
+            if not Path(spec).expanduser().exists():
+                raise ScalingError(f"{where}: {key} {spec!r} (run {run.config['name']}): no such file or folder; "
+                                   "built-in corpora are english and python")
 
 
 def _freeze(cfg: Mapping[str, Any]) -> tuple:
@@ -648,21 +661,22 @@ def estimate_wall_seconds(plan: Plan, workers: int) -> float:
 # Finished runs in a results table
 
 
-def finished_run_ids(results: str | os.PathLike, runs: Iterable[PlannedRun] = ()) -> set[str]:
-    """Run ids whose final row(s) are in ``results``: one final row per budget (WSD branches included)."""
+def finished_run_ids(results: str | os.PathLike) -> set[str]:
+    """Run ids that are finished in ``results``: the trainer's rule (``scaling.train.record.is_finished``), a
+    final row of the main branch (branch 0; a WSD run writes it after all of its cooldown branches)."""
     path = Path(results)
     if not path.exists() or path.stat().st_size == 0:
         return set()
     try:
-        df = pd.read_csv(path, usecols=lambda c: c in ("run_id", "final", "D", "tokens", "branch"))
-    except (pd.errors.EmptyDataError, ValueError):
+        df = pd.read_csv(path, usecols=lambda c: c in ("run_id", "final", "branch"), dtype=str)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError):
         return set()
     if "run_id" not in df.columns or "final" not in df.columns:
         return set()
-    final = df[pd.to_numeric(df["final"], errors="coerce") == 1]
-    have = final.groupby("run_id").size().to_dict()
-    need = {r.run_id: len(r.budgets) for r in runs}
-    return {rid for rid, n in have.items() if n >= need.get(rid, 1)}
+    done = df["final"].str.strip() == "1"
+    if "branch" in df.columns:
+        done &= df["branch"].fillna("0").str.strip().isin(["0", ""])
+    return set(df.loc[done, "run_id"].dropna().str.strip())
 
 
 # ---------------------------------------------------------------------------------------------------------

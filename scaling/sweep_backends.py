@@ -162,6 +162,8 @@ class RayBackend:
         self._ray = ray
         self._started = False
         quiet = {"log_to_driver": False, "logging_level": "ERROR", "include_dashboard": False}
+        if address and address not in ("auto", "local"):
+            _probe(address)  # ray.init retries an unreachable address for minutes; fail in seconds instead
         if not ray.is_initialized():
             try:
                 if address:
@@ -184,6 +186,20 @@ class RayBackend:
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Raise a one-line error unless something listens at a Ray address (``host:port`` or ``ray://host:port``)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ScalingError(f"--backend ray: address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ScalingError(f"--backend ray: no Ray cluster reachable at {address} ({exc.strerror or type(exc).__name__})") from None
 
 
 class SlurmBackend:
@@ -289,7 +305,7 @@ def run_plan(
     started = time.monotonic()
     note = on_event or (lambda kind, run, info: None)
     runs = plan.by_id()
-    finished = finished_run_ids(results, plan.runs)
+    finished = finished_run_ids(results)
     report = SweepReport(total=len(plan.runs))
     pending: dict[str, PlannedRun] = {}
     for run in plan.runs:
@@ -345,7 +361,7 @@ def run_plan(
                 except Exception as exc:  # the backend lost the task (worker died, job cancelled)
                     outcome = RunOutcome(rid, -1, 0.0, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 # A zero exit status is not enough: the run must have written its final row(s).
-                ok = outcome.returncode == 0 and rid in finished_run_ids(results, [run])
+                ok = outcome.returncode == 0 and rid in finished_run_ids(results)
                 if ok:
                     complete.add(rid)
                     report.done.append(rid)

@@ -146,16 +146,17 @@ def test_shipped_sweep_files_plan():
     assert all(r.shape["n_layer"] >= 2 for r in demo.runs)  # 1-layer models are off-trend (CPU-BUDGET.md)
 
 
-def test_finished_run_ids_need_every_budget(tmp_path):
-    p = plan(sweep(base={**BASE, "schedule": "wsd"}, grid={"model": SHAPES[:1], "tokens": [1024, 2048]}))
-    run = p.runs[0]
+def test_finished_runs_are_those_with_a_final_main_branch_row(tmp_path):
     f = tmp_path / "results.csv"
-    f.write_text(f"run_id,final,D\n{run.run_id},0,512\n{run.run_id},1,1024\n")
-    assert finished_run_ids(f, p.runs) == set()  # one budget of two
-    with open(f, "a") as fh:
-        fh.write(f"{run.run_id},1,2048\n")
-    assert finished_run_ids(f, p.runs) == {run.run_id}
-    assert finished_run_ids(tmp_path / "missing.csv", p.runs) == set()
+    f.write_text("run_id,final,branch,D\n"
+                 "aaa,0,0,512\n"
+                 "aaa,1,1,1024\n"  # a cooldown branch finished, the main run did not
+                 "bbb,1,1,1024\n"
+                 "bbb,1,0,2048\n")
+    assert finished_run_ids(f) == {"bbb"}
+    assert finished_run_ids(tmp_path / "missing.csv") == set()
+    (tmp_path / "empty.csv").write_text("")
+    assert finished_run_ids(tmp_path / "empty.csv") == set()
 
 
 # ---------------------------------------------------------------------------------------------------------
