@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # click usage errors (bad option, missing argument) are user errors too
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        # typer >= 0.25 vendors its own click: its usage errors derive from typer.TyperException, not click's.
+        if isinstance(exc, (click.exceptions.ClickException, typer.TyperException)) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
