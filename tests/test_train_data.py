@@ -175,7 +175,7 @@ def test_jsonl_and_parquet(tmp_path):
 
 
 def test_batches_are_a_pure_function_of_seed_and_step(english):
-    kw = dict(context=64, batch_size=8, total_tokens=64 * 8 * 50)
+    kw = {"context": 64, "batch_size": 8, "total_tokens": 64 * 8 * 50}
     a, b = TrainSampler(english, seed=1, **kw), TrainSampler(english, seed=1, **kw)
     later = a.batch(7)
     for step in range(7):
@@ -301,7 +301,7 @@ def test_bad_tokenizer_and_sizes(small_txt, english, tmp_path):
     assert "between 257" in one_line_error(load_corpus, "english", tokenizer="bpe-100", cache_dir=tmp_path)
     assert "too small" in one_line_error(load_corpus, str(small_txt), heldout_tokens=300_000, cache_dir=tmp_path)
     assert "heldout_tokens" in one_line_error(load_corpus, "english", heldout_tokens=0, cache_dir=tmp_path)
-    kw = dict(context=128, batch_size=32, seed=0)
+    kw = {"context": 128, "batch_size": 32, "seed": 0}
     assert "larger than the train split" in one_line_error(
         TrainSampler, english, total_tokens=10**6, unique_tokens=len(english.train) + 1, **kw)
     assert "smaller than one batch" in one_line_error(TrainSampler, english, total_tokens=1000, **kw)

@@ -27,10 +27,10 @@ TDAVID_MAX_BYTES = 7_600_000  # keeps the two .xz files together under about 3 M
 def tdavid_documents() -> list[tuple[int, str]]:
     """(psalm number, text) for the preface (0) and the psalms, in order."""
     raw = subprocess.run(["mod2imp", "TDavid"], check=True, capture_output=True, text=True).stdout
-    parts = re.split(r"^\$\$\$(.*)$", raw, flags=re.M)
+    parts = re.split(r"^\$\$\$(.*)$", raw, flags=re.MULTILINE)
     docs = []
     for key, body in zip(parts[1::2], parts[2::2]):
-        body = re.sub(r"<title[^>]*>(.*?)</title>", r"\n\1\n", body, flags=re.S)  # titles on their own line
+        body = re.sub(r"<title[^>]*>(.*?)</title>", r"\n\1\n", body, flags=re.DOTALL)  # titles on their own line
         body = re.sub(r"<(div|l|lg|item|list)\b[^>]*/?>", "\n", body)  # paragraphs, poetry lines, list items
         body = re.sub(r"</(l|item|list)>", "\n", body)
         body = re.sub(r"<[^>]+>", "", body)  # emphasis, references, milestones

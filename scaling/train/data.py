@@ -3,7 +3,7 @@
 ``load_corpus(spec, tokenizer=...)`` reads a corpus (:mod:`scaling.train.corpora`), splits it into train and
 held-out at document level, tokenizes both once and caches them as flat memory-mapped arrays::
 
-    corpus = load_corpus("english")                       # bytes, vocab 256, ~3.95M train / 200k held-out tokens
+    corpus = load_corpus("english")                       # bytes, vocab 256, 11.4M train / 204k held-out tokens
     corpus = load_corpus("python", tokenizer="bpe-4096")  # BPE trained on the train split only
     sampler = TrainSampler(corpus, context=128, batch_size=32, seed=0, total_tokens=4_000_000)
     x = sampler.batch(step)                               # LongTensor [32, 129]: inputs x[:, :-1], targets x[:, 1:]
@@ -439,7 +439,7 @@ class TrainSampler:
         subset = 0
         if self.repeat_fraction > 0:
             subset_tokens = self.repeat_fraction * self.tokens / self.repeat_count
-            subset = int(round(self.repeat_fraction * self.sequences / self.repeat_count))
+            subset = round(self.repeat_fraction * self.sequences / self.repeat_count)
             if subset < 1:
                 raise ScalingError(
                     f"repeat_fraction={repeat_fraction}, repeat_count={repeat_count}: the repeated subset "
