@@ -106,6 +106,13 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise ScalingError(f"{path}: is a folder, expected a CSV file")
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(512).lstrip()
+    except OSError as exc:
+        raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if head[:1] in (b"{", b"["):  # pandas would read a JSON document as a strange one-row CSV
+        raise ScalingError(f"{path}: looks like JSON, not a CSV table (a fit file? use scaling forecast)")
+    try:
         df = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
         raise ScalingError(f"{path}: the file is empty") from None

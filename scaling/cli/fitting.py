@@ -8,7 +8,7 @@ them and their answers into tables, JSON or CSV (:mod:`scaling.cli.output`). Syn
 
 from __future__ import annotations
 
-import itertools
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -18,7 +18,7 @@ import pandas as pd
 import typer
 
 from scaling.cli import app
-from scaling.cli.output import Format, blank_line, emit, note, print_fields, print_json, print_csv, print_table, warn
+from scaling.cli.output import Format, blank_line, emit, format_number, note, print_csv, print_fields, print_json, print_table, warn
 from scaling.errors import ScalingError
 from scaling.laws import Law, get_law, law_names
 
@@ -100,8 +100,6 @@ def parse_assignments(items: list[str], option: str, law: Law, *, numeric: bool)
                 if value == name:
                     raise ScalingError(f"{option} {part!r}: a parameter cannot be tied to itself")
                 out[name] = value
-            if name in out and list(out).count(name) > 1:  # pragma: no cover - dict keys are unique
-                pass
     return out
 
 
@@ -129,8 +127,6 @@ def _check_can_write(path: Path) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise ScalingError(f"-o {path}: cannot create it ({probe} is a file)")
-    import os
-
     if not os.access(probe, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ScalingError(f"-o {path}: not writable")
 
@@ -146,113 +142,130 @@ def fit_command(
     map_: Annotated[ValuesOption, typer.Option("--map", "-m", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).')] = None,
     where: Annotated[Optional[str], typer.Option("--where", "-w", help='Row selection (pandas query), e.g. "final == 1".')] = None,
     fix: Annotated[ValuesOption, typer.Option("--fix", help="Hold a parameter fixed, NAME=VALUE (repeatable).")] = None,
-    tie: Annotated[ValuesOption, typer.Option("--tie", help="Tie a parameter to another, NAME=OTHER, e.g. beta=alpha.")] = None,
+    tie: Annotated[ValuesOption, typer.Option("--tie", help="Make a parameter equal to another, NAME=OTHER, e.g. beta=alpha.")] = None,
     loss: Annotated[str, typer.Option("--loss", help="Objective: huber | least_squares | huber_likelihood.")] = "huber",
     delta: Annotated[float, typer.Option("--delta", help="Huber delta on log residuals.")] = 1e-3,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples over runs (0: none).")] = 200,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples (0: no intervals).")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     ci: Annotated[float, typer.Option("--ci", help="Interval level.")] = 0.95,
     x: Annotated[Optional[str], typer.Option("--x", help="Input column of a single-input law (power, saturating), e.g. D.")] = None,
+    group: Annotated[str, typer.Option("--group", help="Column naming the runs the bootstrap resamples (rows if absent).")] = "run_id",
+    param_def: Annotated[str, typer.Option("--param-def", help="N convention: nonemb (N) or total (use the N_total column).")] = "nonemb",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Fit file to write (default fits/<csv stem>-<law>.json).")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
-    import scaling
+    from scaling.estimate import LOSSES, default_law
+    from scaling.estimate import fit as fit_law
     from scaling.fitfile import save_fit
     from scaling.results import parse_mapping, read_results
 
+    # Option checks first: a typo should not cost a read of the table, let alone a fit.
+    if loss not in LOSSES:
+        raise ScalingError(f"--loss {loss!r}: expected one of {', '.join(LOSSES)}")
     if not 0 < ci < 1:
         raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.95")
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
-    if delta <= 0:
+    if not delta > 0:
         raise ScalingError(f"--delta {delta:g}: must be positive")
+    if param_def not in ("nonemb", "total"):
+        raise ScalingError(f"--param-def {param_def!r}: expected nonemb or total")
     mapping = parse_mapping(map_ or [])
+    if law is None:
+        # The engine owns the rule for picking a law from the columns; it looks at the (mapped, selected) table.
+        law = default_law(read_results(results, mapping=mapping, where=where))
+        picked = True
+    else:
+        picked = False
     chosen = _resolve_law(law, x)
-    if chosen is None:
-        # The engine owns the rule for picking a law from the columns; read the table once without
-        # validation to see which columns are there.
-        table = read_results(results, mapping=mapping, where=where)
-        chosen = _resolve_law(scaling.default_law(table.columns), x)
-        note(f"law: {chosen.name} (picked from the columns {', '.join(c for c in table.columns if c in ('N', 'D', 'loss', 'C', 'U', 'D_F', 'ece'))}; choose another with --law)")
     fixed = parse_assignments(fix or [], "--fix", chosen, numeric=True)
     tied = parse_assignments(tie or [], "--tie", chosen, numeric=False)
     clash = sorted(set(fixed) & set(tied))
     if clash:
         raise ScalingError(f"--fix and --tie both set {clash[0]}; choose one")
-    data = read_results(results, mapping=mapping, where=where, require=[*chosen.inputs, chosen.output])
+    require = [*chosen.inputs, chosen.output]
+    if param_def == "total" and "N" in chosen.inputs:
+        require.append("N_total")
+    data = read_results(results, mapping=mapping, where=where, require=require)
+    if picked:  # said only once the table is known to be usable, so that an error stays the one line printed
+        note(f"law: {law} ({chosen.formula}), picked from the columns; choose another with --law")
     for column, formula in data.attrs.get("derived", {}).items():
         if column in chosen.inputs:
             note(f"{column} derived as {formula}")
 
-    out_path = output if output is not None else _default_output(results, chosen.name)
+    out_path = output if output is not None else _default_output(results, law if x is None else f"{law}-{x}")
     _check_can_write(out_path)
 
-    result = scaling.fit(data, law=chosen, loss=loss, delta=delta, fix=fixed, tie=tied, n_bootstrap=bootstrap,
-                         ci=ci, seed=seed)
+    result = fit_law(data, law=law, x=x, loss=loss, delta=delta, fix=fixed, tie=tied, n_bootstrap=bootstrap,
+                     ci=ci, seed=seed, group=group, param_def=param_def)
     save_fit(result, out_path)
     _print_fit(result, fmt, out_path)
 
 
-def _interval_frame(values: dict[str, float], intervals: dict[str, Any], kind: str) -> pd.DataFrame:
+def fit_table(result: Any) -> pd.DataFrame:
+    """Parameters and derived quantities with their intervals: columns name, kind, value, lower, upper.
+
+    kind is ``free``, ``fixed``, ``tied to X`` or ``derived``.
+    """
     rows = []
-    for name, value in values.items():
-        lo, hi = (intervals.get(name) or (np.nan, np.nan))[:2] if intervals else (np.nan, np.nan)
+    for name, value in result.params.items():
+        kind = "fixed" if name in result.fixed else (f"tied to {result.tied[name]}" if name in result.tied else "free")
+        if name in (result.quality.get("at_bound") or []):
+            kind = "free, at bound"
+        lo, hi = result.intervals.get(name, (np.nan, np.nan))
+        rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
+    ref = result.settings.get("ref_compute")
+    for name, value in result.derived.items():
+        lo, hi = result.intervals.get(name, (np.nan, np.nan))
+        kind = f"derived, C = {ref:.3g}" if name == "tokens_per_param" and ref else "derived"
         rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
     return pd.DataFrame(rows, columns=["name", "kind", "value", "lower", "upper"])
 
 
 def _print_fit(result: Any, fmt: Format, saved: Path) -> None:
     law = result.law
-    params = _interval_frame(dict(result.params), dict(getattr(result, "intervals", {}) or {}), "param")
-    fixed = set((getattr(result, "settings", {}) or {}).get("fix", {}) or {})
-    tied = dict((getattr(result, "settings", {}) or {}).get("tie", {}) or {})
-    params.loc[params["name"].isin(fixed), "kind"] = "fixed"
-    params.loc[params["name"].isin(tied), "kind"] = "tied"
-    derived_values = dict(getattr(result, "derived", {}) or {})
-    derived = _interval_frame(derived_values, dict(getattr(result, "derived_intervals", {}) or {}), "derived")
-    table = pd.concat([params, derived], ignore_index=True) if len(derived) else params
+    table = fit_table(result)
     quality = dict(result.quality)
-    level = (getattr(result, "settings", {}) or {}).get("ci", None)
-
     if fmt is Format.json:
         print_json({
-            "law": law.name, "formula": law.formula, "reference": law.reference,
-            "params": {r["name"]: {"value": r["value"], "lower": r["lower"], "upper": r["upper"], "kind": r["kind"]}
+            "law": result.law_name, "formula": law.formula, "reference": law.reference, "ci": result.ci,
+            "params": {r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
                        for r in table.to_dict(orient="records")},
-            "ci": level, "quality": quality, "saved": str(saved),
+            "quality": quality, "data": result.data_summary, "saved": str(saved),
         })
     elif fmt is Format.csv:
         print_csv(table)
     else:
-        title = f"{law.name}: {law.formula}"
-        caption = f"{level:.0%} bootstrap intervals" if level else None
-        print_table(table, title=title, caption=caption)
+        caption = (f"lower/upper: {result.ci:.0%} interval from {len(result.draws)} bootstrap draws"
+                   if len(result.draws) else "no intervals (--bootstrap 0)")
+        print_table(table, title=f"{result.law_name}: {law.formula}", caption=caption)
         blank_line()
         print_fields(_quality_fields(quality), title="fit quality")
-    if fmt is not Format.json:  # JSON carries these in "quality"; for the other formats they go to stderr
+    if fmt is not Format.table:  # JSON carries these in "quality", the table prints them; CSV users get stderr
         if not quality.get("converged", True):
             warn(f"the fit did NOT converge: {quality.get('message', '')}")
-        for name in quality.get("at_bound", []) or []:
-            warn(f"{name} is at a bound of its range")
         for message in quality.get("warnings", []) or []:
             warn(message)
+    elif not quality.get("converged", True):
+        warn("the fit did NOT converge (see fit quality above)")
     note(f"saved {saved}")
 
 
 def _quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
-    fields: list[tuple[str, Any]] = [
+    failed = quality.get("bootstrap_failed_fraction")
+    return [
         ("points", quality.get("n_points")),
-        ("RMSE (log loss)", quality.get("rmse_log")),
-        ("converged", "yes" if quality.get("converged") else f"NO ({quality.get('message', '')})"),
+        ("free parameters", quality.get("n_params_free")),
+        ("RMSE of log residuals", quality.get("rmse_log")),
+        ("objective", quality.get("objective")),
+        ("converged", "yes" if quality.get("converged") else "NO"),
+        ("convergence", quality.get("message", "")),
         ("at a bound", list(quality.get("at_bound", []) or [])),
+        ("bootstrap failed", "-" if failed is None else f"{float(failed):.1%}"),
+        ("seconds", quality.get("seconds")),
+        ("warnings", list(quality.get("warnings", []) or [])),
     ]
-    if "bootstrap_failed_fraction" in quality:
-        fields.append(("bootstrap failed", f"{float(quality['bootstrap_failed_fraction'] or 0):.1%}"))
-    shown = {"n_points", "rmse_log", "converged", "message", "at_bound", "bootstrap_failed_fraction", "warnings"}
-    fields.extend((k, v) for k, v in quality.items() if k not in shown and not isinstance(v, (dict, list)))
-    fields.append(("warnings", list(quality.get("warnings", []) or [])))
-    return fields
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -260,9 +273,9 @@ def _quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _load(fit_or_name: str):
-    import scaling
+    from scaling.fitfile import load_fit
 
-    return scaling.load_fit(fit_or_name)
+    return load_fit(fit_or_name)
 
 
 @app.command("forecast")
@@ -296,12 +309,10 @@ def forecast_command(
     if missing:
         flags = " ".join(f"--{c} VALUE" if c in ("N", "D") else f"--at {c}=VALUE" for c in missing)
         raise ScalingError(f"law {law.name} ({law.formula}) needs {', '.join(missing)}: add {flags}")
-    columns = list(law.inputs)
-    grid = list(itertools.product(*(given[c] for c in columns)))
-    if len(grid) > 1_000_000:
-        raise ScalingError(f"the grid has {len(grid)} points; at most 1000000")
-    inputs = {c: np.array([g[i] for g in grid]) for i, c in enumerate(columns)}
-    table = result.predict(ci=ci, **inputs)
+    size = int(np.prod([len(v) for v in given.values()]))
+    if size > 1_000_000:
+        raise ScalingError(f"the grid has {size} points; at most 1000000")
+    table = result.predict(ci=ci, grid=True, **{c: np.array(v) for c, v in given.items()})
     _warn_no_intervals(table, result)
     emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=_ci_caption(result, ci))
 
@@ -318,21 +329,31 @@ def optimal_command(
     values = parse_values(compute, "--compute")
     table = result.optimal(np.array(values), ci=ci)
     _warn_no_intervals(table, result)
+    if fmt is Format.table:  # one column per quantity, "value [lower, upper]": 13 numeric columns do not fit
+        table = _with_intervals(table, ["N_opt", "D_opt", "loss", "tokens_per_param"])
     emit(table, fmt, title=f"{_describe(fit, result)}: compute-optimal allocation under C = 6ND",
          caption=_ci_caption(result, ci))
 
 
+def _with_intervals(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    out = table.drop(columns=[c for n in names for c in (f"{n}_lower", f"{n}_upper")])
+    for n in names:
+        lo, hi = table[f"{n}_lower"], table[f"{n}_upper"]
+        out[n] = [
+            format_number(v) + ("" if np.isnan(a) else f" [{format_number(a)}, {format_number(b)}]")
+            for v, a, b in zip(table[n], lo, hi)
+        ]
+    return out
+
+
 def _describe(name: str, result: Any) -> str:
-    return name if name == result.law.name else f"{name} ({result.law.name})"
+    return name if name == result.law_name else f"{name} ({result.law_name})"
 
 
 def _ci_caption(result: Any, ci: float | None) -> str | None:
-    draws = getattr(result, "draws", None)
-    n = 0 if draws is None else len(draws)
-    if not n:
+    if not len(result.draws):
         return None
-    level = ci if ci is not None else (getattr(result, "settings", {}) or {}).get("ci", 0.95)
-    return f"lower/upper: {level:.0%} interval from {n} bootstrap draws"
+    return f"lower/upper: {(ci if ci is not None else result.ci):.0%} interval from {len(result.draws)} bootstrap draws"
 
 
 def _warn_no_intervals(table: pd.DataFrame, result: Any) -> None:

@@ -103,26 +103,40 @@ def print_csv(df: pd.DataFrame) -> None:
 
 def print_table(df: pd.DataFrame, *, title: str | None = None, caption: str | None = None,
                 digits: int = 5) -> None:
-    """A DataFrame as a rich table: numbers right-aligned with ``digits`` significant digits."""
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left", show_edge=False)
+    """A DataFrame as a rich table: numbers right-aligned with ``digits`` significant digits.
+
+    Title and caption are printed as their own lines: rich would wrap them to the table's width.
+    """
+    console = _console()
+    if title:
+        console.print(title, style="bold", markup=False)
+    table = Table(show_edge=False)
     for col in df.columns:
         numeric = pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
         table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
     for row in df.itertuples(index=False):
         table.add_row(*(format_number(v, digits) for v in row))
-    _console().print(table)
+    console.print(table)
+    if caption:
+        console.print(caption, style="dim", markup=False)
 
 
 def print_fields(fields: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
-    """``name  value`` lines (a two-column table without header) for a record such as fit quality."""
-    table = Table(title=title, title_justify="left", show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0))
+    """``name  value`` lines (a two-column table without header) for a record such as fit quality.
+
+    A list value shows one item per line (``none`` when empty).
+    """
+    console = _console()
+    if title:
+        console.print(title, style="bold", markup=False)
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for name, value in fields:
         if isinstance(value, (list, tuple)):
-            value = "; ".join(map(str, value)) if value else "none"
+            value = "\n".join(map(str, value)) if value else "none"
         table.add_row(name, format_number(value))
-    _console().print(table)
+    console.print(table)
 
 
 def blank_line() -> None:
