@@ -20,5 +20,9 @@ __version__ = "0.1.0"
 from scaling.errors import ScalingError
 from scaling.laws import Law, Param, get_law, law_names
 from scaling.results import read_results
+from scaling.fit import Fit
+from scaling.estimate import LawFitter, fit
+from scaling.fitfile import load_fit
 
-__all__ = ["ScalingError", "Law", "Param", "get_law", "law_names", "read_results", "__version__"]
+__all__ = ["ScalingError", "Law", "Param", "get_law", "law_names", "read_results", "Fit", "LawFitter", "fit",
+           "load_fit", "__version__"]

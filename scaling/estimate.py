@@ -1,0 +1,928 @@
+"""Estimating a law's parameters from a results table: log-space objectives, multi-start, bootstrap.
+
+The procedure is Hoffmann et al. 2022, Approach 3 (arXiv 2203.15556, Eq. 3 and App. D.2), with the corrections of
+Besiroglu et al. 2024 (arXiv 2404.10102):
+
+- residuals in log space, r_i = log L_hat(x_i) - log L_i, through the law's stable ``log_predict``;
+- objective (``loss``): "huber" = SUM_i Huber_delta(r_i) with delta = 1e-3 (the default), "least_squares" =
+  SUM_i r_i^2, or "huber_likelihood" = the Huber negative log-likelihood with a learned residual scale s = exp(sigma):
+  SUM_i [Huber_delta(r_i/s) + log Z_delta + log s], Z_delta = sqrt(2 pi)(1 - 2 Phi(-delta)) + 2 exp(-delta^2/2)/delta
+  (Besiroglu et al.'s estimator);
+- positive scale constants (``Param.log_scale``) are optimised as logs, every other parameter as itself;
+- multi-start from the cartesian product of the free parameters' grids (Hoffmann's 4500-point grid for chinchilla),
+  tight L-BFGS-B tolerances (ftol 1e-15, gtol 1e-12), best objective kept;
+- convergence is judged by scale-free checks (see :func:`convergence_check`), not by the optimizer's flag: the mean
+  instead of the sum of Huber terms makes L-BFGS-B "converge" far from the optimum (Besiroglu et al. 2024, LAWS.md 2.6);
+- uncertainty by a seeded bootstrap over runs (the ``group`` column) or rows.
+
+Speed. A plain loop of ``scipy.optimize.minimize`` over 4500 starts with finite-difference gradients takes minutes.
+Here (1) the objective is evaluated for all grid starts at once (one broadcast call of the law), (2) only the best
+``n_refine`` starts are refined by L-BFGS-B, (3) the gradient is exact in the loss function and uses one broadcast
+call of the law for a 4th-order finite-difference Jacobian of the log-prediction (laws are plain functions without
+derivatives), and (4) bootstrap resamples are weighted copies of the data, warm-started from the full-data optimum and
+the grid starts that score best on the resample. ``benchmarks/fit_speed.py`` measures it against the plain loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.stats import norm
+from threadpoolctl import threadpool_limits
+
+from scaling.errors import ScalingError
+from scaling.fit import Fit
+from scaling.forecast import predict_many
+from scaling.laws.base import Law, _REGISTRY, get_law
+from scaling.results import read_results, validate_columns
+
+LOSSES = ("huber", "least_squares", "huber_likelihood")
+
+# L-BFGS-B's ftol and gtol are absolute for objectives below 1, so a mean-reduced Huber objective (400x smaller
+# than the sum) stops early under SciPy's defaults: Hoffmann et al.'s mistake (Besiroglu et al. 2024). Every run
+# here therefore minimises the objective divided by its value at the run's start (so the tolerances act as
+# relative ones whatever the loss scale) and the winner is polished with tight tolerances (ftol 1e-15, gtol 1e-12).
+TIGHT_OPTIONS: dict[str, Any] = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000, "maxfun": 40000}
+# Screening the grid starts and refitting bootstrap resamples needs ~6 digits, not 15.
+SCREEN_OPTIONS: dict[str, Any] = {"ftol": 1e-10, "gtol": 1e-8, "maxiter": 5000, "maxfun": 10000}
+
+# A fit counts as converged when the estimated distance to the optimum (a Newton step, in optimisation units:
+# logs of scale constants, exponents as themselves) is below STEP_TOL, or the projected gradient relative to the
+# objective is below GRAD_TOL. Both are unchanged when the objective is multiplied by a constant (sum vs mean).
+STEP_TOL = 1e-4
+GRAD_TOL = 1e-6
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parameter space: named natural parameters <-> the free vector theta the optimizer sees
+
+
+class _Space:
+    """Which parameters are free, fixed or tied, and the log transform of scale constants.
+
+    theta holds the free parameters in optimisation units (log for ``log_scale`` parameters). Tied parameters copy
+    their master (free or fixed) in natural units. lmfit expresses the same with ``Parameter(vary=False)`` and
+    ``expr="alpha"``; we compile it by hand because the multi-start evaluates thousands of parameter sets in one
+    array operation, which lmfit's one-set-at-a-time ``Parameters`` cannot do.
+    """
+
+    def __init__(
+        self,
+        law: Law,
+        fix: Mapping[str, float] | None,
+        tie: Mapping[str, str] | None,
+        bounds: Mapping[str, tuple[float, float]] | None,
+    ):
+        self.law = law
+        names = law.param_names
+        self.fixed: dict[str, float] = {}
+        for name, value in (fix or {}).items():
+            p = law.param(name)  # ScalingError for an unknown name
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ScalingError(f"fix {name}={value!r}: not a number") from None
+            if not math.isfinite(value):
+                raise ScalingError(f"fix {name}={value!r}: must be finite")
+            if p.log_scale and value <= 0:
+                raise ScalingError(f"fix {name}={value!r}: {name} is a positive scale constant of law {law.name}")
+            self.fixed[name] = value
+        self.tied: dict[str, str] = {}
+        for name, master in (tie or {}).items():
+            law.param(name)
+            law.param(master)
+            if name == master:
+                raise ScalingError(f"tie {name}={master}: a parameter cannot be tied to itself")
+            if name in self.fixed:
+                raise ScalingError(f"tie {name}={master}: {name} is also fixed")
+            self.tied[name] = master
+        for name, master in self.tied.items():
+            if master in self.tied:
+                raise ScalingError(f"tie {name}={master}: {master} is itself tied to {self.tied[master]}; tie both to one")
+        self.bounds_natural: dict[str, tuple[float, float]] = {p.name: (p.lower, p.upper) for p in law.params}
+        for name, pair in (bounds or {}).items():
+            p = law.param(name)
+            try:
+                lo, hi = (float(v) for v in pair)
+            except (TypeError, ValueError):
+                raise ScalingError(f"bounds {name}={pair!r}: expected (lower, upper)") from None
+            if not lo < hi:
+                raise ScalingError(f"bounds {name}=({lo}, {hi}): lower must be below upper")
+            if p.log_scale and lo < 0:
+                raise ScalingError(f"bounds {name}=({lo}, {hi}): {name} is a positive scale constant; lower must be >= 0")
+            self.bounds_natural[name] = (lo, hi)
+        for name, value in self.fixed.items():
+            lo, hi = self.bounds_natural[name]
+            if not lo <= value <= hi:
+                raise ScalingError(f"fix {name}={value}: outside the bounds [{lo}, {hi}] of {name}")
+        self.free: tuple[str, ...] = tuple(n for n in names if n not in self.fixed and n not in self.tied)
+        self.log = np.array([law.param(n).log_scale for n in self.free], dtype=bool)
+        lo = np.array([self.bounds_natural[n][0] for n in self.free], dtype=float)
+        hi = np.array([self.bounds_natural[n][1] for n in self.free], dtype=float)
+        with np.errstate(divide="ignore"):
+            self.lower = np.where(self.log, np.log(lo), lo)
+            self.upper = np.where(self.log, np.log(hi), hi)
+
+    @property
+    def size(self) -> int:
+        return len(self.free)
+
+    def natural(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """theta of shape (K, P) -> {name: array (K,)} for every parameter of the law."""
+        theta = np.atleast_2d(theta)
+        values = np.where(self.log, np.exp(theta), theta)
+        out = {name: values[:, i] for i, name in enumerate(self.free)}
+        for name, value in self.fixed.items():
+            out[name] = np.full(theta.shape[0], value)
+        for name, master in self.tied.items():
+            out[name] = out[master]
+        return out
+
+    def theta_of(self, params: Mapping[str, float]) -> np.ndarray:
+        x = np.array([float(params[n]) for n in self.free])
+        with np.errstate(divide="ignore"):
+            return np.where(self.log, np.log(x), x)
+
+    def grid(self) -> np.ndarray:
+        """The multi-start grid (cartesian product of the free parameters' grids), clipped into the bounds."""
+        axes = []
+        for name, is_log, lo, hi in zip(self.free, self.log, self.lower, self.upper):
+            g = np.asarray(self.law.param(name).grid, dtype=float)
+            with np.errstate(divide="ignore"):
+                g = np.log(g) if is_log else g
+            g = g[np.isfinite(g)] if np.isfinite(g).any() else np.array([0.0])
+            axes.append(np.unique(np.clip(g, lo, hi)))
+        if not axes:
+            return np.zeros((1, 0))
+        return np.array(list(itertools.product(*axes)), dtype=float)
+
+    def scipy_bounds(self) -> list[tuple[float | None, float | None]]:
+        return [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(self.lower, self.upper)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Objectives
+
+
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """Huber_delta(r) = r^2/2 for |r| <= delta, else delta (|r| - delta/2) (Hoffmann et al. 2022, Eq. 3)."""
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def huber_log_normaliser(delta: float) -> float:
+    """log Z_delta of the Huber density exp(-Huber_delta(u)) / Z_delta (Besiroglu et al. 2024)."""
+    return float(np.log(np.sqrt(2 * np.pi) * (1 - 2 * norm.sf(delta)) + 2 * np.exp(-0.5 * delta**2) / delta))
+
+
+def _one_sided(f0: np.ndarray, block: np.ndarray, h: float, k: int, sign: int) -> np.ndarray:
+    """Derivative at a bound from f0 and a stencil shifted to the inside (sign +1: above theta, -1: below).
+
+    k = 4: the shifted points are theta + sign (0, 1, 3, 4) h; a quadratic through 0, h, 3h gives
+    f'(0) = (-8 f0 + 9 f(h) - f(3h)) / (6h). k = 2: points theta + sign (0, 2) h, a one-sided difference.
+    """
+    if k == 4:
+        near, far = (block[1], block[2]) if sign > 0 else (block[2], block[1])
+        d = (-8 * f0 + 9 * near - far) / (6 * h)
+    else:
+        near = block[1] if sign > 0 else block[0]
+        d = (near - f0) / (2 * h)
+    return sign * d
+
+
+class _Objective:
+    """The fitting objective for one (weighted) data set, vectorised over parameter sets.
+
+    ``x`` is theta, plus a trailing log residual scale sigma for "huber_likelihood".
+    Weights are bootstrap counts (1 for the full data); "mean" divides by their sum (only to reproduce the
+    Hoffmann et al. trap: never use it for real fits).
+    """
+
+    def __init__(self, space: _Space, inputs: Mapping[str, np.ndarray], log_y: np.ndarray, *, loss: str,
+                 delta: float, reduction: str = "sum", weights: np.ndarray | None = None):
+        self.space = space
+        self.inputs = inputs
+        self.log_y = log_y
+        self.loss = loss
+        self.delta = delta
+        self.weights = np.ones_like(log_y) if weights is None else np.asarray(weights, dtype=float)
+        self.scale = 1.0 / self.weights.sum() if reduction == "mean" else 1.0
+        self.log_z = huber_log_normaliser(delta) if loss == "huber_likelihood" else 0.0
+        self.n_evaluations = 0
+        self.norm = 1.0  # the optimizer sees objective * norm (set per run; see TIGHT_OPTIONS)
+        self.order = 4  # finite-difference order of the Jacobian (2 while screening)
+
+    @property
+    def n_x(self) -> int:
+        return self.space.size + (1 if self.loss == "huber_likelihood" else 0)
+
+    def log_pred(self, theta: np.ndarray) -> np.ndarray:
+        self.n_evaluations += theta.shape[0]
+        return predict_many(self.space.law, self.space.natural(theta), self.inputs, log=True)
+
+    def _rho_psi(self, r: np.ndarray, sigma: np.ndarray | float = 0.0):
+        """Per-point loss rho and its derivative psi = d rho / d r (rows = parameter sets)."""
+        d = self.delta
+        if self.loss == "least_squares":
+            return r * r, 2.0 * r
+        if self.loss == "huber":
+            return huber(r, d), np.clip(r, -d, d)
+        s = np.exp(sigma)
+        u = r / s
+        return huber(u, d) + self.log_z + sigma, np.clip(u, -d, d) / s
+
+    def profile_sigma(self, r: np.ndarray) -> np.ndarray:
+        """A good residual scale for given residuals: the Laplace MLE delta * mean|r| (Huber with small delta is
+        linear almost everywhere), floored so that exact fits stay finite. Used for starts only."""
+        mean_abs = (np.abs(r) * self.weights).sum(axis=-1) / self.weights.sum()
+        return np.log(np.maximum(self.delta * mean_abs, 1e-300))
+
+    def values(self, theta: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        """Objective at many theta rows (M, P); sigma is profiled for the likelihood. Non-finite -> inf."""
+        out = np.empty(theta.shape[0])
+        for start in range(0, theta.shape[0], chunk):
+            rows = theta[start : start + chunk]
+            with np.errstate(all="ignore"):
+                r = self.log_pred(rows) - self.log_y
+                sigma = self.profile_sigma(r)[:, None] if self.loss == "huber_likelihood" else 0.0
+                rho, _ = self._rho_psi(r, sigma)
+                out[start : start + chunk] = self.scale * (rho * self.weights).sum(axis=1)
+        out[~np.isfinite(out)] = np.inf
+        return out
+
+    def start(self, theta: np.ndarray) -> np.ndarray:
+        """theta -> an optimizer start x (appends a profiled sigma for the likelihood)."""
+        if self.loss != "huber_likelihood":
+            return np.array(theta, dtype=float)
+        with np.errstate(all="ignore"):
+            r = self.log_pred(theta[None, :])[0] - self.log_y
+        return np.append(theta, self.profile_sigma(r))
+
+    def _jacobian(self, theta: np.ndarray):
+        """log-prediction at theta (n,) and its Jacobian (n, P) from ONE broadcast call of the law.
+
+        Central differences: 4th order with h = 1e-4 max(1, |theta|) (truncation ~h^4 and round-off ~eps/h, both
+        ~1e-12 relative), or 2nd order with h = 6e-6 max(1, |theta|) (~1e-10, half the law evaluations) while
+        screening. Near a bound the stencil turns one-sided, so the law is never evaluated outside it.
+        """
+        P = theta.size
+        if self.order == 4:
+            h = 1e-4 * np.maximum(1.0, np.abs(theta))
+            offsets = np.array([-2.0, -1.0, 1.0, 2.0])
+        else:
+            h = 6e-6 * np.maximum(1.0, np.abs(theta))
+            offsets = np.array([-1.0, 1.0])
+        k = offsets.size
+        rows = np.repeat(theta[None, :], 1 + k * P, axis=0)
+        for j in range(P):
+            rows[1 + k * j : 1 + k * (j + 1), j] += offsets * h[j]
+        # One-sided near a bound: shift the whole stencil of that coordinate to the inside.
+        for j in range(P):
+            if theta[j] - offsets.max() * h[j] < self.space.lower[j]:
+                rows[1 + k * j : 1 + k * (j + 1), j] += offsets.max() * h[j]
+            elif theta[j] + offsets.max() * h[j] > self.space.upper[j]:
+                rows[1 + k * j : 1 + k * (j + 1), j] -= offsets.max() * h[j]
+        with np.errstate(all="ignore"):
+            f = self.log_pred(rows)
+        f0 = f[0]
+        jac = np.empty((f0.size, P))
+        for j in range(P):
+            block = f[1 + k * j : 1 + k * (j + 1)]
+            shift = rows[1 + k * j, j] - (theta[j] + offsets[0] * h[j])
+            if shift == 0.0:  # centred
+                if k == 4:
+                    jac[:, j] = (block[0] - 8 * block[1] + 8 * block[2] - block[3]) / (12 * h[j])
+                else:
+                    jac[:, j] = (block[1] - block[0]) / (2 * h[j])
+            elif shift > 0:  # forward: points theta + (offsets + max) h, all >= theta
+                jac[:, j] = _one_sided(f0, block, h[j], k, +1)
+            else:
+                jac[:, j] = _one_sided(f0, block, h[j], k, -1)
+        return f0, jac
+
+    def value(self, x: np.ndarray) -> float:
+        """Objective at one optimizer vector x (theta, plus sigma for the likelihood)."""
+        P = self.space.size
+        with np.errstate(all="ignore"):
+            r = self.log_pred(x[None, :P])[0] - self.log_y
+            rho, _ = self._rho_psi(r, x[P] if self.loss == "huber_likelihood" else 0.0)
+            value = float(np.sum(self.weights * self.scale * rho))
+        return value if np.isfinite(value) else np.inf
+
+    def value_and_grad(self, x: np.ndarray):
+        """(objective, gradient) at x, times ``norm``, for L-BFGS-B with ``jac=True``."""
+        P = self.space.size
+        theta = x[:P]
+        log_pred, jac = self._jacobian(theta)
+        r = log_pred - self.log_y
+        w = self.weights * self.scale
+        if self.loss == "huber_likelihood":
+            sigma = x[P]
+            rho, psi = self._rho_psi(r, sigma)
+            u = r / np.exp(sigma)
+            d_sigma = np.sum(w * (1.0 - np.clip(u, -self.delta, self.delta) * u))
+            grad = np.append(jac.T @ (w * psi), d_sigma)
+        else:
+            rho, psi = self._rho_psi(r)
+            grad = jac.T @ (w * psi)
+        value = float(np.sum(w * rho))
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            return np.inf, np.zeros_like(x)
+        return value * self.norm, grad * self.norm
+
+    def bounds(self) -> list[tuple[float | None, float | None]]:
+        b = self.space.scipy_bounds()
+        return b + [(None, None)] if self.loss == "huber_likelihood" else b
+
+    def lower_upper(self) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.space.lower, self.space.upper
+        if self.loss == "huber_likelihood":
+            lo, hi = np.append(lo, -np.inf), np.append(hi, np.inf)
+        return lo, hi
+
+
+def _bfgs_warm(obj: _Objective, x0: np.ndarray, hess_inv: np.ndarray):
+    """BFGS from a nearby optimum with its inverse Hessian as the first curvature model.
+
+    A bootstrap resample's optimum is close to the full-data one. On the Epoch data this takes ~16 iterations and
+    ~11 objective evaluations per resample, against ~31 evaluations for L-BFGS-B from the same point, and lands on
+    the tightly converged resample optimum to 1e-14 relative (L-BFGS-B at screening tolerances stopped up to 4e-5
+    above it). gtol applies to the objective normalised to 1 at x0. Unbounded: the caller checks the bounds.
+    """
+    obj.order, obj.norm = 2, 1.0
+    f0 = obj.value(x0)
+    obj.norm = 1.0 / max(abs(f0), 1e-300) if np.isfinite(f0) else 1.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = minimize(obj.value_and_grad, x0, jac=True, method="BFGS",
+                           options={"hess_inv0": hess_inv / obj.norm, "gtol": 1e-5, "maxiter": 2000})
+        res.fun = float(res.fun) / obj.norm
+    except ValueError:  # hess_inv0 not positive definite after scaling
+        res = None
+    finally:
+        obj.norm, obj.order = 1.0, 4
+    return res
+
+
+def _lbfgsb(obj: _Objective, x0: np.ndarray, options: Mapping[str, Any], order: int = 4):
+    """One L-BFGS-B run on the objective normalised to 1 at x0 (see TIGHT_OPTIONS); fun/jac are reported unscaled."""
+    obj.order, obj.norm = order, 1.0
+    f0 = obj.value(x0)
+    obj.norm = 1.0 / max(abs(f0), 1e-300) if np.isfinite(f0) else 1.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = minimize(obj.value_and_grad, x0, jac=True, method="L-BFGS-B", bounds=obj.bounds(), options=dict(options))
+        res.fun = float(res.fun) / obj.norm
+        res.jac = np.asarray(res.jac) / obj.norm
+    finally:
+        obj.norm, obj.order = 1.0, 4
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convergence
+
+
+def _check(obj: _Objective, x: np.ndarray) -> dict[str, Any]:
+    """Scale-free convergence diagnostics at x (see :func:`convergence_check`)."""
+    f, g = obj.value_and_grad(x)
+    lo, hi = obj.lower_upper()
+    span = 1e-8 * np.maximum(1.0, np.abs(x))
+    at_lo = (x - lo <= span) & (g > 0)
+    at_hi = (hi - x <= span) & (g < 0)
+    active = at_lo | at_hi
+    g_proj = np.where(active, 0.0, g)
+    if not np.isfinite(f):
+        return {"objective": f, "relative_gradient": np.inf, "newton_step": np.inf, "ok": False}
+    # Relative gradient: |g| / |f|, floored where f is at round-off level (an exact fit of noiseless data).
+    floor = 1e-30 * obj.weights.sum()
+    rel_grad = float(np.max(np.abs(g_proj), initial=0.0) / max(abs(f), floor))
+    # Newton step over the inactive coordinates: the distance to the optimum of the local quadratic model,
+    # in optimisation units. Hessian by central differences of the gradient.
+    free = np.flatnonzero(~active)
+    step = 0.0
+    H = None
+    if free.size:
+        H = np.empty((free.size, free.size))
+        for k, j in enumerate(free):
+            e = np.zeros_like(x)
+            e[j] = 1e-4 * max(1.0, abs(x[j]))
+            _, gp = obj.value_and_grad(x + e)
+            _, gm = obj.value_and_grad(x - e)
+            H[:, k] = ((gp - gm) / (2 * e[j]))[free]
+        H = 0.5 * (H + H.T)
+        try:
+            delta_x = np.linalg.lstsq(H, g_proj[free], rcond=1e-12)[0]
+            step = float(np.max(np.abs(delta_x)))
+        except np.linalg.LinAlgError:
+            step = np.inf
+        if not np.isfinite(step):
+            step = np.inf
+    ok = step <= STEP_TOL or rel_grad <= GRAD_TOL
+    return {"objective": float(f), "relative_gradient": rel_grad, "newton_step": step, "ok": bool(ok),
+            "hessian": H if free.size == x.size else None}
+
+
+def convergence_check(law: Law | str, data: pd.DataFrame, params: Mapping[str, float], *, loss: str = "huber",
+                      delta: float = 1e-3, fix: Mapping[str, float] | None = None,
+                      tie: Mapping[str, str] | None = None, sigma: float | None = None) -> dict[str, Any]:
+    """Is ``params`` a converged optimum of the objective on ``data``? Works for parameters from anywhere.
+
+    Two scale-free measures (both unchanged when the objective is multiplied by a constant, so a mean-reduced
+    objective that stopped early is caught exactly like a sum-reduced one):
+
+    - ``newton_step``: largest component of the Newton step H^-1 g (gradient and Hessian by finite differences),
+      i.e. how far the optimum of the local quadratic model lies, in optimisation units (logs of scale constants,
+      exponents as themselves);
+    - ``relative_gradient``: largest projected-gradient component divided by the objective.
+
+    ``ok`` is True when newton_step <= 1e-4 or relative_gradient <= 1e-6. LAWS.md 2.8 item 7.
+    """
+    law = get_law(law) if isinstance(law, str) else law
+    space = _Space(law, fix, tie, None)
+    inputs, log_y = _arrays(law, data)
+    obj = _Objective(space, inputs, log_y, loss=loss, delta=delta)
+    x = space.theta_of(params)
+    if loss == "huber_likelihood":
+        if sigma is None:
+            with np.errstate(all="ignore"):
+                sigma = float(obj.profile_sigma(obj.log_pred(x[None, :])[0] - log_y))
+        x = np.append(x, sigma)
+    return _check(obj, x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The estimator
+
+
+def _arrays(law: Law, data: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    inputs = {c: data[c].to_numpy(dtype=float) for c in law.inputs}
+    return inputs, np.log(data[law.output].to_numpy(dtype=float))
+
+
+def _law_key(law: Law | str, x: str | None) -> tuple[str, Law]:
+    """Registry name (``saturating:D`` for a re-targeted single-input law) and the bound law."""
+    if isinstance(law, str):
+        key = law.strip()
+        bound = get_law(key)
+    else:
+        bound = law
+        base = _REGISTRY.get(law.name)
+        key = law.name
+        if base is not None and base.inputs != law.inputs and len(law.inputs) == 1:
+            key = f"{law.name}:{law.inputs[0]}"
+    if x is not None:
+        bound = bound.with_input(x)
+        base_name = key.partition(":")[0]
+        key = base_name if _REGISTRY.get(base_name) is not None and _REGISTRY[base_name].inputs == (x,) else f"{base_name}:{x}"
+    return key, bound
+
+
+def _min_distinct(law: Law) -> dict[str, int]:
+    """The law's identifiability requirement, following a single-input law re-targeted to another column."""
+    out = {}
+    for col, k in law.min_distinct.items():
+        if col not in law.inputs and len(law.inputs) == 1:
+            col = law.inputs[0]
+        out[col] = k
+    return out
+
+
+def _file_sha256(path: str | None) -> str | None:
+    if not path:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class LawFitter:
+    """Fit a scaling law to a results table (scikit-learn style: settings here, learned state on the :class:`Fit`).
+
+    Args:
+        law: a law or its registry name (``"chinchilla"``, ``"saturating:D"``).
+        loss: ``"huber"`` (sum of Huber terms of log residuals; Hoffmann et al. 2022), ``"least_squares"`` (sum of
+            squared log residuals) or ``"huber_likelihood"`` (Huber MLE with learned residual scale; Besiroglu et
+            al. 2024).
+        delta: Huber threshold on log residuals (1e-3, as Hoffmann et al.).
+        fix: parameters held at a value, e.g. ``{"alpha": 0.35}``.
+        tie: parameters made equal to another, e.g. ``{"beta": "alpha"}`` makes beta == alpha.
+        bounds: ``{name: (lower, upper)}`` overriding the law's bounds (natural units).
+        n_bootstrap: bootstrap resamples for intervals (0: none).
+        ci: central interval level (0.95).
+        seed: seed of the bootstrap.
+        group: column whose values define resampling units (runs); rows are resampled when it is absent.
+        param_def: ``"nonemb"`` (N excludes embeddings, Kaplan) or ``"total"`` (Hoffmann). With ``"total"`` the
+            ``N_total`` column is used as N when present.
+        x: re-target a single-input law to this column (``saturating`` over ``D``).
+        n_refine: how many of the best grid starts L-BFGS-B refines.
+        n_bootstrap_starts: grid starts refined per resample, besides the full-data optimum.
+        reduction: ``"sum"`` (always, for real fits) or ``"mean"`` (reproduces the Hoffmann et al. loss-scale trap).
+        optimizer_options: L-BFGS-B options; None = tight (ftol 1e-15, gtol 1e-12); ``{}`` = SciPy's defaults.
+        ref_compute: compute (FLOPs) at which ``tokens_per_param`` is reported for laws with a closed-form optimum;
+            default: the largest 6 N D in the data.
+    """
+
+    def __init__(
+        self,
+        law: Law | str,
+        *,
+        loss: str = "huber",
+        delta: float = 1e-3,
+        fix: Mapping[str, float] | None = None,
+        tie: Mapping[str, str] | None = None,
+        bounds: Mapping[str, tuple[float, float]] | None = None,
+        n_bootstrap: int = 200,
+        ci: float = 0.95,
+        seed: int = 0,
+        group: str | None = "run_id",
+        param_def: str = "nonemb",
+        x: str | None = None,
+        n_refine: int = 32,
+        n_bootstrap_starts: int = 2,
+        reduction: str = "sum",
+        optimizer_options: Mapping[str, Any] | None = None,
+        ref_compute: float | None = None,
+    ):
+        self.law = law
+        self.loss = loss
+        self.delta = delta
+        self.fix = dict(fix or {})
+        self.tie = dict(tie or {})
+        self.bounds = dict(bounds or {})
+        self.n_bootstrap = n_bootstrap
+        self.ci = ci
+        self.seed = seed
+        self.group = group
+        self.param_def = param_def
+        self.x = x
+        self.n_refine = n_refine
+        self.n_bootstrap_starts = n_bootstrap_starts
+        self.reduction = reduction
+        self.optimizer_options = optimizer_options
+        self.ref_compute = ref_compute
+
+    # -- settings ------------------------------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        if self.loss not in LOSSES:
+            raise ScalingError(f"loss {self.loss!r}: expected one of {', '.join(LOSSES)}")
+        if not (isinstance(self.delta, (int, float)) and self.delta > 0 and math.isfinite(self.delta)):
+            raise ScalingError(f"delta {self.delta!r}: must be a positive number")
+        if not (isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap >= 0):
+            raise ScalingError(f"n_bootstrap {self.n_bootstrap!r}: must be a whole number >= 0")
+        if not (isinstance(self.ci, (int, float)) and 0 < self.ci < 1):
+            raise ScalingError(f"ci {self.ci!r}: must be between 0 and 1 (e.g. 0.95)")
+        if self.param_def not in ("nonemb", "total"):
+            raise ScalingError(f"param_def {self.param_def!r}: expected 'nonemb' or 'total'")
+        if self.reduction not in ("sum", "mean"):
+            raise ScalingError(f"reduction {self.reduction!r}: expected 'sum' or 'mean'")
+        if not (isinstance(self.n_refine, (int, np.integer)) and self.n_refine >= 1):
+            raise ScalingError(f"n_refine {self.n_refine!r}: must be a whole number >= 1")
+
+    def settings(self, law_key: str, group_used: str | None, grid_size: int, ref_compute: float | None) -> dict:
+        return {
+            "law": law_key,
+            "loss": self.loss,
+            "delta": self.delta,
+            "reduction": self.reduction,
+            "fix": dict(self.fix),
+            "tie": dict(self.tie),
+            "bounds": {k: [float(a), float(b)] for k, (a, b) in self.bounds.items()},
+            "n_bootstrap": int(self.n_bootstrap),
+            "ci": float(self.ci),
+            "seed": int(self.seed),
+            "group": group_used,
+            "param_def": self.param_def,
+            "x": self.x,
+            "grid_size": int(grid_size),
+            "n_refine": int(self.n_refine),
+            "n_bootstrap_starts": int(self.n_bootstrap_starts),
+            "optimizer": "L-BFGS-B",
+            "optimizer_options": dict(TIGHT_OPTIONS if self.optimizer_options is None else self.optimizer_options),
+            "ref_compute": ref_compute,
+        }
+
+    # -- fitting -------------------------------------------------------------------------------------------------
+
+    def _prepare(self, data: pd.DataFrame, source: str, law: Law) -> pd.DataFrame:
+        if not isinstance(data, pd.DataFrame):
+            raise ScalingError(f"expected a pandas DataFrame or a CSV path, got {type(data).__name__}")
+        df = data
+        if self.param_def == "total" and "N_total" in df.columns and "N" in law.inputs:
+            df = df.assign(N=df["N_total"])
+        df = validate_columns(df, list(law.inputs) + [law.output], source=source)
+        if len(df) == 0:
+            raise ScalingError(f"{source}: no rows to fit")
+        for col, k in _min_distinct(law).items():
+            if col in df.columns:
+                m = int(df[col].nunique())
+                if m < k:
+                    raise ScalingError(
+                        f"{source}: column {col!r} has {m} distinct value{'s' if m != 1 else ''}; "
+                        f"law {law.name} needs at least {k}"
+                    )
+        return df
+
+    def fit(self, data: pd.DataFrame, *, source: str | None = None) -> Fit:
+        """Estimate the law's parameters (and bootstrap intervals) from ``data``; returns a :class:`Fit`."""
+        # One BLAS thread: L-BFGS-B's matrices are 5x10, and a threaded OpenBLAS spends 5-10x longer waking
+        # threads than computing (measured 9 ms instead of 1 ms per iteration on a busy 2-core machine).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(data, source)
+
+    def _fit(self, data: pd.DataFrame, source: str | None) -> Fit:
+        t_start = time.perf_counter()
+        self._validate()
+        law_key, law = _law_key(self.law, self.x)
+        source = source or (str(data.attrs.get("source")) if isinstance(data, pd.DataFrame) and data.attrs.get("source") else "table")
+        df = self._prepare(data, source, law)
+        space = _Space(law, self.fix, self.tie, self.bounds)
+        n = len(df)
+        if n < space.size:
+            raise ScalingError(
+                f"{source}: {n} row{'s' if n != 1 else ''} but law {law.name} has {space.size} free parameters; "
+                f"need at least {space.size} (fix some with fix=... / --fix)"
+            )
+        inputs, log_y = _arrays(law, df)
+        obj = _Objective(space, inputs, log_y, loss=self.loss, delta=self.delta, reduction=self.reduction)
+        grid = space.grid()
+
+        best, n_refined, other_optima = self._multistart(obj, grid)
+        if best is None:
+            raise ScalingError(f"{source}: law {law.name}: the objective is not finite at any start (check the data)")
+        x_best = best.x
+        check = _check(obj, x_best)
+        theta = x_best[: space.size]
+        params = {k: float(v[0]) for k, v in space.natural(theta[None, :]).items()}
+        params = {k: params[k] for k in law.param_names}
+
+        # Goodness of fit
+        with np.errstate(all="ignore"):
+            resid = obj.log_pred(theta[None, :])[0] - log_y
+        rmse = float(np.sqrt(np.mean(resid**2)))
+        at_bound = [
+            name for name, t, lo, hi in zip(space.free, theta, space.lower, space.upper)
+            if (np.isfinite(lo) and t - lo <= 1e-6 * max(1.0, abs(lo))) or (np.isfinite(hi) and hi - t <= 1e-6 * max(1.0, abs(hi)))
+        ]
+        warnings_: list[str] = []
+        converged = bool(check["ok"]) and best.status != 1  # status 1: iteration or evaluation limit reached
+        if check["ok"]:
+            message = (f"converged: Newton step {check['newton_step']:.1e}, relative gradient "
+                       f"{check['relative_gradient']:.1e} (optimizer: {best.message})")
+        else:
+            message = (f"NOT converged: Newton step {check['newton_step']:.1e} (tolerance {STEP_TOL:.0e}) and relative "
+                       f"gradient {check['relative_gradient']:.1e} (tolerance {GRAD_TOL:.0e}) at the best of "
+                       f"{n_refined} refined starts; optimizer said: {best.message}. Tighten optimizer_options or "
+                       f"use reduction='sum'")
+            warnings_.append("the optimum did not converge: " + message)
+        for name in at_bound:
+            warnings_.append(f"{name} is at a bound ({name} = {params[name]:.6g}); the optimum may lie outside it")
+        for name, t in zip(space.free, theta):
+            axis = np.unique(grid[:, space.free.index(name)])
+            span = axis.max() - axis.min()
+            if axis.size > 1 and (t < axis.min() - 0.5 * span or t > axis.max() + 0.5 * span):
+                warnings_.append(f"{name} = {params[name]:.6g} lies far outside its start grid; check the fit")
+
+        # Where the optimum of a compute-optimal law sits (tokens per parameter) is reported at one compute.
+        ref_compute = self.ref_compute
+        if ref_compute is None and law.optimal is not None and {"N", "D"} <= set(law.inputs):
+            ref_compute = float((6.0 * df["N"] * df["D"]).max())
+
+        # Bootstrap
+        group_used = self.group if (self.group and self.group in df.columns and df[self.group].nunique() >= 2) else None
+        draws, n_failed = self._bootstrap(obj, space, df, law, x_best, check["hessian"], other_optima, group_used)
+        quality = {
+            "n_points": int(n),
+            "n_params_free": int(space.size),
+            "rmse_log": rmse,
+            "objective": float(best.fun),
+            "converged": converged,
+            "message": message,
+            "optimizer_message": str(best.message),
+            "newton_step": float(check["newton_step"]),
+            "relative_gradient": float(check["relative_gradient"]),
+            "at_bound": at_bound,
+            "n_starts": int(len(grid)),
+            "n_refined": int(n_refined),
+            "bootstrap_failed_fraction": float(n_failed / self.n_bootstrap) if self.n_bootstrap else None,
+            "warnings": warnings_,
+            "seconds": None,
+        }
+        if self.loss == "huber_likelihood":
+            quality["residual_scale"] = float(np.exp(x_best[space.size]))
+        if self.n_bootstrap and n_failed / self.n_bootstrap > 0.1:
+            warnings_.append(f"{n_failed} of {self.n_bootstrap} bootstrap resamples failed; intervals are unreliable")
+        if self.group and self.group in df.columns and group_used is None:
+            warnings_.append(f"column {self.group!r} has one value: bootstrap resampled rows instead of runs")
+
+        data_summary = self._data_summary(df, law, source, group_used)
+        fit = Fit(
+            law=law,
+            params=params,
+            fixed=dict(space.fixed),
+            tied=dict(space.tied),
+            draws=draws,
+            settings=self.settings(law_key, group_used, len(grid), ref_compute),
+            data_summary=data_summary,
+            quality=quality,
+        )
+        fit.recompute_intervals()
+        fit.quality["warnings"].extend(fit.identifiability_warnings())
+        fit.quality["seconds"] = round(time.perf_counter() - t_start, 3)
+        return fit
+
+    def _multistart(self, obj: _Objective, grid: np.ndarray):
+        """Score every grid start in one broadcast call, screen the best ``n_refine`` with L-BFGS-B, polish the
+        winner with tight tolerances. Returns the best result, the number screened and the other distinct local
+        optima found (best first; warm starts for the bootstrap)."""
+        screen, polish = self._options()
+        values = obj.values(grid)
+        finite = np.flatnonzero(np.isfinite(values))
+        if finite.size == 0:
+            return None, 0, []
+        order = finite[np.argsort(values[finite], kind="stable")][: self.n_refine]
+        results = []
+        for i in order:
+            res = _lbfgsb(obj, obj.start(grid[i]), screen, order=2)
+            if np.isfinite(res.fun):
+                results.append(res)
+        if not results:
+            return None, len(order), []
+        results.sort(key=lambda r: r.fun)
+        best = results[0]
+        nit = best.nit
+        # Polish twice: a fresh L-BFGS memory gains the last digits in a few iterations.
+        for _ in range(2):
+            polished = _lbfgsb(obj, best.x, polish, order=4)
+            if np.isfinite(polished.fun) and polished.fun <= best.fun:
+                nit += polished.nit
+                best = polished
+        best.nit = nit
+        others: list[np.ndarray] = []
+        for r in results[1:]:
+            if all(np.max(np.abs(r.x - o)) > 1e-2 for o in [best.x, *others]):
+                others.append(r.x)
+        return best, len(order), others
+
+    def _options(self) -> tuple[dict, dict]:
+        if self.optimizer_options is None:
+            return SCREEN_OPTIONS, TIGHT_OPTIONS
+        return dict(self.optimizer_options), dict(self.optimizer_options)
+
+    def _bootstrap(self, obj: _Objective, space: _Space, df: pd.DataFrame, law: Law, x_best: np.ndarray,
+                   hessian: np.ndarray | None, other_optima: list[np.ndarray], group: str | None):
+        """Resample runs (or rows) with replacement; each resample is the full data with integer weights.
+
+        Each resample is refitted from the full-data optimum (BFGS with the full-data inverse Hessian, or
+        L-BFGS-B when a bound is active or BFGS leaves the bounds) and from up to ``n_bootstrap_starts`` other
+        local optima of the multi-start, which cover the case of a resample whose best basin differs. Such a start
+        is refined only when the resample's objective there is within a factor 2 of the best found so far (basin
+        optima move little under resampling; this saves most of the cost).
+        """
+        columns = list(law.param_names)
+        if not self.n_bootstrap:
+            return pd.DataFrame(columns=columns, dtype=float), 0
+        options, _ = self._options()
+        hess_inv = None
+        if hessian is not None:
+            try:
+                hess_inv = np.linalg.inv(hessian)
+                hess_inv = 0.5 * (hess_inv + hess_inv.T)
+                if np.any(np.linalg.eigvalsh(hess_inv) <= 0):
+                    hess_inv = None
+            except np.linalg.LinAlgError:
+                hess_inv = None
+        lo, hi = obj.lower_upper()
+        rng = np.random.default_rng(self.seed)
+        if group is not None:
+            codes, uniques = pd.factorize(df[group])
+            n_units = len(uniques)
+        else:
+            codes, n_units = np.arange(len(df)), len(df)
+        distinct = [(df[col].to_numpy(), k) for col, k in _min_distinct(law).items() if col in df.columns]
+        alternatives = other_optima[: self.n_bootstrap_starts]
+        rows, failed = [], 0
+        for _ in range(self.n_bootstrap):
+            counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
+            weights = counts[codes].astype(float)
+            used = weights > 0
+            if used.sum() < space.size or any(np.unique(v[used]).size < k for v, k in distinct):
+                failed += 1
+                continue
+            sub = _Objective(space, obj.inputs, obj.log_y, loss=obj.loss, delta=obj.delta,
+                             reduction=self.reduction, weights=weights)
+            best = None
+            if hess_inv is not None:
+                res = _bfgs_warm(sub, x_best, hess_inv)
+                if res is not None and np.isfinite(res.fun) and np.all(res.x >= lo) and np.all(res.x <= hi):
+                    best = res
+            if best is None:
+                res = _lbfgsb(sub, x_best, options, order=2)
+                best = res if np.isfinite(res.fun) else None
+            for x0 in alternatives:
+                f0 = sub.value(x0)
+                if best is not None and not f0 < 2.0 * best.fun:
+                    continue
+                res = _lbfgsb(sub, x0, options, order=2)
+                if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+                    best = res
+            if best is None:
+                failed += 1
+                continue
+            natural = space.natural(best.x[None, : space.size])
+            rows.append([float(natural[c][0]) for c in columns])
+        return pd.DataFrame(rows, columns=columns, dtype=float), failed
+
+    def _data_summary(self, df: pd.DataFrame, law: Law, source: str, group: str | None) -> dict:
+        ranges = {}
+        for col in list(law.inputs) + [law.output]:
+            v = df[col].to_numpy(dtype=float)
+            ranges[col] = {"min": float(v.min()), "max": float(v.max()), "distinct": int(np.unique(v).size)}
+        return {
+            "rows": int(len(df)),
+            "ranges": ranges,
+            "source": source,
+            "sha256": _file_sha256(source),
+            "groups": int(df[group].nunique()) if group else None,
+            "columns": [str(c) for c in df.columns],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The one-call API
+
+
+def default_law(data: pd.DataFrame) -> str:
+    """Pick a law from the columns present (used when no law is given).
+
+    N, D and U with some row repeating data (epochs > 1) -> ``data-constrained`` when registered (else
+    ``chinchilla``); N and D with at least 2 distinct values each -> ``chinchilla``; only N varies ->
+    ``saturating:N``; only D varies -> ``saturating:D``.
+    """
+    def distinct(col: str) -> int:
+        if col not in data.columns:
+            return 0
+        return int(pd.to_numeric(data[col], errors="coerce").dropna().nunique())
+
+    n_distinct, d_distinct = distinct("N"), distinct("D")
+    if {"N", "D", "U"} <= set(data.columns):
+        if "epochs" in data.columns:
+            epochs = pd.to_numeric(data["epochs"], errors="coerce")
+        else:
+            epochs = pd.to_numeric(data["D"], errors="coerce") / pd.to_numeric(data["U"], errors="coerce")
+        if (epochs > 1).any():
+            return "data-constrained" if "data-constrained" in _REGISTRY else "chinchilla"
+    if n_distinct >= 2 and d_distinct >= 2:
+        return "chinchilla"
+    if n_distinct >= 2:
+        return "saturating:N"
+    if d_distinct >= 2:
+        return "saturating:D"
+    source = data.attrs.get("source", "table")
+    raise ScalingError(
+        f"{source}: cannot pick a law: need at least 2 distinct values of N or D (columns: "
+        f"{', '.join(map(str, data.columns))}); name one with law=... / --law"
+    )
+
+
+def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mapping: Mapping[str, str] | None = None,
+        where: str | None = None, source: str | None = None, **kwargs: Any) -> Fit:
+    """Fit a law to a results table (a DataFrame or a CSV path); ``law=None`` picks one from the columns.
+
+    >>> fit = scaling.fit("results.csv", law="chinchilla", n_bootstrap=200)   # doctest: +SKIP
+
+    ``mapping``/``where`` are applied when reading a path (see :func:`scaling.read_results`); other keyword
+    arguments go to :class:`LawFitter`.
+    """
+    if isinstance(data, (str, Path)):
+        source = source or str(data)
+        data = read_results(data, mapping=mapping, where=where)
+    elif isinstance(data, pd.DataFrame):
+        if mapping or where:
+            data = read_results(data, mapping=mapping, where=where)
+    else:
+        raise ScalingError(f"expected a pandas DataFrame or a CSV path, got {type(data).__name__}")
+    if law is None:
+        law = default_law(data)
+    return LawFitter(law, **kwargs).fit(data, source=source)
+
+
+__all__ = ["LawFitter", "fit", "default_law", "convergence_check", "huber", "LOSSES"]

@@ -1,0 +1,252 @@
+"""A fitted law: the learned state (parameters, bootstrap draws, quality), forecasts and a readable report.
+
+A :class:`Fit` is what :class:`scaling.estimate.LawFitter` returns and what a fit file holds (``fitfile.py`` reads
+and writes it). It carries everything needed to reproduce its forecasts and their intervals: the law (by registry
+name), the parameters, the bootstrap draws and the settings that produced them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling import forecast
+from scaling.laws.base import Law
+
+CORR_WARN = 0.95  # |correlation| between two exponents across draws above which they are called non-identifiable
+REL_WIDTH_WARN = 1.0  # interval width / |value| above which an exponent-like parameter is called poorly determined
+FACTOR_WARN = 10.0  # upper/lower above which a scale constant is called poorly determined
+
+
+class Fit:
+    """A law with learned parameters and their uncertainty.
+
+    Attributes:
+        law: the :class:`~scaling.laws.base.Law` (re-bound by name when loaded from a file).
+        params: every parameter of the law (fixed and tied ones included), natural units.
+        fixed: parameters held at a value; tied: ``{name: master}`` parameters equal to another.
+        draws: bootstrap parameter draws, one row per successful resample (empty for published fits).
+        intervals: ``{name: (lower, upper)}`` at level ``ci`` for parameters and derived quantities.
+        derived: derived quantities at the point estimate (``law.derived``, plus ``tokens_per_param`` at
+            ``settings["ref_compute"]`` for laws with a closed-form optimum).
+        quality: n_points, n_params_free, rmse_log, objective, converged, message, at_bound,
+            bootstrap_failed_fraction, warnings, ...
+        settings: how it was fitted (law name, loss, delta, fix, tie, bounds, n_bootstrap, ci, seed, ...).
+        data_summary: rows, ranges of each input, source file and its sha256.
+        meta: for fit files: kind ("fitted"/"published"), reference, units, notes, created, scaling_version.
+    """
+
+    def __init__(
+        self,
+        law: Law,
+        params: Mapping[str, float],
+        *,
+        fixed: Mapping[str, float] | None = None,
+        tied: Mapping[str, str] | None = None,
+        draws: pd.DataFrame | None = None,
+        intervals: Mapping[str, tuple[float, float]] | None = None,
+        derived: Mapping[str, float] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        data_summary: Mapping[str, Any] | None = None,
+        quality: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ):
+        self.law = law
+        self.params = {name: float(params[name]) for name in law.param_names}
+        self.fixed = dict(fixed or {})
+        self.tied = dict(tied or {})
+        self.draws = draws if draws is not None else pd.DataFrame(columns=list(law.param_names), dtype=float)
+        self.settings = dict(settings or {})
+        self.settings.setdefault("law", law.name)
+        self.settings.setdefault("ci", 0.95)
+        self.data_summary = dict(data_summary) if data_summary is not None else None
+        self.quality = dict(quality or {})
+        self.quality.setdefault("warnings", [])
+        self.meta = dict(meta or {})
+        self.derived = dict(derived) if derived is not None else self.derived_values(self.params)
+        self.intervals = {k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()}
+
+    # -- identity --------------------------------------------------------------------------------------------
+
+    @property
+    def law_name(self) -> str:
+        """Registry name, e.g. ``chinchilla`` or ``saturating:D``."""
+        return str(self.settings.get("law", self.law.name))
+
+    @property
+    def ci(self) -> float:
+        return float(self.settings.get("ci", 0.95))
+
+    @property
+    def param_def(self) -> str:
+        return str(self.settings.get("param_def", "nonemb"))
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
+        return f"<Fit {self.law_name}: {values}; {len(self.draws)} draws>"
+
+    # -- derived quantities and intervals ------------------------------------------------------------------------
+
+    def derived_values(self, params: Mapping[str, float]) -> dict[str, float]:
+        """``law.derived`` at ``params``, plus tokens per parameter at the reference compute where the law has a
+        closed-form optimum."""
+        out = {}
+        for name, fn in self.law.derived.items():
+            try:
+                out[name] = float(fn(params))
+            except (ArithmeticError, ValueError):
+                out[name] = math.nan
+        ref = self.settings.get("ref_compute")
+        if self.law.optimal is not None and ref:
+            with np.errstate(all="ignore"):
+                n_opt, d_opt = self.law.optimal(params, np.asarray(float(ref)))
+                out["tokens_per_param"] = float(np.asarray(d_opt) / np.asarray(n_opt))
+        return out
+
+    def recompute_intervals(self) -> None:
+        """Percentile intervals at level ``ci`` from the draws, for parameters and derived quantities."""
+        if not len(self.draws):
+            self.intervals = {}
+            return
+        ci = self.ci
+        q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
+        table = self.draws[list(self.law.param_names)].copy()
+        derived = pd.DataFrame([self.derived_values(row) for row in table.to_dict("records")], index=table.index)
+        table = pd.concat([table, derived], axis=1)
+        self.intervals = {}
+        for col in table.columns:
+            v = table[col].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            if v.size:
+                lo, hi = np.quantile(v, q)
+                self.intervals[str(col)] = (float(lo), float(hi))
+
+    def identifiability_warnings(self) -> list[str]:
+        """Warnings for parameters the data do not pin down, judged on the bootstrap draws."""
+        out: list[str] = []
+        if len(self.draws) < 10:
+            return out
+        free = [p for p in self.law.params if p.name not in self.fixed and p.name not in self.tied]
+        exponents = [p.name for p in free if not p.log_scale]
+        for a, b in itertools.combinations(exponents, 2):
+            x, y = self.draws[a].to_numpy(float), self.draws[b].to_numpy(float)
+            if np.std(x) > 0 and np.std(y) > 0:
+                r = float(np.corrcoef(x, y)[0, 1])
+                if abs(r) > CORR_WARN:
+                    out.append(
+                        f"{a} and {b} are not separately identifiable: correlation {r:+.3f} across bootstrap draws "
+                        f"(they trade off; consider tie={{'{b}': '{a}'}} or more varied data)"
+                    )
+        level = f"{round(100 * self.ci)}%"
+        for p in free:
+            if p.name not in self.intervals:
+                continue
+            lo, hi = self.intervals[p.name]
+            value = self.params[p.name]
+            if p.log_scale and lo > 0:
+                if hi / lo > FACTOR_WARN:
+                    out.append(f"{p.name} is poorly determined: its {level} interval spans a factor {hi / lo:.3g}")
+            elif value != 0 and (hi - lo) / abs(value) > REL_WIDTH_WARN:
+                out.append(f"{p.name} is poorly determined: its {level} interval [{lo:.4g}, {hi:.4g}] is wider than "
+                           f"|{p.name}| = {abs(value):.4g}")
+        return out
+
+    # -- forecasts -----------------------------------------------------------------------------------------
+
+    def predict(self, ci: float | None = None, grid: bool = False, **inputs: Any) -> pd.DataFrame:
+        """Predicted output with bootstrap interval: columns inputs..., point, lower, upper.
+
+        ``fit.predict(N=70e9, D=1.4e12)``; arrays broadcast, ``grid=True`` takes the cartesian product.
+        """
+        return forecast.predict(self, ci=ci, grid=grid, **inputs)
+
+    def optimal(self, compute: Any, ci: float | None = None) -> pd.DataFrame:
+        """Compute-optimal N, D, loss and tokens per parameter under C = 6 N D, with ``*_lower``/``*_upper``."""
+        return forecast.optimal(self, compute, ci=ci)
+
+    # -- reporting -------------------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """A plain-text report in the spirit of lmfit's ``fit_report``."""
+        s, q, lines = self.settings, self.quality, []
+        level = f"{round(100 * self.ci)}%"
+        lines.append(f"[[Fit]] {self.law_name}: {self.law.formula}")
+        lines.append(f"    reference: {self.meta.get('reference') or self.law.reference}")
+        lines.append(f"    N convention: {'non-embedding' if self.param_def == 'nonemb' else 'total (embeddings included)'}")
+        if self.data_summary:
+            d = self.data_summary
+            src = d.get("source") or "table"
+            sha = f" (sha256 {d['sha256'][:12]})" if d.get("sha256") else ""
+            lines.append("[[Data]]")
+            lines.append(f"    source: {src}{sha}, {d.get('rows')} rows")
+            for col, r in (d.get("ranges") or {}).items():
+                lines.append(f"    {col}: {r['min']:.4g} .. {r['max']:.4g} ({r['distinct']} distinct)")
+        if q.get("n_points") is not None:
+            lines.append("[[Fit Statistics]]")
+            reduction = s.get("reduction", "sum")
+            loss = s.get("loss", "huber")
+            detail = f" (delta {s.get('delta')}, {reduction})" if loss != "least_squares" else f" ({reduction})"
+            lines.append(f"    objective: {loss}{detail} = {q.get('objective'):.6g}")
+            lines.append(f"    # data points = {q.get('n_points')}, # free params = {q.get('n_params_free')}")
+            lines.append(f"    RMSE of log residuals = {q.get('rmse_log'):.4g}")
+            lines.append(f"    converged = {'yes' if q.get('converged') else 'NO'}: {q.get('message')}")
+            if s.get("n_bootstrap"):
+                unit = f"groups of {s['group']!r}" if s.get("group") else "rows"
+                lines.append(f"    bootstrap: {s['n_bootstrap']} resamples over {unit} (seed {s.get('seed')}), "
+                             f"{100 * (q.get('bootstrap_failed_fraction') or 0):.1f}% failed")
+        lines.append(f"[[Variables]] (point, {level} interval)" if self.intervals else "[[Variables]]")
+        width = max(len(n) for n in list(self.params) + list(self.derived) or ["x"])
+        for name, value in self.params.items():
+            note = ""
+            if name in self.fixed:
+                note = " (fixed)"
+            elif name in self.tied:
+                note = f" (tied to {self.tied[name]})"
+            elif name in q.get("at_bound", []):
+                note = " (at bound)"
+            lines.append(f"    {name:<{width}} = {value:<12.6g}{self._interval_text(name)}{note}")
+        if self.derived:
+            lines.append("[[Derived]]")
+            for name, value in self.derived.items():
+                extra = f" at C = {s['ref_compute']:.3g}" if name == "tokens_per_param" and s.get("ref_compute") else ""
+                lines.append(f"    {name:<{width}} = {value:<12.6g}{self._interval_text(name)}{extra}")
+        if self.meta.get("notes"):
+            lines.append("[[Notes]]")
+            lines.append(f"    {self.meta['notes']}")
+        if q.get("warnings"):
+            lines.append("[[Warnings]]")
+            lines.extend(f"    - {w}" for w in q["warnings"])
+        return "\n".join(lines)
+
+    def _interval_text(self, name: str) -> str:
+        if name not in self.intervals:
+            return ""
+        lo, hi = self.intervals[name]
+        return f" [{lo:.6g}, {hi:.6g}]"
+
+    # -- persistence -----------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """The fit-file representation (format version 1; see docs/fit-files.md)."""
+        from scaling import fitfile  # fitfile imports Fit; import here to keep the modules acyclic at load time
+
+        return fitfile.fit_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "fit") -> Fit:
+        """Rebuild a fit from :meth:`to_dict` output (validated; the law is re-bound by its registry name)."""
+        from scaling import fitfile
+
+        return fitfile.fit_from_dict(d, source=source)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit as JSON (atomically; nothing is written on failure). Returns the path written."""
+        from scaling import fitfile
+
+        return fitfile.save_fit(self, path)

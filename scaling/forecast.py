@@ -1,0 +1,250 @@
+"""Forecasts from a fit: predictions with intervals and compute-optimal allocations.
+
+Intervals come from the fit's bootstrap draws: each draw is a parameter set fitted to a resampled table, so the
+spread of its predictions is the uncertainty of the fitted curve (a confidence band for the expected loss, not a
+prediction interval for one noisy run). A fit without draws (the published laws) gives NaN bounds.
+
+Compute-optimal allocation under C = 6 N D: the law's closed form (``Law.optimal``, e.g. Hoffmann et al. 2022,
+Eq. 4) when it has one, else a numeric 1-D minimisation of the loss over log N with D = C/(6N) (Hoffmann's
+IsoFLOP view: along a fixed-compute line the loss has one minimum in N).
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+
+from scaling.errors import ScalingError
+from scaling.laws.base import Law
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fit import Fit
+
+# How each law function can be evaluated for many parameter sets at once, found on first use and keyed by the
+# function object (weakly, so re-targeted laws made on the fly do not pile up):
+# "log"/"function" = broadcast call with parameters shaped (K, 1); "loop" = one call per parameter set.
+_BROADCAST_MODE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def predict_many(law: Law, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray], *,
+                 log: bool = False) -> np.ndarray:
+    """The law (or its log) for K parameter sets at m input points: returns an array (K, m).
+
+    ``params`` maps each parameter name to an array (K,); ``inputs`` maps each input to an array (m,). Law
+    functions are plain numpy functions of scalar parameters; most broadcast when the parameters are (K, 1)
+    columns, which is what makes a 4500-start grid or 200 bootstrap draws one array operation. The first call
+    checks that the broadcast result matches per-set calls and otherwise falls back (log of the plain function, then a
+    loop), so any law works, only slower.
+    """
+    K = len(next(iter(params.values()))) if params else 1
+    modes = _BROADCAST_MODE.setdefault(law.function, {})
+    mode = modes.get(log)
+    if mode is None:
+        mode = modes[log] = _probe(law, params, inputs, log)
+    columns = {k: np.asarray(v, dtype=float)[:, None] for k, v in params.items()}
+    with np.errstate(all="ignore"):
+        if mode == "log":
+            out = law.log_predict(columns, **inputs)
+        elif mode == "function":
+            out = law.predict(columns, **inputs)
+            out = np.log(out) if log else out
+        else:
+            out = np.stack([_one(law, {k: v[i] for k, v in params.items()}, inputs, log) for i in range(K)])
+    m = len(next(iter(inputs.values()))) if inputs else 1
+    return np.broadcast_to(np.asarray(out, dtype=float), (K, m))
+
+
+def _one(law: Law, params: Mapping[str, float], inputs: Mapping[str, np.ndarray], log: bool) -> np.ndarray:
+    return law.log_predict(params, **inputs) if log else law.predict(params, **inputs)
+
+
+def _probe(law: Law, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray], log: bool) -> str:
+    """Which broadcast mode reproduces per-set calls for this law (checked on two parameter sets)."""
+    K = len(next(iter(params.values())))
+    pick = [0, K - 1] if K > 1 else [0]
+    sample = {k: np.asarray(v, dtype=float)[pick] for k, v in params.items()}
+    # Perturb the second set so that a law that ignores the broadcast axis is caught.
+    if len(pick) == 2:
+        sample = {k: v * np.array([1.0, 1.0 + 1e-3]) + np.array([0.0, 1e-3]) for k, v in sample.items()}
+    with np.errstate(all="ignore"):
+        reference = np.stack([_one(law, {k: v[i] for k, v in sample.items()}, inputs, log) for i in range(len(pick))])
+        columns = {k: v[:, None] for k, v in sample.items()}
+        candidates = ["log", "function"] if log else ["function"]
+        for mode in candidates:
+            try:
+                if mode == "log":
+                    out = law.log_predict(columns, **inputs)
+                else:
+                    out = law.predict(columns, **inputs)
+                    out = np.log(out) if log else out
+                out = np.asarray(out, dtype=float)
+                if out.shape == reference.shape and np.allclose(out, reference, rtol=1e-10, atol=1e-12, equal_nan=True):
+                    return mode
+            except Exception:  # a law that does not broadcast over parameters: use the next mode
+                continue
+    return "loop"
+
+
+def _broadcast_inputs(law: Law, inputs: Mapping[str, Any], grid: bool) -> dict[str, np.ndarray]:
+    unknown = [k for k in inputs if k not in law.inputs]
+    if unknown:
+        raise ScalingError(f"law {law.name} has inputs {', '.join(law.inputs)}; got unknown {', '.join(unknown)}")
+    missing = [c for c in law.inputs if c not in inputs]
+    if missing:
+        raise ScalingError(f"law {law.name} needs input(s) {', '.join(missing)} (e.g. {missing[0]}=1e9)")
+    arrays = {}
+    for c in law.inputs:
+        try:
+            a = np.atleast_1d(np.asarray(inputs[c], dtype=float)).ravel()
+        except (TypeError, ValueError):
+            raise ScalingError(f"input {c}: {inputs[c]!r} is not a number") from None
+        if a.size == 0:
+            raise ScalingError(f"input {c}: no values")
+        if not np.all(np.isfinite(a)) or np.any(a <= 0):
+            bad = a[~(np.isfinite(a) & (a > 0))][0]
+            raise ScalingError(f"input {c}: {bad!r} must be a positive finite number")
+        arrays[c] = a
+    if grid:
+        combos = list(itertools.product(*(arrays[c] for c in law.inputs)))
+        return {c: np.array([t[i] for t in combos]) for i, c in enumerate(law.inputs)}
+    try:
+        shaped = np.broadcast_arrays(*(arrays[c] for c in law.inputs))
+    except ValueError:
+        sizes = ", ".join(f"{c}: {arrays[c].size}" for c in law.inputs)
+        raise ScalingError(f"inputs have different lengths ({sizes}); give equal lengths, scalars, or grid=True") from None
+    return {c: np.array(a, dtype=float) for c, a in zip(law.inputs, shaped)}
+
+
+def _interval(values: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0, ignoring failed (NaN) draws."""
+    if values.shape[0] == 0:
+        nan = np.full(values.shape[1:], np.nan)
+        return nan, nan
+    with np.errstate(all="ignore"):
+        with np.testing.suppress_warnings() as sup:
+            sup.filter(RuntimeWarning)
+            lo = np.nanquantile(values, (1 - ci) / 2, axis=0)
+            hi = np.nanquantile(values, 1 - (1 - ci) / 2, axis=0)
+    return lo, hi
+
+
+def _draw_params(fit: Fit) -> dict[str, np.ndarray]:
+    return {name: fit.draws[name].to_numpy(dtype=float) for name in fit.law.param_names} if len(fit.draws) else {}
+
+
+def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any) -> pd.DataFrame:
+    """Predicted output at the given inputs with a bootstrap interval: columns inputs..., point, lower, upper.
+
+    Inputs broadcast like numpy (scalars or equal-length arrays); ``grid=True`` takes their cartesian product.
+    """
+    ci = fit.ci if ci is None else _check_ci(ci)
+    x = _broadcast_inputs(fit.law, inputs, grid)
+    point = predict_many(fit.law, {k: np.array([v]) for k, v in fit.params.items()}, x)[0]
+    draws = _draw_params(fit)
+    if draws:
+        lower, upper = _interval(predict_many(fit.law, draws, x), ci)
+    else:
+        lower = upper = np.full(point.shape, np.nan)
+    out = pd.DataFrame(x)
+    out["point"] = point
+    out["lower"] = lower
+    out["upper"] = upper
+    return out
+
+
+def _check_ci(ci: Any) -> float:
+    try:
+        ci = float(ci)
+    except (TypeError, ValueError):
+        raise ScalingError(f"ci {ci!r}: must be a number between 0 and 1") from None
+    if not 0 < ci < 1:
+        raise ScalingError(f"ci {ci!r}: must be between 0 and 1 (e.g. 0.95)")
+    return ci
+
+
+def numeric_optimal(law: Law, params: Mapping[str, float], compute: float) -> tuple[float, float]:
+    """argmin over N of L(N, C/(6N)) by a log-spaced scan then a bounded 1-D refinement (scipy).
+
+    Returns (nan, nan) when the minimum sits at the edge of the feasible range (N or D below 1): the law then
+    has no interior compute-optimal size at this compute.
+    """
+    log_c6 = np.log(compute / 6.0)
+    log_n = np.linspace(0.0, log_c6, 801)
+    p = {k: np.array([v]) for k, v in params.items()}
+    values = predict_many(law, p, {"N": np.exp(log_n), "D": np.exp(log_c6 - log_n)}, log=True)[0]
+    if not np.isfinite(values).any():
+        return np.nan, np.nan
+    i = int(np.nanargmin(np.where(np.isfinite(values), values, np.inf)))
+    if i == 0 or i == len(log_n) - 1:
+        return np.nan, np.nan
+
+    def f(t: float) -> float:
+        v = float(law.log_predict(params, N=np.exp(t), D=np.exp(log_c6 - t)))
+        return v if np.isfinite(v) else np.inf
+
+    res = minimize_scalar(f, bounds=(log_n[i - 1], log_n[i + 1]), method="bounded", options={"xatol": 1e-10})
+    n_opt = float(np.exp(res.x))
+    return n_opt, float(compute / (6.0 * n_opt))
+
+
+def _allocation(law: Law, params: Mapping[str, float], compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if law.optimal is not None:
+        n_opt, d_opt = law.optimal(params, compute)
+        return np.broadcast_to(np.asarray(n_opt, float), compute.shape), np.broadcast_to(np.asarray(d_opt, float), compute.shape)
+    pairs = [numeric_optimal(law, params, float(c)) for c in compute]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def optimal(fit: Fit, compute: Any, ci: float | None = None) -> pd.DataFrame:
+    """Compute-optimal N, D, loss and tokens per parameter at each compute (FLOPs, C = 6 N D), with intervals.
+
+    Columns: compute, N_opt, D_opt, loss, tokens_per_param, and ``*_lower`` / ``*_upper`` for each from the
+    bootstrap draws (NaN without draws).
+    """
+    law = fit.law
+    ci = fit.ci if ci is None else _check_ci(ci)
+    if law.optimal is None and set(law.inputs) != {"N", "D"}:
+        raise ScalingError(
+            f"law {fit.law_name} has inputs {', '.join(law.inputs)}: a compute-optimal allocation needs a law of N and D"
+        )
+    try:
+        C = np.atleast_1d(np.asarray(compute, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        raise ScalingError(f"compute {compute!r}: not a number") from None
+    if C.size == 0 or not np.all(np.isfinite(C)) or np.any(C <= 6.0):
+        raise ScalingError(f"compute {compute!r}: must be positive FLOPs (e.g. 5.76e23)")
+
+    def quantities(params: Mapping[str, float]) -> np.ndarray:
+        n_opt, d_opt = _allocation(law, params, C)
+        with np.errstate(all="ignore"):
+            loss = np.where(np.isfinite(n_opt), law.predict(params, N=np.nan_to_num(n_opt, nan=1.0), D=np.nan_to_num(d_opt, nan=1.0)), np.nan)
+        return np.stack([n_opt, d_opt, loss, d_opt / n_opt])
+
+    point = quantities(fit.params)
+    if np.isnan(point[0]).any():
+        bad = C[np.isnan(point[0])][0]
+        raise ScalingError(
+            f"law {fit.law_name}: no interior compute-optimal model size at compute {bad:.3g} (the loss keeps falling "
+            f"towards N or D = 1 along C = 6ND); the fitted parameters may be outside the law's sensible range"
+        )
+    names = ["N_opt", "D_opt", "loss", "tokens_per_param"]
+    out = pd.DataFrame({"compute": C})
+    if len(fit.draws):
+        stacked = np.stack([quantities(row) for row in fit.draws[list(law.param_names)].to_dict("records")])
+        lower, upper = _interval(stacked, ci)
+    else:
+        lower = upper = np.full(point.shape, np.nan)
+    for k, name in enumerate(names):
+        out[name] = point[k]
+        out[f"{name}_lower"] = lower[k]
+        out[f"{name}_upper"] = upper[k]
+    return out
+
+
+__all__ = ["predict", "optimal", "numeric_optimal", "predict_many"]
