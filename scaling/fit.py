@@ -184,7 +184,8 @@ class Fit:
             src = d.get("source") or "table"
             sha = f" (sha256 {d['sha256'][:12]})" if d.get("sha256") else ""
             lines.append("[[Data]]")
-            lines.append(f"    source: {src}{sha}, {d.get('rows')} rows")
+            rows = f", {d['rows']} rows" if d.get("rows") is not None else ""
+            lines.append(f"    source: {src}{sha}{rows}")
             for col, r in (d.get("ranges") or {}).items():
                 lines.append(f"    {col}: {r['min']:.4g} .. {r['max']:.4g} ({r['distinct']} distinct)")
         if q.get("n_points") is not None:
