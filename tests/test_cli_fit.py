@@ -1,6 +1,6 @@
 """The ``scaling`` command for fitting: fit, forecast, optimal, laws, and every bad-input case.
 
-Fits run through the real console script in a subprocess (with a single BLAS thread: see ``ENV``); forecasts,
+Fits run through the real console script in a subprocess; forecasts,
 optimal allocations and errors run in-process through :func:`scaling.cli.main`, which is what the console
 script calls, so their output, exit status and the files they leave can be checked cheaply.
 """
@@ -25,9 +25,7 @@ EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_ep
 # Besiroglu et al. 2024 constants (LAWS.md 2.6): the synthetic table is generated from them.
 TRUTH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
-# scipy's L-BFGS-B calls BLAS on vectors of a few elements; with several OpenBLAS threads on a busy 2-core
-# machine each call waits on thread hand-offs and a fit gets 10-20x slower. One thread is also what a fit needs.
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENV = {**os.environ, "NO_COLOR": "1"}
 
 
 def chinchilla(N, D, p=TRUTH):

@@ -8,8 +8,10 @@ them and their answers into tables, JSON or CSV (:mod:`scaling.cli.output`). Syn
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -22,10 +24,10 @@ from scaling.cli.output import Format, blank_line, emit, format_number, note, pr
 from scaling.errors import ScalingError
 from scaling.laws import Law, get_law, law_names
 
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table (for people), json or csv (for pipes).")]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", metavar="table|json|csv", help="table (for people), json or csv (for pipes).")]
 CiOption = Annotated[
     Optional[float],
-    typer.Option("--ci", help="Interval level in (0, 1), e.g. 0.9. Default: the level the fit was made with."),
+    typer.Option("--ci", metavar="LEVEL", help="Interval level in (0, 1), e.g. 0.9. Default: the level the fit was made with."),
 ]
 ValuesOption = Optional[list[str]]
 
@@ -103,6 +105,25 @@ def parse_assignments(items: list[str], option: str, law: Law, *, numeric: bool)
     return out
 
 
+@contextlib.contextmanager
+def _quiet_numerics():
+    """Library warnings as ``warning: ...`` lines, without numpy's floating-point noise.
+
+    A multi-start search evaluates the law far from the optimum, where exp() overflows by design; numpy's
+    RuntimeWarnings about it (with a source line) say nothing about the result, which the fit-quality report
+    judges. Any other warning is shown, as one line.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning) or str(w.message) in seen:
+            continue
+        seen.add(str(w.message))
+        warn(" ".join(str(w.message).split()))
+
+
 def _resolve_law(name: str | None, x: str | None) -> Law | None:
     """The law object for --law/--x, or None to let the engine pick from the columns."""
     if name is None:
@@ -137,21 +158,21 @@ def _check_can_write(path: Path) -> None:
 
 @app.command("fit")
 def fit_command(
-    results: Annotated[str, typer.Argument(help="Results table (CSV) with one row per evaluation.", metavar="RESULTS.csv")],
-    law: Annotated[Optional[str], typer.Option("--law", "-l", help="Law to fit (see `scaling laws`); default: picked from the columns.")] = None,
-    map_: Annotated[ValuesOption, typer.Option("--map", "-m", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).')] = None,
-    where: Annotated[Optional[str], typer.Option("--where", "-w", help='Row selection (pandas query), e.g. "final == 1".')] = None,
-    fix: Annotated[ValuesOption, typer.Option("--fix", help="Hold a parameter fixed, NAME=VALUE (repeatable).")] = None,
-    tie: Annotated[ValuesOption, typer.Option("--tie", help="Make a parameter equal to another, NAME=OTHER, e.g. beta=alpha.")] = None,
-    loss: Annotated[str, typer.Option("--loss", help="Objective: huber | least_squares | huber_likelihood.")] = "huber",
-    delta: Annotated[float, typer.Option("--delta", help="Huber delta on log residuals.")] = 1e-3,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples (0: no intervals).")] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    ci: Annotated[float, typer.Option("--ci", help="Interval level.")] = 0.95,
-    x: Annotated[Optional[str], typer.Option("--x", help="Input column of a single-input law (power, saturating), e.g. D.")] = None,
-    group: Annotated[str, typer.Option("--group", help="Column naming the runs the bootstrap resamples (rows if absent).")] = "run_id",
-    param_def: Annotated[str, typer.Option("--param-def", help="N convention: nonemb (N) or total (use the N_total column).")] = "nonemb",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Fit file to write (default fits/<csv stem>-<law>.json).")] = None,
+    results: Annotated[str, typer.Argument(help="Results table (CSV) with one row per evaluation.", metavar="RESULTS.csv", show_default=False)],
+    law: Annotated[Optional[str], typer.Option("--law", "-l", metavar="NAME", help="Law to fit (see `scaling laws`); default: picked from the columns.")] = None,
+    map_: Annotated[ValuesOption, typer.Option("--map", "-m", metavar="COL=FOREIGN", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).')] = None,
+    where: Annotated[Optional[str], typer.Option("--where", "-w", metavar="EXPR", help='Row selection (pandas query), e.g. "final == 1".')] = None,
+    fix: Annotated[ValuesOption, typer.Option("--fix", metavar="NAME=VALUE", help="Hold a parameter fixed, NAME=VALUE (repeatable).")] = None,
+    tie: Annotated[ValuesOption, typer.Option("--tie", metavar="NAME=OTHER", help="Make a parameter equal to another, NAME=OTHER, e.g. beta=alpha.")] = None,
+    loss: Annotated[str, typer.Option("--loss", metavar="NAME", help="Objective: huber | least_squares | huber_likelihood.")] = "huber",
+    delta: Annotated[float, typer.Option("--delta", metavar="FLOAT", help="Huber delta on log residuals.")] = 1e-3,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", metavar="INT", help="Bootstrap resamples (0: no intervals).")] = 200,
+    seed: Annotated[int, typer.Option("--seed", metavar="INT", help="Seed of the bootstrap.")] = 0,
+    ci: Annotated[float, typer.Option("--ci", metavar="LEVEL", help="Interval level.")] = 0.95,
+    x: Annotated[Optional[str], typer.Option("--x", metavar="COL", help="Input column of a single-input law (power, saturating), e.g. D.")] = None,
+    group: Annotated[str, typer.Option("--group", metavar="COL", help="Column naming the runs the bootstrap resamples (rows if absent).")] = "run_id",
+    param_def: Annotated[str, typer.Option("--param-def", metavar="nonemb|total", help="N convention: nonemb (N) or total (use the N_total column).")] = "nonemb",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", help="Fit file to write (default fits/<csv stem>-<law>.json).")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
@@ -197,8 +218,9 @@ def fit_command(
     out_path = output if output is not None else _default_output(results, law if x is None else f"{law}-{x}")
     _check_can_write(out_path)
 
-    result = fit_law(data, law=law, x=x, loss=loss, delta=delta, fix=fixed, tie=tied, n_bootstrap=bootstrap,
-                     ci=ci, seed=seed, group=group, param_def=param_def)
+    with _quiet_numerics():
+        result = fit_law(data, law=law, x=x, loss=loss, delta=delta, fix=fixed, tie=tied, n_bootstrap=bootstrap,
+                         ci=ci, seed=seed, group=group, param_def=param_def)
     save_fit(result, out_path)
     _print_fit(result, fmt, out_path)
 
@@ -281,9 +303,9 @@ def _load(fit_or_name: str):
 @app.command("forecast")
 def forecast_command(
     fit: Annotated[str, typer.Argument(help="A fit file (fits/NAME.json) or a published law (chinchilla, kaplan2020, ...).", metavar="FIT_OR_NAME")],
-    N: Annotated[ValuesOption, typer.Option("--N", help="Parameters: 7e10, 70B, 1e9,1e10 or a log grid 1e9:1e11:5.")] = None,
-    D: Annotated[ValuesOption, typer.Option("--D", help="Training tokens, same syntax as --N.")] = None,
-    at: Annotated[ValuesOption, typer.Option("--at", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3.")] = None,
+    N: Annotated[ValuesOption, typer.Option("--N", metavar="VALUES", help="Parameters: 7e10, 70B, 1e9,1e10 or a log grid 1e9:1e11:5.")] = None,
+    D: Annotated[ValuesOption, typer.Option("--D", metavar="VALUES", help="Training tokens, same syntax as --N.")] = None,
+    at: Annotated[ValuesOption, typer.Option("--at", metavar="COL=VALUES", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3.")] = None,
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -312,7 +334,8 @@ def forecast_command(
     size = int(np.prod([len(v) for v in given.values()]))
     if size > 1_000_000:
         raise ScalingError(f"the grid has {size} points; at most 1000000")
-    table = result.predict(ci=ci, grid=True, **{c: np.array(v) for c, v in given.items()})
+    with _quiet_numerics():
+        table = result.predict(ci=ci, grid=True, **{c: np.array(v) for c, v in given.items()})
     _warn_no_intervals(table, result)
     emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=_ci_caption(result, ci))
 
@@ -320,14 +343,15 @@ def forecast_command(
 @app.command("optimal")
 def optimal_command(
     fit: Annotated[str, typer.Argument(help="A fit file or a published law name.", metavar="FIT_OR_NAME")],
-    compute: Annotated[list[str], typer.Option("--compute", "-C", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7.")],
+    compute: Annotated[list[str], typer.Option("--compute", "-C", metavar="FLOPS", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7.")],
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap."""
     result = _load(fit)
     values = parse_values(compute, "--compute")
-    table = result.optimal(np.array(values), ci=ci)
+    with _quiet_numerics():
+        table = result.optimal(np.array(values), ci=ci)
     _warn_no_intervals(table, result)
     if fmt is Format.table:  # one column per quantity, "value [lower, upper]": 13 numeric columns do not fit
         table = _with_intervals(table, ["N_opt", "D_opt", "loss", "tokens_per_param"])
