@@ -287,14 +287,20 @@ class _Trainer:
         self.shape, self.plan, self.sampler = shape, plan, sampler
         self.done_keys = {record.row_key(r) for r in existing}
 
-        state = PartialState()
+        # accelerate picks gloo over CPU processes only when told cpu=True; without it, `accelerate launch
+        # --multi_gpu` on a machine without GPUs starts independent single processes that all write rows.
+        cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+        state = PartialState(cpu=cpu)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)  # a multi-CPU PartialState sets its own thread count
         if state.num_processes > 1 and cfg.batch_size % state.num_processes:
             raise ScalingError(f"batch_size {cfg.batch_size} is not divisible by the {state.num_processes} processes")
         self.model = model_lib.build_model(shape, seed=cfg.seed)
         self.counts = model_lib.count(self.model, shape)
         if source is not None:
             self._load_source_weights()
-        self.precision, self.peak = _resolve_precision(cfg, self.counts.N, state.device)
+        self.precision, peak = _resolve_precision(cfg, self.counts.N, state.device)
+        self.peak = peak * state.num_processes  # MFU is against all devices' peak together
         # An earlier in-process run leaves accelerate's singleton state behind, and it refuses another
         # mixed-precision setting; one process has nothing to tear down, so start from a clean state.
         if AcceleratorState._shared_state and state.num_processes == 1:
@@ -302,6 +308,7 @@ class _Trainer:
             GradientState._reset_state()
         self.run_dir = Path(cfg.out_dir) / rid
         self.acc = Accelerator(
+            cpu=cpu,
             mixed_precision="bf16" if self.precision == "bf16" else "no",
             log_with=cfg.log_with,
             project_dir=str(self.run_dir),
@@ -372,6 +379,9 @@ class _Trainer:
         if ckpt is not None:
             acc.load_state(str(ckpt))
             t = _State(**json.loads((ckpt / "trainer_state.json").read_text()))
+            if not acc.is_main_process:  # the saved loss sums are global: one process carries them
+                t.loss_sum = t.branch_loss_sum = 0.0
+                t.loss_count = t.branch_loss_count = 0
             _say(self.console, f"run {self.rid}: resuming from step {t.step} ({ckpt})")
         else:
             _say(self.console, f"run {self.rid} ({cfg.name}): {self._describe()}")
@@ -528,11 +538,12 @@ class _Trainer:
                 t.loss_sum, t.loss_count = 0.0, 0
             return
         m = self.evaluate()
+        total, count = self._sum_over_processes(
+            (t.loss_sum, t.loss_count) if branch == 0 else (t.branch_loss_sum, t.branch_loss_count)
+        )
+        train_loss = total / count if count else float("nan")
         if branch == 0:
-            train_loss = t.loss_sum / t.loss_count if t.loss_count else float("nan")
             t.loss_sum, t.loss_count = 0.0, 0
-        else:
-            train_loss = t.branch_loss_sum / t.branch_loss_count if t.branch_loss_count else float("nan")
         row = self._row(t, m, branch=branch, step=step, budget=budget, final=final, train_loss=train_loss)
         if self.acc.is_main_process:
             append_rows(self.results, [row], record.HEADER)
@@ -601,6 +612,12 @@ class _Trainer:
             "scaling_version": scaling.__version__,
         }
 
+    def _sum_over_processes(self, values: tuple) -> tuple:
+        if self.acc.num_processes == 1:
+            return tuple(values)
+        summed = self.acc.reduce(torch.tensor(values, dtype=torch.float64, device=self.acc.device), "sum")
+        return tuple(summed.tolist())
+
     def _tick(self, t: _State) -> None:
         """wall_s: seconds of this call plus those of earlier calls (restored from the checkpoint)."""
         t.wall_s = self.wall_base + time.perf_counter() - self.wall_start
@@ -611,6 +628,13 @@ class _Trainer:
         acc = self.acc
         _quiet_tied_weights_warning()
         self._tick(t)
+        # The loss sums of all processes go into the checkpoint (process 0 carries them afterwards).
+        sums = self._sum_over_processes((t.loss_sum, t.loss_count, t.branch_loss_sum, t.branch_loss_count))
+        if acc.is_main_process:
+            t.loss_sum, t.loss_count, t.branch_loss_sum, t.branch_loss_count = sums[0], int(sums[1]), sums[2], int(sums[3])
+        else:
+            t.loss_sum = t.branch_loss_sum = 0.0
+            t.loss_count = t.branch_loss_count = 0
         tmp = self.run_dir / f".ckpt-{t.step:09d}.tmp"
         final = self.run_dir / f"ckpt-{t.step:09d}"
         if acc.is_main_process:
