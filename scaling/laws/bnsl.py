@@ -60,7 +60,7 @@ BNSL = register(
         ),
         function=bnsl_loss,
         log_function=bnsl_log_loss,
-        derived={"slope after break": lambda p: p["c0"] + p["c1"]},
+        derived={"slope_after_break": lambda p: p["c0"] + p["c1"]},
         min_distinct={"D": 7},
         notes="Needs points on both sides of the break to locate it; extrapolating past an unseen break fails.",
     )

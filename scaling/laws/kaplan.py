@@ -272,7 +272,7 @@ KAPLAN_ND = register(
         optimal=None,
         derived={
             # D must grow as N^(alpha_N/alpha_D) to hold the overfitting penalty fixed (Eq. 4.3; ~0.74).
-            "alpha_N/alpha_D": lambda p: p["alpha_N"] / p["alpha_D"],
+            "alpha_N_over_alpha_D": lambda p: p["alpha_N"] / p["alpha_D"],
         },
         min_distinct={"N": 2, "D": 2},
         notes="N = non-embedding parameters, D = tokens, early-stopped runs. Fit is poor for very small D (~2e7).",
