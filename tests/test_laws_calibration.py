@@ -85,3 +85,69 @@ def test_law_formula():
     p = {"ECE_inf": 0.01, "a": 2.0, "b": 0.5}
     assert float(LAW.predict(p, N=1e4)) == pytest.approx(0.01 + 2.0 / 100)
     assert LAW.output == "ece"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ECE(N) fit (LAWS.md 6.5 item 4) and the floor reported beside it
+
+import warnings  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from scaling.estimate import LawFitter  # noqa: E402
+from scaling.laws.calibration import floor_table  # noqa: E402
+from scaling.results import read_results  # noqa: E402
+
+SIZES = np.array([1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 5e6])
+TRUTH = {"ECE_inf": 0.01, "a": 2.0, "b": 0.5}
+
+
+def _b_errors(seeds: range, n_refine: int) -> float:
+    clean = LAW.predict(TRUTH, N=SIZES)
+    errors = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for seed in seeds:
+            ece_values = clean * np.exp(0.05 * np.random.default_rng(seed).standard_normal(SIZES.size))
+            fit = LawFitter(LAW, loss="least_squares", n_bootstrap=0, n_refine=n_refine).fit(
+                pd.DataFrame({"N": SIZES, "ece": ece_values}))
+            errors.append(abs(fit.params["b"] - 0.5))
+    return float(np.quantile(errors, 0.9))
+
+
+def test_noiseless_fit_is_exact():
+    fit = LawFitter(LAW, loss="least_squares", n_bootstrap=0).fit(pd.DataFrame({"N": SIZES, "ece": LAW.predict(TRUTH, N=SIZES)}))
+    assert fit.params["b"] == pytest.approx(0.5, abs=1e-6)
+    assert fit.params["ECE_inf"] == pytest.approx(0.01, abs=1e-8)
+
+
+def test_fit_with_5_percent_noise():
+    # p90 |db| <= 0.15 (measured 0.13 over these 100 seeds, 0.12 over 200; refining only the best grid start
+    # gives the same optima here as refining 8, at a quarter of the time)
+    assert _b_errors(range(100), n_refine=1) <= 0.15
+
+
+@pytest.mark.slow
+def test_fit_with_5_percent_noise_full_seeds():
+    assert _b_errors(range(200), n_refine=8) <= 0.15
+
+
+def test_floor_table_from_counts_and_measured_floors():
+    df = pd.DataFrame({"N": [1e4, 1e5, 1e6], "ece": [0.05, 0.012, 0.004], "ece_count": [1e4, 1e4, 1e4], "ece_bins": 10})
+    t = floor_table(df)
+    assert t["floor"].iloc[0] == pytest.approx(np.sqrt(10 / (2 * np.pi * 1e4)))
+    assert list(t["informative"]) == [True, False, False]
+    assert (t["floor_kind"] == "bound").all()
+    t = floor_table(df.assign(ece_floor=[0.01, 0.01, 0.001]))
+    assert list(t["informative"]) == [True, False, True] and (t["floor_kind"] == "measured").all()
+    with pytest.raises(ScalingError, match="number of scored predictions"):
+        floor_table(df.drop(columns=["ece_count"]))
+
+
+def test_ece_outside_0_1_is_a_one_line_error(tmp_path):
+    path = tmp_path / "results.csv"
+    pd.DataFrame({"N": [1e4, 1e5, 1e6], "ece": [0.05, 1.2, 0.01]}).to_csv(path, index=False)
+    with pytest.raises(ScalingError, match=r"line 3.*must lie in \[0, 1\]"):
+        read_results(path, require=["N", "ece"])
+    with pytest.raises(ScalingError, match=r"must lie in \[0, 1\]"):
+        LawFitter(LAW, n_bootstrap=0).fit(read_results(path))

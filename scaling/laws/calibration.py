@@ -21,6 +21,7 @@ beside every calibration fit.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from scaling.errors import ScalingError
 from scaling.laws.base import Law, Param, register
@@ -99,7 +100,7 @@ def calibration_floor(conf, n_bins: int = 10, binning: str = "width", *, simulat
     return float(np.sqrt(2.0 / np.pi) * np.sqrt(var).sum() / conf.size)
 
 
-def calibration_floor_bound(n_predictions, n_bins: int = 10):
+def calibration_floor_bound(n_predictions, n_bins=10):
     """Upper bound on the calibrated-model ECE floor knowing only n: sqrt(n_bins / (2 pi n)).
 
     From the analytic floor by Cauchy-Schwarz over bins and c (1 - c) <= 1/4. Use :func:`calibration_floor` when
@@ -108,6 +109,40 @@ def calibration_floor_bound(n_predictions, n_bins: int = 10):
     """
     n = np.asarray(n_predictions, dtype=float)
     return np.sqrt(n_bins / (2.0 * np.pi * n))
+
+
+def floor_table(data: pd.DataFrame, *, informative_ratio: float = 2.0) -> pd.DataFrame:
+    """The finite-sample ECE floor of every row of a results table, to report beside a calibration fit.
+
+    The floor comes from the first of: an ``ece_floor`` column (the analytic floor computed from the confidences,
+    :func:`calibration_floor`); else the bound :func:`calibration_floor_bound` from the number of scored
+    predictions (``ece_count``, or ``eval_tokens``) and the bins (``ece_bins``, default 10). Returns N, ece,
+    floor, ratio = ece / floor and ``informative`` (ratio >= ``informative_ratio``): rows near the floor say
+    nothing about how calibration scales.
+    """
+    source = str(data.attrs.get("source", "table"))
+    for col in ("N", "ece"):
+        if col not in data.columns:
+            raise ScalingError(f"{source}: missing column {col!r} for the calibration floor")
+    out = pd.DataFrame({"N": pd.to_numeric(data["N"], errors="coerce"), "ece": pd.to_numeric(data["ece"], errors="coerce")},
+                       index=data.index)
+    if "ece_floor" in data.columns:
+        out["floor"] = pd.to_numeric(data["ece_floor"], errors="coerce")
+        out["floor_kind"] = "measured"
+    else:
+        count_col = next((c for c in ("ece_count", "eval_tokens") if c in data.columns), None)
+        if count_col is None:
+            raise ScalingError(f"{source}: cannot report the ECE floor: need a column ece_floor, ece_count or "
+                               f"eval_tokens (number of scored predictions)")
+        n = pd.to_numeric(data[count_col], errors="coerce")
+        bins = pd.to_numeric(data["ece_bins"], errors="coerce").fillna(10) if "ece_bins" in data.columns else 10
+        if (n <= 0).any() or n.isna().any():
+            raise ScalingError(f"{source}: column {count_col!r} must hold positive counts of scored predictions")
+        out["floor"] = calibration_floor_bound(n.to_numpy(float), np.asarray(bins, dtype=float))
+        out["floor_kind"] = "bound"
+    out["ratio"] = out["ece"] / out["floor"]
+    out["informative"] = out["ratio"] >= informative_ratio
+    return out
 
 
 CALIBRATION = register(
