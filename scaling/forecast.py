@@ -12,6 +12,7 @@ IsoFLOP view: along a fixed-compute line the loss has one minimum in N).
 from __future__ import annotations
 
 import itertools
+import warnings
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -126,11 +127,10 @@ def _interval(values: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
     if values.shape[0] == 0:
         nan = np.full(values.shape[1:], np.nan)
         return nan, nan
-    with np.errstate(all="ignore"):
-        with np.testing.suppress_warnings() as sup:
-            sup.filter(RuntimeWarning)
-            lo = np.nanquantile(values, (1 - ci) / 2, axis=0)
-            hi = np.nanquantile(values, 1 - (1 - ci) / 2, axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (failed draws) give NaN, said once
+        lo = np.nanquantile(values, (1 - ci) / 2, axis=0)
+        hi = np.nanquantile(values, 1 - (1 - ci) / 2, axis=0)
     return lo, hi
 
 

@@ -1,0 +1,127 @@
+"""Forecasts: closed-form optimum vs brute force and golden values (LAWS.md 2.8 item 1), numeric optimum, predict()
+broadcasting and intervals, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize_scalar
+
+import scaling
+from scaling.errors import ScalingError
+from scaling.fit import Fit
+from scaling.forecast import numeric_optimal
+from scaling.laws import get_law
+
+CHIN = get_law("chinchilla")
+TEX = dict(E=1.6934, A=406.4, B=410.7, alpha=0.3392, beta=0.2849)
+ROUNDED = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+BESIROGLU = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+
+
+def brute_force_n_opt(params, C):
+    """Minimise L(N, C/(6N)) over log N with plain scipy (independent of the forecaster's code)."""
+    f = lambda t: float(CHIN.predict(params, N=np.exp(t), D=C / (6 * np.exp(t))))  # noqa: E731
+    res = minimize_scalar(f, bounds=(np.log(1.0), np.log(C / 6.0)), method="bounded", options={"xatol": 1e-12})
+    return float(np.exp(res.x))
+
+
+@pytest.mark.parametrize("C", [1e12, 1e18, 5.76e23])
+def test_closed_form_optimum_matches_brute_force(C):
+    fit = Fit(CHIN, TEX)
+    out = fit.optimal(C)
+    assert out["N_opt"][0] == pytest.approx(brute_force_n_opt(TEX, C), rel=1e-6)
+    assert out["N_opt"][0] * out["D_opt"][0] * 6 == pytest.approx(C, rel=1e-12)
+
+
+@pytest.mark.parametrize("C", [1e12, 1e18, 5.76e23])
+def test_numeric_optimum_matches_closed_form(C):
+    no_closed_form = dataclasses.replace(CHIN, optimal=None)
+    n_opt, d_opt = numeric_optimal(no_closed_form, TEX, C)
+    n_ref, d_ref = CHIN.optimal(TEX, C)
+    assert n_opt == pytest.approx(float(n_ref), rel=1e-6)
+    assert d_opt == pytest.approx(float(d_ref), rel=1e-6)
+
+
+def test_golden_allocations_at_the_gopher_budget():
+    """TeX constants -> 4.031e10; rounded -> 3.219e10 (rounding is not harmless); Besiroglu -> 7.225e10, D/N 18.39."""
+    assert scaling.load_fit("chinchilla").optimal(5.76e23)["N_opt"][0] == pytest.approx(4.031e10, rel=1e-3)
+    assert Fit(CHIN, ROUNDED).optimal(5.76e23)["N_opt"][0] == pytest.approx(3.219e10, rel=1e-3)
+    out = scaling.load_fit("besiroglu2024").optimal(5.76e23)
+    assert out["N_opt"][0] == pytest.approx(7.225e10, rel=1e-3)
+    assert out["tokens_per_param"][0] == pytest.approx(18.39, abs=0.01)
+    assert np.isnan(out["N_opt_lower"][0])  # a published fit has no draws
+
+
+def _fit_with_draws():
+    N, D = np.meshgrid(np.geomspace(7e7, 1.6e10, 6), np.geomspace(5e9, 5e11, 6))
+    df = pd.DataFrame({"N": N.ravel(), "D": D.ravel()})
+    df["loss"] = CHIN.predict(BESIROGLU, N=df.N, D=df.D) * np.exp(np.random.default_rng(0).normal(0, 0.01, len(df)))
+    return scaling.fit(df, law="chinchilla", n_bootstrap=20, n_refine=4)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return _fit_with_draws()
+
+
+def test_predict_broadcasts_and_brackets_the_point(fitted):
+    out = fitted.predict(N=[1e9, 7e10], D=1.4e12)
+    assert list(out.columns) == ["N", "D", "point", "lower", "upper"]
+    assert len(out) == 2 and (out["D"] == 1.4e12).all()
+    assert out["point"][0] == pytest.approx(float(CHIN.predict(fitted.params, N=1e9, D=1.4e12)), rel=1e-12)
+    assert (out["lower"] < out["upper"]).all()
+    assert ((out["lower"] <= out["point"]) & (out["point"] <= out["upper"])).all()
+    # Extrapolating further widens the band.
+    far = fitted.predict(N=1e12, D=1e14)
+    assert (far["upper"] - far["lower"])[0] > (out["upper"] - out["lower"])[0]
+    wider = fitted.predict(ci=0.99, N=[1e9, 7e10], D=1.4e12)
+    assert (wider["upper"] - wider["lower"] >= out["upper"] - out["lower"]).all()
+
+
+def test_predict_grid_takes_the_cartesian_product(fitted):
+    out = fitted.predict(grid=True, N=[1e9, 1e10, 1e11], D=[1e11, 1e12])
+    assert len(out) == 6 and set(out["N"]) == {1e9, 1e10, 1e11}
+
+
+def test_optimal_has_intervals_from_the_draws(fitted):
+    out = fitted.optimal([1e21, 1e23])
+    expected = ["compute"] + [f"{q}{s}" for q in ["N_opt", "D_opt", "loss", "tokens_per_param"] for s in ["", "_lower", "_upper"]]
+    assert list(out.columns) == expected
+    assert (out["N_opt_lower"] <= out["N_opt"]).all() and (out["N_opt"] <= out["N_opt_upper"]).all()
+    assert out["N_opt"][1] > out["N_opt"][0]
+
+
+def test_numeric_optimum_for_kaplan_nd_is_interior():
+    out = scaling.load_fit("kaplan2020").optimal(1e21)
+    n, d = out["N_opt"][0], out["D_opt"][0]
+    law = get_law("kaplan-nd")
+    p = scaling.load_fit("kaplan2020").params
+    loss = lambda n_: float(law.predict(p, N=n_, D=1e21 / (6 * n_)))  # noqa: E731
+    assert loss(n) < loss(n * 1.1) and loss(n) < loss(n / 1.1)
+    assert n * d * 6 == pytest.approx(1e21)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda f: f.predict(N=1e9), "needs input"),
+        (lambda f: f.predict(N=1e9, D=1e10, U=1e9), "unknown U"),
+        (lambda f: f.predict(N=-1, D=1e10), "must be a positive"),
+        (lambda f: f.predict(N=[1, 2, 3], D=[1, 2]), "different lengths"),
+        (lambda f: f.predict(ci=2, N=1e9, D=1e9), "ci 2"),
+        (lambda f: f.optimal("lots"), "not a number"),
+        (lambda f: f.optimal(-5), "must be positive"),
+    ],
+)
+def test_forecast_bad_input(fitted, call, message):
+    with pytest.raises(ScalingError, match=message):
+        call(fitted)
+
+
+def test_optimal_needs_a_law_of_n_and_d():
+    with pytest.raises(ScalingError, match="needs a law of N and D"):
+        scaling.load_fit("kaplan2020-n").optimal(1e21)
