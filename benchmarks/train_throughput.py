@@ -1,0 +1,139 @@
+"""Training throughput of the trainer against a minimal hand-written PyTorch loop of the same model.
+
+    python benchmarks/train_throughput.py                       # 1e4, 1e5, 1e6 non-embedding parameters
+    python benchmarks/train_throughput.py --sizes 1e6 --threads 2 --repeats 5
+
+For each size, both loops train the same Hugging Face model (same shape, initialisation, optimizer settings,
+batch of 32 x 128 byte tokens of the shipped English corpus) for the same number of steps, alternating
+trainer / minimal ``--repeats`` times so that both see the same machine load; the table shows medians.
+
+- ``minimal``: nanoGPT's loop, nothing else: random windows of a token tensor, forward, cross-entropy, backward,
+  gradient clipping, AdamW step, ``loss.item()``. Timed from its first step to its last.
+- ``trainer``: ``scaling.train.train`` with one evaluation of one window at the end. ``tok/s`` is the rate it
+  records in results.csv (time inside training steps: batch, forward, backward, clip, step); ``e2e tok/s``
+  divides D by the wall time of the whole call (corpus lookup, model build, accelerate set-up, final evaluation,
+  saving the weights included), which short runs pay proportionally more for.
+- MFU: exact training FLOPs per token (``scaling.train.model.count``) x tokens/s / matmul peak, the peak being
+  a large fp32 matmul measured in this run with the same number of threads.
+
+The ratio ``trainer / minimal`` is the number to watch (target >= 0.9); MFU target >= 35% at 1e6 on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from scaling.train.config import RunConfig  # noqa: E402
+from scaling.train.data import load_corpus  # noqa: E402
+from scaling.train.loop import train  # noqa: E402
+from scaling.train.metrics import matmul_peak  # noqa: E402
+from scaling.train.model import ModelShape, build_model, count, solve_shape  # noqa: E402
+
+CONTEXT, BATCH, LR = 128, 32, 1e-3
+
+
+def minimal_loop(shape: ModelShape, data: torch.Tensor, steps: int) -> float:
+    """tokens/s of the plainest correct loop (nanoGPT's train.py without its extras)."""
+    model = build_model(shape, seed=0)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+                            lr=LR, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        ix = torch.randint(len(data) - CONTEXT - 1, (BATCH,), generator=gen)
+        batch = torch.stack([data[i : i + CONTEXT + 1] for i in ix.tolist()])
+        logits = model(input_ids=batch[:, :-1]).logits
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+    return steps * BATCH * CONTEXT / (time.perf_counter() - start)
+
+
+def trainer_loop(shape: ModelShape, steps: int, threads: int, workdir: Path, peak: float, tag: str) -> tuple[float, float]:
+    """(tokens/s recorded by the trainer, end-to-end tokens/s of the whole call)."""
+    config = RunConfig(
+        name=f"bench-{tag}",
+        n_layer=shape.n_layer,
+        d_model=shape.d_model,
+        n_head=shape.n_head,
+        context=CONTEXT,
+        batch_size=BATCH,
+        tokens=steps * BATCH * CONTEXT,
+        lr=LR,
+        seed=hash(tag) % 10_000,  # a new run id each repeat (a finished run would be skipped)
+        eval_points=0,
+        eval_tokens=CONTEXT,
+        precision="fp32",
+        threads=threads,
+        checkpoint_every=None,
+        peak_flops=peak,
+        out_dir=str(workdir / "runs"),
+    )
+    start = time.perf_counter()
+    out = train(config, workdir / "results.csv")
+    wall = time.perf_counter() - start
+    return out.rows[-1]["tokens_per_s"], config.tokens_trained / wall
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6], help="target non-embedding N")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=6.0, help="about this long per measurement")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    corpus = load_corpus("english")
+    data = torch.from_numpy(corpus.train[: 2_000_000].astype("int64"))
+    peak = matmul_peak("cpu", torch.float32, cache=False)
+    print(f"# {sys.platform}, torch {torch.__version__}, {args.threads} thread(s), "
+          f"fp32 matmul peak measured now: {peak / 1e9:.1f} GFLOP/s; batch {BATCH} x {CONTEXT} byte tokens; "
+          f"medians of {args.repeats} alternating repeats; no GPU in this run\n")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in args.sizes:
+            shape = solve_shape(target, aspect=32, context=CONTEXT, vocab_size=256)
+            counts = count(build_model(shape), shape)
+            # size the run from a short probe of the minimal loop so each measurement takes ~args.seconds
+            probe = minimal_loop(shape, data, 3)
+            steps = max(10, int(args.seconds * probe / (BATCH * CONTEXT)))
+            minimal, mine, e2e = [], [], []
+            for r in range(args.repeats):
+                mine_r, e2e_r = trainer_loop(shape, steps, args.threads, Path(tmp), peak, f"{target:g}-{r}")
+                mine.append(mine_r)
+                e2e.append(e2e_r)
+                minimal.append(minimal_loop(shape, data, steps))
+            m, t, e = statistics.median(minimal), statistics.median(mine), statistics.median(e2e)
+            fpt = counts.flops_per_token
+            rows.append((f"{counts.N:.3g}", f"L{shape.n_layer} d{shape.d_model}", steps, f"{m:,.0f}", f"{t:,.0f}",
+                         f"{e:,.0f}", f"{t / m:.2f}", f"{100 * fpt * m / peak:.0f}%", f"{100 * fpt * t / peak:.0f}%",
+                         f"{counts.flops_per_token / counts.flops_per_token_6N:.2f}"))
+    header = ("N", "shape", "steps", "minimal tok/s", "trainer tok/s", "trainer e2e tok/s", "trainer/minimal",
+              "MFU minimal", "MFU trainer", "FLOPs/6N")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+if __name__ == "__main__":
+    main()
