@@ -1,0 +1,497 @@
+"""Backtesting: fit each law on the small end of a results table, predict the held-out large end, rank the laws.
+
+Alabdulmohsin et al. 2022 ("Revisiting Neural Scaling Laws in Language and Vision", arXiv:2209.06640) argue that
+scaling-law estimators must be judged by how well they *extrapolate*, not by how well they fit the points they saw;
+this module does that for any laws in the catalogue:
+
+    result = backtest(df, ["chinchilla", "kaplan-nd", "bnsl:D", "m4:D"], holdout="largest-N")
+    result.table      # one row per law, ranked by held-out RMSE of log loss
+
+Hold-out schemes (``holdout=``, an optional size after a colon):
+
+- ``largest-N[:k]``: the rows of the k largest model sizes (default 1);
+- ``largest-C[:f]``: the rows with the largest compute (C column or 6ND), the top fraction f (default 0.2), or
+  the k largest isoFLOP budgets when the size is a whole number >= 1;
+- ``last-fraction[:f]``: the last fraction f (default 0.2) of every training curve (run), by tokens seen.
+
+Options from Choshen et al. 2024 ("A Hitchhiker's Guide to Scaling Law Estimation", arXiv:2410.11840), which
+found each of them to matter: ``min_tokens`` drops checkpoints before a token count (early training is off the law),
+``curve_fraction`` keeps only the last fraction of each training curve (by tokens) for fitting, and
+``average_seeds`` averages the seeds of one (N, D, ...) configuration before fitting instead of keeping each seed as
+a point.
+
+Per law the table reports the absolute relative error ``mean |L - L_hat| / L``, the RMSE of log loss, the coverage
+of the 80% and 95% intervals (the fraction of held-out points inside them), the in-sample RMSE (for contrast: the
+ranking never uses it) and whether the held-out error is within twice the seed-to-seed noise (LAWS.md 8.4).
+
+Intervals: by default *prediction* intervals: the bootstrap spread of the fitted curve plus the residual scatter
+of the fit (log-normal with the in-sample residual RMSE), since a held-out point is one noisy run, not the expected
+loss. ``intervals="band"`` uses the bootstrap band alone (what ``Fit.predict`` returns); its coverage of single
+runs is expected to be low.
+
+Single-input laws (``bnsl:D``, ``saturating:N``, ``m4:D``, ...) describe one curve with everything else fixed, so
+they are fitted per curve: separately for each combination of the table's other varying inputs (e.g. per model
+size for ``bnsl:D``), the Alabdulmohsin protocol. Held-out rows whose curve has too few training points are not
+predicted, and the table says how many were.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import ScalingError
+from scaling.laws import get_law, law_names
+from scaling.laws.base import Law
+
+HOLDOUTS = ("largest-N", "largest-C", "last-fraction")
+DEFAULT_SIZE = {"largest-N": 1.0, "largest-C": 0.2, "last-fraction": 0.2}
+CURVE_INPUTS = ("N", "D", "U", "D_F")  # columns that define one curve for a single-input law
+LEVELS = (0.8, 0.95)
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """A hold-out scheme: ``kind`` in HOLDOUTS and its size (count of largest values, or a fraction)."""
+
+    kind: str
+    size: float
+
+    @classmethod
+    def parse(cls, text: str) -> Holdout:
+        kind, _, size = str(text).strip().partition(":")
+        if kind not in HOLDOUTS:
+            raise ScalingError(f"--holdout {text!r}: expected one of {', '.join(HOLDOUTS)} (optionally :SIZE)")
+        if not size:
+            return cls(kind, DEFAULT_SIZE[kind])
+        try:
+            value = float(size)
+        except ValueError:
+            raise ScalingError(f"--holdout {text!r}: the size after ':' must be a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ScalingError(f"--holdout {text!r}: the size must be positive")
+        if kind == "last-fraction" and value >= 1:
+            raise ScalingError(f"--holdout {text!r}: last-fraction takes a fraction below 1, e.g. last-fraction:0.25")
+        if value >= 1 and not value.is_integer():
+            raise ScalingError(f"--holdout {text!r}: a size >= 1 counts distinct values and must be whole")
+        return cls(kind, value)
+
+    def __str__(self) -> str:
+        size = int(self.size) if self.size >= 1 else self.size
+        return f"{self.kind}:{size}"
+
+
+@dataclass
+class BacktestResult:
+    """What :func:`backtest` returns: the ranked table, every held-out prediction, and how it was made."""
+
+    table: pd.DataFrame
+    predictions: pd.DataFrame
+    settings: dict[str, Any]
+    noise_floor: float = math.nan
+    fits: dict[str, Any] = field(default_factory=dict)  # law -> Fit (or {group: Fit} for per-curve laws)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "scaling-backtest",
+            "format_version": 1,
+            "settings": self.settings,
+            "noise_floor": _finite_or_none(self.noise_floor),
+            "table": _records(self.table),
+            "predictions": _records(self.predictions),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write JSON (``scaling serve`` shows files in ``FITS/backtests/``); nothing is written on failure."""
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+        return write_atomic(Path(path), text)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``: never half a file."""
+    if path.is_dir():
+        raise ScalingError(f"{path}: is a folder; give a file name such as {path / 'backtest.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ScalingError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ScalingError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return path
+
+
+def load_backtest(path: str | os.PathLike) -> BacktestResult:
+    """Read a file written by :meth:`BacktestResult.save` (for ``scaling report``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScalingError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ScalingError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict) or data.get("format") != "scaling-backtest":
+        raise ScalingError(f"{path}: not a backtest file (written by `scaling backtest -o`)")
+    if data.get("format_version", 0) > 1:
+        raise ScalingError(f"{path}: backtest format version {data['format_version']} is newer than this scaling")
+    return BacktestResult(
+        table=pd.DataFrame(data.get("table", [])).astype(object).fillna(np.nan).infer_objects(),
+        predictions=pd.DataFrame(data.get("predictions", [])).astype(object).fillna(np.nan).infer_objects(),
+        settings=dict(data.get("settings", {})),
+        noise_floor=float(data["noise_floor"]) if data.get("noise_floor") is not None else math.nan,
+    )
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): _finite_or_none(v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preparing the table
+
+
+def _compute(df: pd.DataFrame) -> np.ndarray:
+    if "C" in df.columns:
+        C = pd.to_numeric(df["C"], errors="coerce").to_numpy(float)
+        if np.all(np.isfinite(C) & (C > 0)):
+            return C
+    if not {"N", "D"} <= set(df.columns):
+        raise ScalingError(f"{df.attrs.get('source', 'table')}: largest-C needs a C column or both N and D")
+    return 6.0 * pd.to_numeric(df["N"]).to_numpy(float) * pd.to_numeric(df["D"]).to_numpy(float)
+
+
+def curve_key(df: pd.DataFrame) -> pd.Series:
+    """One key per training curve: ``run_id`` when present, else the model size (and seed)."""
+    if "run_id" in df.columns:
+        return df["run_id"].astype(str)
+    cols = [c for c in ("N", "N_total", "U", "D_F", "seed") if c in df.columns]
+    if not cols:
+        return pd.Series("all", index=df.index)
+    return df[cols].astype(str).agg("|".join, axis=1)
+
+
+def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
+    """Boolean mask of the held-out rows."""
+    holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
+    source = df.attrs.get("source", "table")
+    if holdout.kind == "largest-N":
+        if "N" not in df.columns:
+            raise ScalingError(f"{source}: --holdout largest-N needs an N column")
+        values = pd.to_numeric(df["N"]).to_numpy(float)
+        mask = _largest(values, holdout.size)
+    elif holdout.kind == "largest-C":
+        C = _compute(df)
+        if holdout.size >= 1:
+            from scaling.optimal import assign_budgets  # isoFLOP budgets: rows of one budget differ by rounding
+
+            mask = _largest(assign_budgets(C), holdout.size)
+        else:
+            mask = _largest(C, holdout.size)
+    else:
+        if "D" not in df.columns:
+            raise ScalingError(f"{source}: --holdout last-fraction needs a D column (tokens seen)")
+        mask = np.zeros(len(df), bool)
+        D = pd.to_numeric(df["D"]).to_numpy(float)
+        for _, idx in pd.Series(np.arange(len(df))).groupby(curve_key(df).to_numpy()):
+            rows = idx.to_numpy()
+            if len(rows) < 2:
+                continue
+            order = rows[np.argsort(D[rows], kind="stable")]
+            n_test = min(len(rows) - 1, max(1, math.ceil(holdout.size * len(rows))))
+            mask[order[-n_test:]] = True
+    if mask.all() or not mask.any():
+        what = "every" if mask.all() else "no"
+        raise ScalingError(f"{source}: --holdout {holdout} holds out {what} row ({len(df)} rows); choose another size")
+    return mask
+
+
+def _largest(values: np.ndarray, size: float) -> np.ndarray:
+    if size >= 1:
+        distinct = np.unique(values)
+        if len(distinct) <= size:
+            return np.ones(len(values), bool)
+        return values >= distinct[-int(size)]
+    return values >= np.quantile(values, 1 - size)
+
+
+def prepare(df: pd.DataFrame, *, min_tokens: float | None = None, average_seeds: bool = False,
+            columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Drop checkpoints before ``min_tokens`` and optionally average seeds of the same configuration."""
+    source = df.attrs.get("source", "table")
+    out = df
+    if min_tokens is not None:
+        if "D" not in df.columns:
+            raise ScalingError(f"{source}: --min-tokens needs a D column (tokens seen)")
+        out = out[pd.to_numeric(out["D"]) >= min_tokens]
+        if out.empty:
+            raise ScalingError(f"{source}: --min-tokens {min_tokens:g} drops every row (largest D is "
+                               f"{pd.to_numeric(df['D']).max():g})")
+    if average_seeds:
+        if "seed" not in out.columns:
+            raise ScalingError(f"{source}: --average-seeds needs a seed column")
+        keys = [c for c in (*CURVE_INPUTS, "N_total", "C", "step") if c in out.columns]
+        values = [c for c in columns if c not in keys and c in out.columns]
+        grouped = out.groupby(keys, as_index=False)
+        n_seeds = grouped.size()["size"].to_numpy()
+        out = grouped[values].mean()
+        out["n_seeds"] = n_seeds
+    out = out.reset_index(drop=True)
+    out.attrs["source"] = source
+    return out
+
+
+def keep_last_fraction(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """Keep, of every training curve, the rows whose tokens seen are in the last ``fraction`` of its run."""
+    if not 0 < fraction <= 1:
+        raise ScalingError(f"--curve-fraction {fraction:g}: must be in (0, 1]")
+    D = pd.to_numeric(df["D"]).to_numpy(float)
+    dmax = pd.Series(D).groupby(curve_key(df).to_numpy()).transform("max").to_numpy()
+    out = df[D >= (1 - fraction) * dmax]
+    out.attrs["source"] = df.attrs.get("source", "table")
+    return out
+
+
+def seed_noise(df: pd.DataFrame, output: str = "loss") -> float:
+    """Median seed-to-seed standard deviation of log loss at a fixed configuration (NaN without seeds)."""
+    if "seed" not in df.columns or output not in df.columns:
+        return math.nan
+    keys = [c for c in (*CURVE_INPUTS, "step") if c in df.columns]
+    if not keys:
+        return math.nan
+    sd = np.log(pd.to_numeric(df[output])).groupby([df[k] for k in keys]).std(ddof=1).dropna()
+    return float(sd.median()) if len(sd) else math.nan
+
+
+def default_laws(df: pd.DataFrame, holdout: Holdout) -> list[str]:
+    """Two-input laws when N and D both vary; the single-input laws over the hold-out axis otherwise too."""
+    def varies(c: str) -> bool:
+        return c in df.columns and pd.to_numeric(df[c], errors="coerce").nunique() >= 2
+
+    laws: list[str] = []
+    if varies("N") and varies("D"):
+        laws += ["chinchilla", "kaplan-nd"]
+    axis = {"largest-N": "N", "last-fraction": "D"}.get(holdout.kind)
+    if axis and varies(axis):
+        laws += [f"{name}:{axis}" for name in ("power", "saturating", "bnsl", "m4") if name in law_names()]
+    if not laws:
+        raise ScalingError(f"{df.attrs.get('source', 'table')}: no default laws for this table and hold-out; "
+                           "name them with --law")
+    return laws
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Predicting with intervals
+
+
+def _intervals(fit, inputs: dict[str, np.ndarray], kind: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Point forecast and 80%/95% intervals at ``inputs`` (see the module docstring for the two kinds)."""
+    from scaling.forecast import predict_many
+
+    law = fit.law
+    point = np.asarray(predict_many(law, {k: np.array([v]) for k, v in fit.params.items()}, inputs, log=True)[0])
+    out: dict[str, np.ndarray] = {"point": np.exp(point)}
+    draws = fit.draws
+    if len(draws):
+        logs = predict_many(law, {k: draws[k].to_numpy(float) for k in law.param_names}, inputs, log=True)
+        logs = np.where(np.isfinite(logs), logs, np.nan)
+    else:
+        logs = np.empty((0, len(point)))
+    if kind == "prediction":
+        q = fit.quality or {}
+        n, p = q.get("n_points") or 0, q.get("n_params_free") or 0
+        rmse = q.get("rmse_log")
+        sigma = float(rmse) * math.sqrt(n / (n - p)) if rmse is not None and n > p else math.nan
+        base = logs if len(logs) else point[None, :]
+        reps = max(1, 2000 // max(1, len(base)))  # enough noisy copies for stable 2.5%/97.5% quantiles
+        noisy = np.repeat(base, reps, axis=0) + rng.normal(0.0, sigma if math.isfinite(sigma) else 0.0,
+                                                           (len(base) * reps, base.shape[1]))
+        samples = noisy if math.isfinite(sigma) else logs
+    else:
+        samples = logs
+    for level in LEVELS:
+        tag = int(round(level * 100))
+        if len(samples):
+            with np.errstate(all="ignore"):
+                lo, hi = np.nanquantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            out[f"lower{tag}"], out[f"upper{tag}"] = np.exp(lo), np.exp(hi)
+        else:
+            out[f"lower{tag}"] = out[f"upper{tag}"] = np.full(len(point), np.nan)
+    return out
+
+
+def _law_groups(law: Law, df: pd.DataFrame) -> list[str]:
+    """Columns that fix one curve for a single-input law: the table's other varying inputs."""
+    if len(law.inputs) != 1:
+        return []
+    return [c for c in CURVE_INPUTS if c in df.columns and c != law.inputs[0]
+            and pd.to_numeric(df[c], errors="coerce").nunique() > 1]
+
+
+def _fit_and_predict(law: Law, name: str, train: pd.DataFrame, test: pd.DataFrame, fit_kwargs: dict,
+                     intervals: str, rng: np.random.Generator):
+    """Fit on ``train`` (per curve for single-input laws) and predict ``test``; returns (predictions, fits, notes)."""
+    from scaling.estimate import fit as fit_law
+
+    groups = _law_groups(law, pd.concat([train, test]))
+    pieces, fits, notes = [], {}, []
+    if groups:
+        tkeys = train[groups].astype(float).apply(tuple, axis=1) if len(train) else pd.Series(dtype=object)
+        ekeys = test[groups].astype(float).apply(tuple, axis=1)
+        units = [(k, train[tkeys == k], test[ekeys == k]) for k in pd.unique(ekeys)]
+    else:
+        units = [(None, train, test)]
+    for key, tr, te in units:
+        label = "all" if key is None else ", ".join(f"{g}={v:.4g}" for g, v in zip(groups, key))
+        if len(tr) == 0:
+            notes.append(f"{label}: no training rows")
+            continue
+        try:
+            fitted = fit_law(tr, law=law, **fit_kwargs)
+        except ScalingError as exc:
+            notes.append(f"{label}: {exc}")
+            continue
+        fits[label] = fitted
+        if not (fitted.quality or {}).get("converged", True):
+            notes.append(f"{label}: the fit did not converge")
+        inputs = {c: te[c].to_numpy(float) for c in law.inputs}
+        pred = _intervals(fitted, inputs, intervals, rng)
+        piece = te.reset_index(drop=True).copy()
+        for k, v in pred.items():
+            piece[k] = v
+        piece["in_sample_rmse_log"] = (fitted.quality or {}).get("rmse_log", np.nan)
+        pieces.append(piece)
+    preds = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
+    return preds, fits, notes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The backtest
+
+
+def backtest(
+    data: pd.DataFrame,
+    laws: Sequence[str | Law] | None = None,
+    holdout: Holdout | str = "largest-N",
+    *,
+    min_tokens: float | None = None,
+    curve_fraction: float | None = None,
+    average_seeds: bool = False,
+    intervals: str = "prediction",
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    fit_options: dict[str, Any] | None = None,
+) -> BacktestResult:
+    """Fit every law on the training part, predict the held-out part, rank laws by held-out RMSE of log loss.
+
+    Columns of ``result.table``: rank, law, formula, n_train, n_test, n_predicted, abs_rel_error, rmse_log,
+    coverage_80, coverage_95, in_sample_rmse_log, within_2x_noise, converged, notes.
+    """
+    holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
+    if intervals not in ("prediction", "band"):
+        raise ScalingError(f"--intervals {intervals!r}: expected prediction or band")
+    source = str(data.attrs.get("source", "table"))
+    if laws is None or len(laws) == 0:
+        laws = default_laws(data, holdout)
+    resolved = [(get_law(l) if isinstance(l, str) else l, l if isinstance(l, str) else l.name) for l in laws]
+    outputs = {law.output for law, _ in resolved}
+    needed = sorted({c for law, _ in resolved for c in law.inputs} | outputs)
+    from scaling.results import validate_columns
+
+    df = validate_columns(data, needed, source=source)
+    df.attrs["source"] = source
+    df = prepare(df, min_tokens=min_tokens, average_seeds=average_seeds, columns=sorted(outputs))
+    mask = split(df, holdout)
+    train, test = df[~mask], df[mask]
+    if curve_fraction is not None:
+        train = keep_last_fraction(train, curve_fraction)
+    noise = seed_noise(data, next(iter(outputs)))
+    fit_kwargs = {"n_bootstrap": n_bootstrap, "seed": seed, **(fit_options or {})}
+    rng = np.random.default_rng(seed)
+
+    rows, all_preds, fits = [], [], {}
+    for law, name in resolved:
+        preds, law_fits, notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, rng)
+        fits[name] = law_fits
+        row: dict[str, Any] = {"law": name, "formula": law.formula, "n_train": len(train), "n_test": len(test),
+                               "n_predicted": len(preds)}
+        if len(preds):
+            y = preds[law.output].to_numpy(float)
+            yhat = preds["point"].to_numpy(float)
+            ok = np.isfinite(yhat) & (yhat > 0)
+            err = np.log(yhat[ok]) - np.log(y[ok])
+            row["n_predicted"] = int(ok.sum())
+            row["abs_rel_error"] = float(np.mean(np.abs(y[ok] - yhat[ok]) / y[ok])) if ok.any() else math.nan
+            row["rmse_log"] = float(np.sqrt(np.mean(err**2))) if ok.any() else math.nan
+            for level in LEVELS:
+                tag = int(round(level * 100))
+                lo, hi = preds[f"lower{tag}"].to_numpy(float), preds[f"upper{tag}"].to_numpy(float)
+                has = np.isfinite(lo) & np.isfinite(hi)
+                row[f"coverage_{tag}"] = float(np.mean((y >= lo) & (y <= hi))) if has.all() and len(y) else math.nan
+            row["in_sample_rmse_log"] = float(np.nanmean(preds["in_sample_rmse_log"]))
+            row["converged"] = all((f.quality or {}).get("converged", True) for f in law_fits.values())
+            preds = preds.assign(law=name)
+            all_preds.append(preds)
+        else:
+            row["converged"] = False
+        row["within_2x_noise"] = (bool(row["rmse_log"] <= 2 * noise)
+                                  if math.isfinite(noise) and math.isfinite(row.get("rmse_log", math.nan)) else None)
+        if len(preds) and row["n_predicted"] < len(test):
+            notes.insert(0, f"predicted {row['n_predicted']} of {len(test)} held-out rows")
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+
+    columns = ["rank", "law", "formula", "n_train", "n_test", "n_predicted", "abs_rel_error", "rmse_log",
+               "coverage_80", "coverage_95", "in_sample_rmse_log", "within_2x_noise", "converged", "notes"]
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    # Rank by extrapolation error; a law that predicted nothing goes last. Laws that predicted only part of the
+    # held-out rows are ranked on what they predicted, and their notes say so.
+    table = table.sort_values(["rmse_log", "abs_rel_error"], na_position="last", kind="stable").reset_index(drop=True)
+    table["rank"] = np.where(table["rmse_log"].notna(), np.arange(1, len(table) + 1), np.nan)
+    keep = [c for c in ("law", "run_id", "seed", *CURVE_INPUTS, "C", *sorted(outputs), "point", "lower80", "upper80",
+                        "lower95", "upper95") if all_preds and c in pd.concat(all_preds).columns]
+    predictions = pd.concat(all_preds, ignore_index=True)[keep] if all_preds else pd.DataFrame(columns=keep)
+    settings = {
+        "source": source, "holdout": str(holdout), "laws": [n for _, n in resolved], "min_tokens": min_tokens,
+        "curve_fraction": curve_fraction, "average_seeds": average_seeds, "intervals": intervals,
+        "n_bootstrap": n_bootstrap, "seed": seed, "n_rows": len(df), "n_train": len(train), "n_test": len(test),
+        "held_out": _describe(test),
+    }
+    return BacktestResult(table, predictions, settings, noise, fits)
+
+
+def _describe(test: pd.DataFrame) -> str:
+    parts = []
+    for c in ("N", "D", "C"):
+        if c in test.columns and len(test):
+            v = pd.to_numeric(test[c])
+            parts.append(f"{c} {v.min():.3g}..{v.max():.3g}")
+    return ", ".join(parts)
+
+
+__all__ = ["Holdout", "BacktestResult", "backtest", "split", "prepare", "keep_last_fraction", "seed_noise",
+           "default_laws", "load_backtest", "HOLDOUTS"]
