@@ -105,20 +105,24 @@ def parse_assignments(items: list[str], option: str, law: Law, *, numeric: bool)
     return out
 
 
+_DEVELOPER_WARNINGS = (RuntimeWarning, DeprecationWarning, PendingDeprecationWarning)
+
+
 @contextlib.contextmanager
 def _quiet_numerics():
     """Library warnings as ``warning: ...`` lines, without numpy's floating-point noise.
 
     A multi-start search evaluates the law far from the optimum, where exp() overflows by design; numpy's
     RuntimeWarnings about it (with a source line) say nothing about the result, which the fit-quality report
-    judges. Any other warning is shown, as one line.
+    judges. Deprecation warnings are for developers (the test suite shows them). Any other warning is shown,
+    as one line.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     seen = set()
     for w in caught:
-        if issubclass(w.category, RuntimeWarning) or str(w.message) in seen:
+        if issubclass(w.category, _DEVELOPER_WARNINGS) or str(w.message) in seen:
             continue
         seen.add(str(w.message))
         warn(" ".join(str(w.message).split()))
@@ -337,6 +341,8 @@ def forecast_command(
     with _quiet_numerics():
         table = result.predict(ci=ci, grid=True, **{c: np.array(v) for c, v in given.items()})
     _warn_no_intervals(table, result)
+    if fmt is Format.table and table[["lower", "upper"]].isna().all().all():
+        table = table.drop(columns=["lower", "upper"])  # empty columns; JSON/CSV keep them for a stable schema
     emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=_ci_caption(result, ci))
 
 
@@ -355,8 +361,9 @@ def optimal_command(
     _warn_no_intervals(table, result)
     if fmt is Format.table:  # one column per quantity, "value [lower, upper]": 13 numeric columns do not fit
         table = _with_intervals(table, ["N_opt", "D_opt", "loss", "tokens_per_param"])
+    caption = _ci_caption(result, ci)
     emit(table, fmt, title=f"{_describe(fit, result)}: compute-optimal allocation under C = 6ND",
-         caption=_ci_caption(result, ci))
+         caption=caption and caption.replace("lower/upper", "[lower, upper]"))
 
 
 def _with_intervals(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
