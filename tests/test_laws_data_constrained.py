@@ -108,3 +108,52 @@ def test_allocation_rejects_bad_budgets():
         optimal_allocation(P, 1e22, 0.0)
     with pytest.raises(ScalingError, match="method"):
         optimal_allocation(P, 1e22, 1e9, method="newton")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# R* recovery with the base frozen (LAWS.md 5.5 item 3)
+
+import itertools  # noqa: E402
+import warnings  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from scaling.estimate import LawFitter  # noqa: E402
+
+BASE = {k: P[k] for k in ("E", "A", "B", "alpha", "beta")}
+
+
+def _grid() -> pd.DataFrame:
+    g = np.array(list(itertools.product([1e6, 3e6, 1e7], [1, 2, 4, 8, 16, 32, 64], [3e5, 1e6, 3e6, 1e7])))
+    df = pd.DataFrame({"U": g[:, 0], "D": g[:, 0] * g[:, 1], "N": g[:, 2]})
+    return df.assign(loss=LAW.predict(P, N=df["N"], D=df["D"], U=df["U"]))
+
+
+def test_r_star_recovery_noiseless():
+    fit = LawFitter(LAW, fix=BASE, n_bootstrap=0, loss="least_squares").fit(_grid())
+    assert fit.params["R_D"] == pytest.approx(P["R_D"], rel=1e-6)
+    assert fit.params["R_N"] == pytest.approx(P["R_N"], rel=1e-6)
+
+
+def _r_star_errors(seeds: range, n_refine: int) -> np.ndarray:
+    clean, errors = _grid(), []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for seed in seeds:
+            noisy = clean.assign(loss=clean["loss"] * np.exp(0.01 * np.random.default_rng(seed).standard_normal(len(clean))))
+            fit = LawFitter(LAW, fix=BASE, n_bootstrap=0, loss="least_squares", n_refine=n_refine).fit(noisy)
+            errors.append((abs(fit.params["R_D"] / P["R_D"] - 1), abs(fit.params["R_N"] / P["R_N"] - 1)))
+    return np.quantile(np.array(errors), 0.9, axis=0)
+
+
+def test_r_star_recovery_with_1_percent_noise():
+    # p90 relative error R*_D <= 6%, R*_N <= 4% (measured 5.5% and 3.1% over these 100 seeds; refining the best
+    # grid start only gives the same optima as refining all 9 here)
+    p90 = _r_star_errors(range(100), n_refine=1)
+    assert p90[0] <= 0.06 and p90[1] <= 0.04
+
+
+@pytest.mark.slow
+def test_r_star_recovery_with_1_percent_noise_full_seeds():
+    p90 = _r_star_errors(range(200), n_refine=9)
+    assert p90[0] <= 0.06 and p90[1] <= 0.04
