@@ -1,0 +1,192 @@
+"""``scaling backtest``, ``report`` and ``serve``, and ``scaling optimal RESULTS.csv --approach ...``.
+
+Parsing and printing only: the work is in :mod:`scaling.backtest`, :mod:`scaling.optimal`, :mod:`scaling.report`
+and :mod:`scaling.serve`. ``scaling optimal`` itself lives in :mod:`scaling.cli.fitting` (a fit file or a published
+law); given a results table it hands over to :func:`optimal_from_results` here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import pandas as pd
+import typer
+
+from scaling.cli import app
+from scaling.cli.output import Format, blank_line, emit, format_number, note, print_json, print_table, warn
+from scaling.errors import ScalingError
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table (for people), json or csv (for pipes).")]
+MapOption = Annotated[Optional[list[str]], typer.Option("--map", "-m", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).')]
+WhereOption = Annotated[Optional[str], typer.Option("--where", "-w", help='Row selection (pandas query), e.g. "N > 1e4".')]
+
+
+def _read(results: str, map_: list[str] | None, where: str | None) -> pd.DataFrame:
+    from scaling.results import parse_mapping, read_results
+
+    return read_results(results, mapping=parse_mapping(map_ or []), where=where)
+
+
+def _with_interval(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``value [lower, upper]`` text columns for a table meant for people."""
+    out = table.copy()
+    for n in names:
+        lo, hi = table.get(f"{n}_lower"), table.get(f"{n}_upper")
+        out[n] = [
+            "" if pd.isna(v) else format_number(v) + ("" if lo is None or pd.isna(a) else
+                                                     f" [{format_number(a)}, {format_number(b)}]")
+            for v, a, b in zip(table[n], lo if lo is not None else table[n], hi if hi is not None else table[n])
+        ]
+        out = out.drop(columns=[c for c in (f"{n}_lower", f"{n}_upper") if c in out.columns])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling optimal RESULTS.csv --approach 1|2|3|all
+
+
+def parse_approaches(text: str) -> tuple[int, ...]:
+    """``1``, ``2,3``, ``all`` -> approach numbers."""
+    if text.strip().lower() == "all":
+        return (1, 2, 3)
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part not in ("1", "2", "3"):
+            raise ScalingError(f"--approach {text!r}: expected 1 (envelope), 2 (isoFLOP), 3 (parametric), a list "
+                               "such as 1,2, or all")
+        out.append(int(part))
+    return tuple(dict.fromkeys(out))
+
+
+def optimal_from_results(
+    results: str,
+    compute: list[float],
+    approach: str = "all",
+    *,
+    ci: float | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
+    map_: list[str] | None = None,
+    where: str | None = None,
+    ensemble: int | None = None,
+    fmt: Format = Format.table,
+) -> None:
+    """Approaches 1-3 side by side from one results table, with bootstrap intervals (``docs/planning.md``)."""
+    from scaling.optimal import compare, ensemble_plan
+
+    level = 0.95 if ci is None else ci
+    if not 0 < level < 1:
+        raise ScalingError(f"--ci {level:g}: must lie strictly between 0 and 1")
+    if bootstrap < 0:
+        raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    approaches = parse_approaches(approach)
+    if ensemble is not None and 3 not in approaches:
+        raise ScalingError("--ensemble needs approach 3 (the parametric fit predicts the members' losses)")
+    df = _read(results, map_, where)
+    table, fitted = compare(df, compute, approaches=approaches, n_bootstrap=bootstrap, ci=level, seed=seed)
+    verdicts = []
+    if ensemble is not None:
+        fit3 = fitted.get(3)
+        if isinstance(fit3, str):
+            raise ScalingError(f"--ensemble: approach 3 could not be fitted: {fit3}")
+        verdicts = [ensemble_plan(df, fit3.fit, c, k=ensemble, ci=level) for c in compute]
+
+    if fmt is Format.json:
+        payload: dict[str, Any] = {"ci": level, "allocations": table}
+        if verdicts:
+            payload["ensembles"] = [{"compute": v.compute, "k": v.k, "verdict": v.verdict, "reason": v.reason,
+                                     "options": v.table} for v in verdicts]
+        print_json(payload)
+        return
+    if fmt is Format.csv:
+        emit(table, fmt)
+    else:
+        shown = _with_interval(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
+        shown = shown.drop(columns=["warnings", "n_frontier_points", "bootstrap_failed_fraction"])
+        print_table(shown, title=f"compute-optimal allocation from {results}: Chinchilla approaches side by side",
+                    caption=f"[lower, upper]: {level:.0%} bootstrap intervals ({bootstrap} resamples)")
+    for k, res in fitted.items():
+        if isinstance(res, str):
+            warn(f"approach {k}: not applicable: {res}")
+        else:
+            for w in res.warnings:
+                warn(f"approach {k}: {w}")
+    for v in verdicts:
+        if fmt is Format.table:
+            blank_line()
+            print_table(v.table, title=f"one model or an ensemble of {v.k}? compute {v.compute:.3g} FLOPs")
+        note(f"ensemble at {v.compute:.3g}: {v.verdict}: {v.reason}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling backtest
+
+
+@app.command("backtest")
+def backtest_command(
+    results: Annotated[str, typer.Argument(help="Results table (CSV).", metavar="RESULTS.csv")],
+    law: Annotated[Optional[list[str]], typer.Option("--law", "-l", help="Laws to compare, comma-separated or repeated (e.g. chinchilla,bnsl:D); default: picked from the columns.")] = None,
+    holdout: Annotated[str, typer.Option("--holdout", help="largest-N[:k] | largest-C[:f or k] | last-fraction[:f].")] = "largest-N",
+    min_tokens: Annotated[Optional[float], typer.Option("--min-tokens", help="Drop checkpoints with D below this.")] = None,
+    curve_fraction: Annotated[Optional[float], typer.Option("--curve-fraction", help="Fit only the last fraction of each training curve (by tokens).")] = None,
+    average_seeds: Annotated[bool, typer.Option("--average-seeds", help="Average the seeds of one configuration before fitting.")] = False,
+    intervals: Annotated[str, typer.Option("--intervals", help="prediction (curve + run-to-run scatter) or band (curve only).")] = "prediction",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples per fit (intervals).")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    map_: MapOption = None,
+    where: WhereOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the backtest as JSON (e.g. fits/backtests/NAME.json, which `scaling serve` shows).")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Fit each law on the small end of the table, predict the held-out large end, rank laws by extrapolation error."""
+    from scaling.backtest import Holdout, backtest
+
+    if bootstrap < 0:
+        raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    spec = Holdout.parse(holdout)
+    laws = [p.strip() for item in (law or []) for p in item.split(",") if p.strip()]
+    df = _read(results, map_, where)
+    if output is not None and output.is_dir():
+        raise ScalingError(f"-o {output}: is a folder; give a file name such as {output / 'backtest.json'}")
+    result = backtest(df, laws or None, spec, min_tokens=min_tokens, curve_fraction=curve_fraction,
+                      average_seeds=average_seeds, intervals=intervals, n_bootstrap=bootstrap, seed=seed)
+    if output is not None:
+        result.save(output)
+    table = result.table.drop(columns=["formula"])
+    if fmt is Format.json:
+        print_json({"settings": result.settings, "noise_floor": result.noise_floor, "table": table})
+    elif fmt is Format.csv:
+        emit(table, fmt)
+    else:
+        s = result.settings
+        noise = f"; seed-to-seed noise (log loss) {result.noise_floor:.4g}" if np.isfinite(result.noise_floor) else ""
+        print_table(table, title=f"backtest of {results}: held out {s['holdout']} ({s['held_out']})",
+                    caption=f"ranked by held-out RMSE of log loss; coverage = share of held-out points inside the "
+                            f"80%/95% {s['intervals']} intervals{noise}")
+    if output is not None:
+        note(f"saved {output}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling serve
+
+
+@app.command("serve")
+def serve_command(
+    fits: Annotated[Path, typer.Option("--fits", help="Folder of fit files to serve (read-only).")] = Path("fits"),
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback by default.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port (0 picks a free one).")] = 8000,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: warning, info, debug.")] = "warning",
+) -> None:
+    """Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs)."""
+    from scaling.serve import LOOPBACK, FitStore, serve
+
+    store = FitStore(fits)  # fails here, before uvicorn starts, if the folder is missing
+    if host not in LOOPBACK:
+        warn(f"listening on {host}: the API has no authentication; anyone who can reach this address can use it")
+    note(f"serving {len(store.names())} fit(s) from {store.folder} at http://{host}:{port} (docs at /docs); "
+         "read-only; Ctrl-C stops")
+    serve(fits, host=host, port=port, log_level=log_level)
