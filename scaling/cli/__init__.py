@@ -26,6 +26,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "scaling.cli.fitting",  # fit, forecast, optimal, laws
     "scaling.cli.sweep",  # sweep plan, sweep run, demo
+    "scaling.cli.planning",  # backtest, report, serve (and optimal RESULTS.csv --approach)
 ]
 
 
