@@ -157,3 +157,13 @@ def test_r_star_recovery_with_1_percent_noise():
 def test_r_star_recovery_with_1_percent_noise_full_seeds():
     p90 = _r_star_errors(range(200), n_refine=9)
     assert p90[0] <= 0.06 and p90[1] <= 0.04
+
+
+def test_published_fit_file():
+    from scaling.fitfile import load_fit
+
+    fit = load_fit("muennighoff2023")
+    assert fit.law.name == "data-constrained" and fit.meta["kind"] == "published"
+    table = fit.predict(N=[6.34e9, 8.67e9], D=[242e9, 178e9], U=25e9)
+    np.testing.assert_allclose(table["point"], [2.2256440889984477, 2.2269634075087867], rtol=0, atol=1e-12)
+    assert fit.derived["epochs_half_value"] == pytest.approx(1 + 15.387756 * np.log(2))

@@ -206,3 +206,16 @@ def test_analysis_with_too_few_usable_runs_says_why():
     table.loc[ft, "loss"] = 0.5 * table.loc[ft, "loss"]
     with pytest.raises(ScalingError, match="saturated 25"):
         analyze_transfer(table, n_bootstrap=0, scratch_options=FAST_SCRATCH)
+
+
+def test_published_fit_files():
+    from scaling.fitfile import load_fit
+
+    text, mix = load_fit("hernandez2021"), load_fit("hernandez2021-mix")
+    assert text.params == TEXT_TO_PYTHON
+    assert mix.params == {"k": 2.1e5, "alpha": 0.096, "beta": 0.38}
+    assert "characters" in text.meta["units"]["D_F"]
+    # a 40M model on 3e5 characters: about 470x effective data (text), more from the closer mix
+    d_t = float(text.predict(D_F=3e5, N=4e7)["point"].iloc[0])
+    assert float(data_multiplier(3e5, d_t)) == pytest.approx(470, rel=0.02)
+    assert float(mix.predict(D_F=3e5, N=4e7)["point"].iloc[0]) > d_t
