@@ -311,6 +311,8 @@ TABLE = "run_id,N,D,loss\na,1e7,1e9,3.2\nb,1e8,1e9,2.9\nc,1e7,1e10,2.8\nd,1e8,1e
         ("N,D,loss\n" + "".join(f"1e8,{d},{3 - i / 10}\n" for i, d in enumerate([1e9, 2e9, 4e9, 8e9, 1.6e10, 3.2e10])),
          ["--law", "chinchilla"], ["column 'N' has 1 distinct value; law chinchilla needs at least 2"]),
         (TABLE, ["--law", "chinchila"], ["unknown law 'chinchila'", "known laws:", "chinchilla"]),
+        ("run_id,N,D,loss\na,1e7,1e9,3\nb,1e8,1e10,2.5\nc,1e9,1e11,2\n", [],  # default law, then too few rows
+         ["3 rows but law chinchilla has 5 free parameters"]),
         (TABLE, ["--where", "final == 1"], ["--where 'final == 1'", "name 'final' is not defined", "columns are"]),
         (TABLE, ["--where", "N >"], ["--where 'N >'", "SyntaxError"]),
         (TABLE, ["--where", "N > 1e12"], ["selects no rows (of 6)"]),

@@ -213,12 +213,6 @@ def fit_command(
     if param_def == "total" and "N" in chosen.inputs:
         require.append("N_total")
     data = read_results(results, mapping=mapping, where=where, require=require)
-    if picked:  # said only once the table is known to be usable, so that an error stays the one line printed
-        note(f"law: {law} ({chosen.formula}), picked from the columns; choose another with --law")
-    for column, formula in data.attrs.get("derived", {}).items():
-        if column in chosen.inputs:
-            note(f"{column} derived as {formula}")
-
     out_path = output if output is not None else _default_output(results, law if x is None else f"{law}-{x}")
     _check_can_write(out_path)
 
@@ -226,6 +220,12 @@ def fit_command(
         result = fit_law(data, law=law, x=x, loss=loss, delta=delta, fix=fixed, tie=tied, n_bootstrap=bootstrap,
                          ci=ci, seed=seed, group=group, param_def=param_def)
     save_fit(result, out_path)
+    # Notes only after success, so that a failure prints exactly one line (the error).
+    if picked:
+        note(f"law: {result.law_name} ({chosen.formula}), picked from the columns; choose another with --law")
+    for column, formula in data.attrs.get("derived", {}).items():
+        if column in chosen.inputs:
+            note(f"{column} derived as {formula}")
     _print_fit(result, fmt, out_path)
 
 
