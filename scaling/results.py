@@ -180,7 +180,7 @@ def select_rows(df: pd.DataFrame, where: str | None, *, source: str = "table") -
     try:
         # eval + boolean mask rather than df.query: query turns a non-condition ("N + 1") into a KeyError
         mask = df.eval(where, engine="python")
-    except Exception as exc:  # pandas raises many types for a bad expression; all are user errors here
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression; all are user errors
         detail = _first_line(exc)
         if isinstance(exc, (KeyError, pd.errors.UndefinedVariableError)):
             detail = f"{detail}; columns are {_column_list(df)}"
@@ -361,7 +361,7 @@ def _raw_cell(df: pd.DataFrame, position: int, col: str) -> str | None:
     try:
         raw = pd.read_csv(path, sep=df.attrs.get("sep", ","), dtype=str, keep_default_na=False, usecols=[foreign])
         return str(raw[foreign].iloc[int(label)])
-    except Exception:  # the message is still correct without the raw text; never fail while reporting
+    except Exception:  # noqa: BLE001 - the message is right without the raw text; never fail while reporting
         return None
 
 

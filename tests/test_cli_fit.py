@@ -48,7 +48,7 @@ def scaling_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Complet
     """The real console script (falls back to ``python -m scaling`` when the script is not on PATH)."""
     exe = Path(sys.executable).with_name("scaling")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "scaling"]
-    return subprocess.run([*cmd, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*cmd, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -252,7 +252,7 @@ def test_real_entry_point_reports_user_error(tmp_path):
             proc = scaling_cli("fit", "r.csv", "--law", "chinchilla", cwd=tmp_path)
         else:
             proc = subprocess.run([*cmd, "fit", "r.csv", "--law", "chinchilla"], cwd=tmp_path, env=ENV,
-                                  capture_output=True, text=True, timeout=120)
+                                  capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 2
         assert proc.stdout == ""
         assert proc.stderr.strip() == "error: r.csv: line 3, column 'loss' is 'oops', not a number"
@@ -366,7 +366,7 @@ def test_fit_output_is_a_folder(workdir, capsys):
 
 
 def test_fit_usage_error_is_not_a_traceback(workdir, capsys):
-    code, out, err = run(capsys, "fit", "r.csv", "--bootstrap", "many")
+    code, _out, err = run(capsys, "fit", "r.csv", "--bootstrap", "many")
     assert code == 2 and "Traceback" not in err and "--bootstrap" in err
 
 

@@ -13,23 +13,39 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import typer
 
 from scaling.cli import app
-from scaling.cli.output import Format, blank_line, emit, format_number, note, print_csv, print_fields, print_json, print_table, warn
+from scaling.cli.output import (
+    Format,
+    blank_line,
+    emit,
+    format_number,
+    note,
+    print_csv,
+    print_fields,
+    print_json,
+    print_table,
+    warn,
+)
 from scaling.errors import ScalingError
 from scaling.laws import Law, get_law, law_names
 
-FormatOption = Annotated[Format, typer.Option("--format", "-f", metavar="table|json|csv", help="table (for people), json or csv (for pipes).")]
-CiOption = Annotated[
-    Optional[float],
-    typer.Option("--ci", metavar="LEVEL", help="Interval level in (0, 1), e.g. 0.9. Default: the level the fit was made with."),
+FormatOption = Annotated[
+    Format,
+    typer.Option("--format", "-f", metavar="table|json|csv", help="table (for people), json or csv (for pipes)."),
 ]
-ValuesOption = Optional[list[str]]
+CiOption = Annotated[
+    float | None,
+    typer.Option(
+        "--ci", metavar="LEVEL", help="Interval level in (0, 1), e.g. 0.9. Default: the level the fit was made with."
+    ),
+]
+ValuesOption = list[str] | None
 
 # ---------------------------------------------------------------------------------------------------------
 # Parsing command-line values
@@ -162,21 +178,68 @@ def _check_can_write(path: Path) -> None:
 
 @app.command("fit")
 def fit_command(
-    results: Annotated[str, typer.Argument(help="Results table (CSV) with one row per evaluation.", metavar="RESULTS.csv", show_default=False)],
-    law: Annotated[Optional[str], typer.Option("--law", "-l", metavar="NAME", help="Law to fit (see `scaling laws`); default: picked from the columns.")] = None,
-    map_: Annotated[ValuesOption, typer.Option("--map", "-m", metavar="COL=FOREIGN", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).')] = None,
-    where: Annotated[Optional[str], typer.Option("--where", "-w", metavar="EXPR", help='Row selection (pandas query), e.g. "final == 1".')] = None,
-    fix: Annotated[ValuesOption, typer.Option("--fix", metavar="NAME=VALUE", help="Hold a parameter fixed, NAME=VALUE (repeatable).")] = None,
-    tie: Annotated[ValuesOption, typer.Option("--tie", metavar="NAME=OTHER", help="Make a parameter equal to another, NAME=OTHER, e.g. beta=alpha.")] = None,
-    loss: Annotated[str, typer.Option("--loss", metavar="NAME", help="Objective: huber | least_squares | huber_likelihood.")] = "huber",
+    results: Annotated[
+        str,
+        typer.Argument(
+            help="Results table (CSV) with one row per evaluation.", metavar="RESULTS.csv", show_default=False
+        ),
+    ],
+    law: Annotated[
+        str | None,
+        typer.Option(
+            "--law", "-l", metavar="NAME", help="Law to fit (see `scaling laws`); default: picked from the columns."
+        ),
+    ] = None,
+    map_: Annotated[
+        ValuesOption,
+        typer.Option(
+            "--map",
+            "-m",
+            metavar="COL=FOREIGN",
+            help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).',
+        ),
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", "-w", metavar="EXPR", help='Row selection (pandas query), e.g. "final == 1".'),
+    ] = None,
+    fix: Annotated[
+        ValuesOption,
+        typer.Option("--fix", metavar="NAME=VALUE", help="Hold a parameter fixed, NAME=VALUE (repeatable)."),
+    ] = None,
+    tie: Annotated[
+        ValuesOption,
+        typer.Option(
+            "--tie", metavar="NAME=OTHER", help="Make a parameter equal to another, NAME=OTHER, e.g. beta=alpha."
+        ),
+    ] = None,
+    loss: Annotated[
+        str, typer.Option("--loss", metavar="NAME", help="Objective: huber | least_squares | huber_likelihood.")
+    ] = "huber",
     delta: Annotated[float, typer.Option("--delta", metavar="FLOAT", help="Huber delta on log residuals.")] = 1e-3,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", metavar="INT", help="Bootstrap resamples (0: no intervals).")] = 200,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", "-b", metavar="INT", help="Bootstrap resamples (0: no intervals).")
+    ] = 200,
     seed: Annotated[int, typer.Option("--seed", metavar="INT", help="Seed of the bootstrap.")] = 0,
     ci: Annotated[float, typer.Option("--ci", metavar="LEVEL", help="Interval level.")] = 0.95,
-    x: Annotated[Optional[str], typer.Option("--x", metavar="COL", help="Input column of a single-input law (power, saturating), e.g. D.")] = None,
-    group: Annotated[str, typer.Option("--group", metavar="COL", help="Column naming the runs the bootstrap resamples (rows if absent).")] = "run_id",
-    param_def: Annotated[str, typer.Option("--param-def", metavar="nonemb|total", help="N convention: nonemb (N) or total (use the N_total column).")] = "nonemb",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", help="Fit file to write (default fits/<csv stem>-<law>.json).")] = None,
+    x: Annotated[
+        str | None,
+        typer.Option("--x", metavar="COL", help="Input column of a single-input law (power, saturating), e.g. D."),
+    ] = None,
+    group: Annotated[
+        str,
+        typer.Option("--group", metavar="COL", help="Column naming the runs the bootstrap resamples (rows if absent)."),
+    ] = "run_id",
+    param_def: Annotated[
+        str,
+        typer.Option(
+            "--param-def", metavar="nonemb|total", help="N convention: nonemb (N) or total (use the N_total column)."
+        ),
+    ] = "nonemb",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="PATH", help="Fit file to write (default fits/<csv stem>-<law>.json)."),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
@@ -217,8 +280,20 @@ def fit_command(
     _check_can_write(out_path)
 
     with _quiet_numerics():
-        result = fit_law(data, law=law, x=x, loss=loss, delta=delta, fix=fixed, tie=tied, n_bootstrap=bootstrap,
-                         ci=ci, seed=seed, group=group, param_def=param_def)
+        result = fit_law(
+            data,
+            law=law,
+            x=x,
+            loss=loss,
+            delta=delta,
+            fix=fixed,
+            tie=tied,
+            n_bootstrap=bootstrap,
+            ci=ci,
+            seed=seed,
+            group=group,
+            param_def=param_def,
+        )
     save_fit(result, out_path)
     # Notes only after success, so that a failure prints exactly one line (the error).
     if picked:
@@ -254,17 +329,29 @@ def _print_fit(result: Any, fmt: Format, saved: Path) -> None:
     table = fit_table(result)
     quality = dict(result.quality)
     if fmt is Format.json:
-        print_json({
-            "law": result.law_name, "formula": law.formula, "reference": law.reference, "ci": result.ci,
-            "params": {r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
-                       for r in table.to_dict(orient="records")},
-            "quality": quality, "data": result.data_summary, "saved": str(saved),
-        })
+        print_json(
+            {
+                "law": result.law_name,
+                "formula": law.formula,
+                "reference": law.reference,
+                "ci": result.ci,
+                "params": {
+                    r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
+                    for r in table.to_dict(orient="records")
+                },
+                "quality": quality,
+                "data": result.data_summary,
+                "saved": str(saved),
+            }
+        )
     elif fmt is Format.csv:
         print_csv(table)
     else:
-        caption = (f"lower/upper: {result.ci:.0%} interval from {len(result.draws)} bootstrap draws"
-                   if len(result.draws) else "no intervals (--bootstrap 0)")
+        caption = (
+            f"lower/upper: {result.ci:.0%} interval from {len(result.draws)} bootstrap draws"
+            if len(result.draws)
+            else "no intervals (--bootstrap 0)"
+        )
         print_table(table, title=f"{result.law_name}: {law.formula}", caption=caption)
         blank_line()
         print_fields(_quality_fields(quality), title="fit quality")
@@ -306,10 +393,23 @@ def _load(fit_or_name: str):
 
 @app.command("forecast")
 def forecast_command(
-    fit: Annotated[str, typer.Argument(help="A fit file (fits/NAME.json) or a published law (chinchilla, kaplan2020, ...).", metavar="FIT_OR_NAME")],
-    N: Annotated[ValuesOption, typer.Option("--N", metavar="VALUES", help="Parameters: 7e10, 70B, 1e9,1e10 or a log grid 1e9:1e11:5.")] = None,
-    D: Annotated[ValuesOption, typer.Option("--D", metavar="VALUES", help="Training tokens, same syntax as --N.")] = None,
-    at: Annotated[ValuesOption, typer.Option("--at", metavar="COL=VALUES", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3.")] = None,
+    fit: Annotated[
+        str,
+        typer.Argument(
+            help="A fit file (fits/NAME.json) or a published law (chinchilla, kaplan2020, ...).", metavar="FIT_OR_NAME"
+        ),
+    ],
+    N: Annotated[
+        ValuesOption,
+        typer.Option("--N", metavar="VALUES", help="Parameters: 7e10, 70B, 1e9,1e10 or a log grid 1e9:1e11:5."),
+    ] = None,
+    D: Annotated[
+        ValuesOption, typer.Option("--D", metavar="VALUES", help="Training tokens, same syntax as --N.")
+    ] = None,
+    at: Annotated[
+        ValuesOption,
+        typer.Option("--at", metavar="COL=VALUES", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3."),
+    ] = None,
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -349,7 +449,12 @@ def forecast_command(
 @app.command("optimal")
 def optimal_command(
     fit: Annotated[str, typer.Argument(help="A fit file or a published law name.", metavar="FIT_OR_NAME")],
-    compute: Annotated[list[str], typer.Option("--compute", "-C", metavar="FLOPS", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7.")],
+    compute: Annotated[
+        list[str],
+        typer.Option(
+            "--compute", "-C", metavar="FLOPS", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7."
+        ),
+    ],
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -362,8 +467,12 @@ def optimal_command(
     if fmt is Format.table:  # one column per quantity, "value [lower, upper]": 13 numeric columns do not fit
         table = _with_intervals(table, ["N_opt", "D_opt", "loss", "tokens_per_param"])
     caption = _ci_caption(result, ci)
-    emit(table, fmt, title=f"{_describe(fit, result)}: compute-optimal allocation under C = 6ND",
-         caption=caption and caption.replace("lower/upper", "[lower, upper]"))
+    emit(
+        table,
+        fmt,
+        title=f"{_describe(fit, result)}: compute-optimal allocation under C = 6ND",
+        caption=caption and caption.replace("lower/upper", "[lower, upper]"),
+    )
 
 
 def _with_intervals(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -399,7 +508,9 @@ def _warn_no_intervals(table: pd.DataFrame, result: Any) -> None:
 
 @app.command("laws")
 def laws_command(
-    name: Annotated[Optional[str], typer.Argument(help="Show one law in full (e.g. chinchilla, power:D).", metavar="[NAME]")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Show one law in full (e.g. chinchilla, power:D).", metavar="[NAME]")
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """The law catalogue: name, formula, inputs, parameters and paper; or one law in full."""
@@ -409,33 +520,53 @@ def laws_command(
         if fmt is Format.json:
             print_json([_law_record(get_law(n)) for n in law_names()])
         else:
-            emit(table, fmt, title="scaling laws", caption="scaling laws NAME shows one in full; fit one with --law NAME")
+            emit(
+                table, fmt, title="scaling laws", caption="scaling laws NAME shows one in full; fit one with --law NAME"
+            )
         return
     law = get_law(name)
     params = pd.DataFrame(
-        [{"param": p.name, "lower": p.lower, "upper": p.upper, "log scale": p.log_scale, "description": p.description}
-         for p in law.params]
+        [
+            {
+                "param": p.name,
+                "lower": p.lower,
+                "upper": p.upper,
+                "log scale": p.log_scale,
+                "description": p.description,
+            }
+            for p in law.params
+        ]
     )
     if fmt is Format.json:
         print_json(_law_record(law))
     elif fmt is Format.csv:
         print_csv(params)
     else:
-        print_fields([
-            ("law", law.name), ("formula", law.formula), ("paper", law.reference),
-            ("inputs", ", ".join(law.inputs)), ("output", law.output),
-            ("needs", ", ".join(f"{k}: {v} distinct values" for k, v in law.min_distinct.items()) or "-"),
-            ("derived", ", ".join(law.derived) or "-"),
-            ("compute-optimal", "closed form" if law.optimal is not None else "numeric"),
-            ("notes", law.notes or "-"),
-        ])
+        print_fields(
+            [
+                ("law", law.name),
+                ("formula", law.formula),
+                ("paper", law.reference),
+                ("inputs", ", ".join(law.inputs)),
+                ("output", law.output),
+                ("needs", ", ".join(f"{k}: {v} distinct values" for k, v in law.min_distinct.items()) or "-"),
+                ("derived", ", ".join(law.derived) or "-"),
+                ("compute-optimal", "closed form" if law.optimal is not None else "numeric"),
+                ("notes", law.notes or "-"),
+            ]
+        )
         blank_line()
         print_table(params, title="parameters")
 
 
 def _law_row(law: Law, short: bool) -> dict[str, str]:
-    return {"name": law.name, "formula": law.formula, "inputs": ", ".join(law.inputs),
-            "params": ", ".join(law.param_names), "paper": _short_reference(law.reference) if short else law.reference}
+    return {
+        "name": law.name,
+        "formula": law.formula,
+        "inputs": ", ".join(law.inputs),
+        "params": ", ".join(law.param_names),
+        "paper": _short_reference(law.reference) if short else law.reference,
+    }
 
 
 def _short_reference(reference: str) -> str:
@@ -449,10 +580,17 @@ def _short_reference(reference: str) -> str:
 
 def _law_record(law: Law) -> dict[str, Any]:
     return {
-        "name": law.name, "formula": law.formula, "reference": law.reference, "inputs": list(law.inputs),
+        "name": law.name,
+        "formula": law.formula,
+        "reference": law.reference,
+        "inputs": list(law.inputs),
         "output": law.output,
-        "params": [{"name": p.name, "lower": p.lower, "upper": p.upper, "log_scale": p.log_scale,
-                    "description": p.description} for p in law.params],
-        "derived": list(law.derived), "min_distinct": dict(law.min_distinct),
-        "closed_form_optimal": law.optimal is not None, "notes": law.notes,
+        "params": [
+            {"name": p.name, "lower": p.lower, "upper": p.upper, "log_scale": p.log_scale, "description": p.description}
+            for p in law.params
+        ],
+        "derived": list(law.derived),
+        "min_distinct": dict(law.min_distinct),
+        "closed_form_optimal": law.optimal is not None,
+        "notes": law.notes,
     }

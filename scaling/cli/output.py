@@ -101,8 +101,7 @@ def print_csv(df: pd.DataFrame) -> None:
     sys.stdout.flush()
 
 
-def print_table(df: pd.DataFrame, *, title: str | None = None, caption: str | None = None,
-                digits: int = 5) -> None:
+def print_table(df: pd.DataFrame, *, title: str | None = None, caption: str | None = None, digits: int = 5) -> None:
     """A DataFrame as a rich table: numbers right-aligned with ``digits`` significant digits.
 
     Title and caption are printed as their own lines: rich would wrap them to the table's width.
