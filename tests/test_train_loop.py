@@ -288,3 +288,32 @@ def test_two_process_gloo_run_counts_tokens_globally(tmp_path):
         # same data, same init; only the order of float additions differs (gradient all-reduce)
         assert float(two["loss"]) == pytest.approx(one["loss"], rel=2e-3)
         assert int(two["ece_count"]) == one["ece_count"]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_the_rerun_resumes(tmp_path):
+    """A scheduler's SIGTERM: checkpoint at the next step, exit 3; the same command then finishes the run."""
+    import signal
+    import time
+
+    results = tmp_path / "results.csv"
+    keys = [f"{k}={v}" for k, v in {**TINY, "tokens": 2000 * 256, "eval_points": 8}.items() if v is not None]
+    cmd = [sys.executable, str(REPO / "trainers" / "train.py"), "--quiet", "--results", str(results), *keys,
+           f"out_dir={tmp_path / 'runs'}"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (results.exists() and len(read_rows(results)) >= 1) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "stopped after step" in err
+    rows_before = read_rows(results)
+    run_dir = tmp_path / "runs" / rows_before[0]["run_id"]
+    step = int((run_dir / "latest").read_text().split("-")[1])
+    assert 0 < step < 2000
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = read_rows(results)
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == 2000 and rows[-1]["final"] == "1"
