@@ -151,3 +151,16 @@ def test_ece_outside_0_1_is_a_one_line_error(tmp_path):
         read_results(path, require=["N", "ece"])
     with pytest.raises(ScalingError, match=r"must lie in \[0, 1\]"):
         LawFitter(LAW, n_bootstrap=0).fit(read_results(path))
+
+
+def test_cli_rejects_ece_outside_0_1(tmp_path, capsys, monkeypatch):
+    from scaling.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"N": [1e4, 1e5, 1e6, 1e7], "ece": [0.05, 0.02, -0.01, 0.01]}).to_csv("results.csv", index=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "results.csv", "--law", "calibration", "--bootstrap", "0"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2
+    assert err.startswith("error: ") and "\n" not in err and "line 4" in err and "[0, 1]" in err
+    assert not (tmp_path / "fits").exists()  # nothing written on failure
