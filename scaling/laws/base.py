@@ -11,6 +11,7 @@ Adding a law is one small module in ``scaling/laws/`` that builds a :class:`Law`
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,7 +129,8 @@ class Law:
             inputs=(column,),
             function=renamed(self.function),
             log_function=renamed(self.log_function),
-            formula=self.formula.replace(old, column),
+            # whole-word rename only: "N" -> "D" must not turn "N_c" into "D_c"
+            formula=re.sub(rf"\b{re.escape(old)}\b", column, self.formula),
         )
 
 
