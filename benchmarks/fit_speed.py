@@ -55,11 +55,11 @@ def baseline(df, stride: int):
     best = None
     for x0 in grid:
         r = minimize(objective, np.array(x0, float), method="L-BFGS-B",
-                     options=dict(ftol=1e-15, gtol=1e-12, maxiter=20000))
+                     options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000})
         if best is None or r.fun < best.fun:
             best = r
     a, b, e, al, be = best.x
-    return best.fun, dict(E=np.exp(e), A=np.exp(a), B=np.exp(b), alpha=al, beta=be), len(grid)
+    return best.fun, {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": al, "beta": be}, len(grid)
 
 
 def timed(fn):
@@ -89,7 +89,7 @@ def main() -> None:
         ("engine, no bootstrap (4500 starts)", e_wall, e_cpu, 4500, engine.quality["objective"], engine.params),
         (f"engine + {args.bootstrap} bootstrap", f_wall, f_cpu, 4500, full.quality["objective"], full.params),
     ]
-    print(f"\n| run | wall s | CPU s | starts | objective | E | A | B | alpha | beta |")
+    print("\n| run | wall s | CPU s | starts | objective | E | A | B | alpha | beta |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, wall, cpu, starts, obj, p in rows:
         print(f"| {name} | {wall:.2f} | {cpu:.2f} | {starts} | {obj:.8e} | {p['E']:.4f} | {p['A']:.1f} | "

@@ -30,7 +30,7 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 from scaling.errors import ScalingError
 from scaling.fit import Fit
 from scaling.forecast import predict_many
-from scaling.laws.base import Law, _REGISTRY, get_law
+from scaling.laws.base import _REGISTRY, Law, get_law
 from scaling.results import read_results, validate_columns
 
 LOSSES = ("huber", "least_squares", "huber_likelihood")
@@ -736,7 +736,7 @@ class LawFitter:
             "relative_gradient": float(check["relative_gradient"]),
             "restart_gain": float(check["restart_gain"]),
             "at_bound": at_bound,
-            "n_starts": int(len(grid)),
+            "n_starts": len(grid),
             "n_refined": int(n_refined),
             "bootstrap_failed_fraction": float(n_failed / self.n_bootstrap) if self.n_bootstrap else None,
             "warnings": warnings_,
@@ -838,8 +838,10 @@ class LawFitter:
         lo, hi = obj.lower_upper()
         rng = np.random.default_rng(self.seed)
         if group is not None:
-            codes, uniques = pd.factorize(df[group])
-            n_units = len(uniques)
+            codes, uniques = pd.factorize(df[group])  # NaN -> -1: such rows become units of their own
+            missing = codes < 0
+            codes[missing] = len(uniques) + np.arange(int(missing.sum()))
+            n_units = len(uniques) + int(missing.sum())
         else:
             codes, n_units = np.arange(len(df)), len(df)
         distinct = [(df[col].to_numpy(), k) for col, k in _min_distinct(law).items() if col in df.columns]
@@ -882,7 +884,7 @@ class LawFitter:
             v = df[col].to_numpy(dtype=float)
             ranges[col] = {"min": float(v.min()), "max": float(v.max()), "distinct": int(np.unique(v).size)}
         return {
-            "rows": int(len(df)),
+            "rows": len(df),
             "ranges": ranges,
             "source": source,
             "sha256": _file_sha256(source),
@@ -950,4 +952,4 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
     return LawFitter(law, **kwargs).fit(data, source=source)
 
 
-__all__ = ["LawFitter", "fit", "default_law", "convergence_check", "huber", "LOSSES"]
+__all__ = ["LOSSES", "LawFitter", "convergence_check", "default_law", "fit", "huber"]

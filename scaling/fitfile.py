@@ -224,7 +224,7 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
         raise ScalingError(f"{p}: is a folder, expected a fit file (.json) or a fit name")
     name = str(path_or_name)
     if os.sep not in name and "/" not in name:
-        stem = name[:-5] if name.endswith(".json") else name
+        stem = name.removesuffix(".json")
         for candidate in (Path("fits") / f"{stem}.json", published_dir() / f"{stem}.json"):
             if candidate.is_file():
                 return candidate
@@ -246,4 +246,4 @@ def load_fit(path_or_name: str | os.PathLike) -> Fit:
     return fit_from_dict(d, source=str(path))
 
 
-__all__ = ["save_fit", "load_fit", "fit_to_dict", "fit_from_dict", "resolve", "published_names", "FORMAT_VERSION"]
+__all__ = ["FORMAT_VERSION", "fit_from_dict", "fit_to_dict", "load_fit", "published_names", "resolve", "save_fit"]

@@ -87,7 +87,7 @@ def _probe(law: Law, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.n
                 out = np.asarray(out, dtype=float)
                 if out.shape == reference.shape and np.allclose(out, reference, rtol=1e-10, atol=1e-12, equal_nan=True):
                     return mode
-            except Exception:  # a law that does not broadcast over parameters: use the next mode
+            except Exception:  # noqa: BLE001, S112 -- any failure means "this law does not broadcast": try the next mode
                 continue
     return "loop"
 
@@ -247,4 +247,4 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None) -> pd.DataFrame:
     return out
 
 
-__all__ = ["predict", "optimal", "numeric_optimal", "predict_many"]
+__all__ = ["numeric_optimal", "optimal", "predict", "predict_many"]

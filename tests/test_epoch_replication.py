@@ -96,7 +96,7 @@ def _hoffmann_mean_default_tolerances(epoch):
     best = min((minimize(objective, x0, method="L-BFGS-B") for x0 in grid[np.argsort(scores)[:20]]),
                key=lambda r: r.fun)
     a, b, e, al, be = best.x
-    return best, dict(E=np.exp(e), A=np.exp(a), B=np.exp(b), alpha=al, beta=be)
+    return best, {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": al, "beta": be}
 
 
 def test_the_mean_reduction_trap_is_detected_and_avoided(epoch, huber_sum_fit):

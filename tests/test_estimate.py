@@ -9,10 +9,16 @@ import pytest
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter, _Objective, _Space, convergence_check, default_law
+from scaling.estimate import (
+    LawFitter,
+    _Objective,
+    _Space,
+    convergence_check,
+    default_law,
+)
 from scaling.laws import get_law
 
-BESIROGLU = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 CHIN = get_law("chinchilla")
 
 
@@ -66,7 +72,7 @@ def test_noisy_chinchilla_recovery_20_seeds():
 def test_kaplan_nd_noiseless_recovery():
     """LAWS.md 1.5 item 5: 6 x 6 grid, Table 2 truth, all four parameters to rel 1e-6."""
     law = get_law("kaplan-nd")
-    truth = dict(alpha_N=0.076, alpha_D=0.103, N_c=6.4e13, D_c=1.8e13)
+    truth = {"alpha_N": 0.076, "alpha_D": 0.103, "N_c": 6.4e13, "D_c": 1.8e13}
     N, D = np.meshgrid(np.geomspace(1e4, 5e6, 6), np.geomspace(1e5, 1e8, 6))
     df = pd.DataFrame({"N": N.ravel(), "D": D.ravel()})
     df["loss"] = law.predict(truth, N=df.N, D=df.D)
@@ -77,7 +83,7 @@ def test_kaplan_nd_noiseless_recovery():
 
 def test_single_input_law_retargeted_with_x():
     D = np.geomspace(1e6, 1e9, 10)
-    truth = dict(E=1.5, A=300.0, a=0.3)
+    truth = {"E": 1.5, "A": 300.0, "a": 0.3}
     df = pd.DataFrame({"D": D, "loss": get_law("saturating").predict(truth, N=D)})
     fit = LawFitter("saturating", x="D", n_bootstrap=0).fit(df)
     assert fit.law_name == "saturating:D" and fit.law.inputs == ("D",)

@@ -14,7 +14,7 @@ from scaling.errors import ScalingError
 from scaling.fitfile import FORMAT_VERSION, load_fit, published_names, save_fit
 from scaling.laws import get_law
 
-BESIROGLU = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +132,11 @@ def test_name_lookup_prefers_the_local_fits_folder(fitted, tmp_path, monkeypatch
 def test_published_fits_name_their_paper_and_units():
     assert {"chinchilla", "besiroglu2024", "kaplan2020", "kaplan2020-n", "kaplan2020-d"} <= set(published_names())
     expected = {
-        "chinchilla": ("chinchilla", "total", dict(E=1.6934, A=406.4, B=410.7, alpha=0.3392, beta=0.2849)),
+        "chinchilla": ("chinchilla", "total", {"E": 1.6934, "A": 406.4, "B": 410.7, "alpha": 0.3392, "beta": 0.2849}),
         "besiroglu2024": ("chinchilla", "total", BESIROGLU),
-        "kaplan2020": ("kaplan-nd", "nonemb", dict(alpha_N=0.076, alpha_D=0.103, N_c=6.4e13, D_c=1.8e13)),
-        "kaplan2020-n": ("kaplan-n", "nonemb", dict(alpha_N=0.076, N_c=8.8e13)),
-        "kaplan2020-d": ("kaplan-d", "nonemb", dict(alpha_D=0.095, D_c=5.4e13)),
+        "kaplan2020": ("kaplan-nd", "nonemb", {"alpha_N": 0.076, "alpha_D": 0.103, "N_c": 6.4e13, "D_c": 1.8e13}),
+        "kaplan2020-n": ("kaplan-n", "nonemb", {"alpha_N": 0.076, "N_c": 8.8e13}),
+        "kaplan2020-d": ("kaplan-d", "nonemb", {"alpha_D": 0.095, "D_c": 5.4e13}),
     }
     for name, (law, param_def, params) in expected.items():
         f = load_fit(name)

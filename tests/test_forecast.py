@@ -17,14 +17,14 @@ from scaling.forecast import numeric_optimal
 from scaling.laws import get_law
 
 CHIN = get_law("chinchilla")
-TEX = dict(E=1.6934, A=406.4, B=410.7, alpha=0.3392, beta=0.2849)
-ROUNDED = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
-BESIROGLU = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+TEX = {"E": 1.6934, "A": 406.4, "B": 410.7, "alpha": 0.3392, "beta": 0.2849}
+ROUNDED = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
 
 def brute_force_n_opt(params, C):
     """Minimise L(N, C/(6N)) over log N with plain scipy (independent of the forecaster's code)."""
-    f = lambda t: float(CHIN.predict(params, N=np.exp(t), D=C / (6 * np.exp(t))))  # noqa: E731
+    f = lambda t: float(CHIN.predict(params, N=np.exp(t), D=C / (6 * np.exp(t))))
     res = minimize_scalar(f, bounds=(np.log(1.0), np.log(C / 6.0)), method="bounded", options={"xatol": 1e-12})
     return float(np.exp(res.x))
 
@@ -100,7 +100,7 @@ def test_numeric_optimum_for_kaplan_nd_is_interior():
     n, d = out["N_opt"][0], out["D_opt"][0]
     law = get_law("kaplan-nd")
     p = scaling.load_fit("kaplan2020").params
-    loss = lambda n_: float(law.predict(p, N=n_, D=1e21 / (6 * n_)))  # noqa: E731
+    loss = lambda n_: float(law.predict(p, N=n_, D=1e21 / (6 * n_)))
     assert loss(n) < loss(n * 1.1) and loss(n) < loss(n / 1.1)
     assert n * d * 6 == pytest.approx(1e21)
 
