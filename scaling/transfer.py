@@ -37,7 +37,7 @@ from scaling.estimate import LawFitter
 from scaling.fit import Fit
 from scaling.laws import get_law
 from scaling.laws.transfer import CLASSES, OK, TRANSFER, classify_runs, data_multiplier, transfer_fraction
-from scaling.results import read_results, validate_columns
+from scaling.results import _where, read_results, validate_columns  # _where: 'line 7, column ...' of a file
 
 SCRATCH_PARAMS = ("alpha_N", "alpha_D", "N_c", "D_c")
 MIN_OK_RUNS = 4  # three parameters plus one degree of freedom
@@ -88,18 +88,14 @@ def split_runs(data: pd.DataFrame, *, target: str | None = None, source: str = "
         finetuned = src.notna() & (src.astype(str).str.strip() != "")
         missing = finetuned & pd.to_numeric(df.get("D_F"), errors="coerce").isna() if "D_F" in df.columns else finetuned
         if missing.any():
-            raise ScalingError(f"{source}: fine-tuned run (source {df.loc[missing, 'source'].iloc[0]!r}) in row "
-                               f"{_row(df, missing)} has no D_F (fine-tuning tokens)")
+            pos = int(missing.to_numpy().nonzero()[0][0])
+            raise ScalingError(f"{source}: {_where(df, pos, 'D_F')} is empty: a fine-tuned run (source "
+                               f"{df['source'].iloc[pos]!r}) needs D_F (fine-tuning tokens)")
     elif "D_F" in df.columns:
         finetuned = pd.to_numeric(df["D_F"], errors="coerce").notna()
     else:
         raise ScalingError(f"{source}: no fine-tuned runs: need a D_F column (fine-tuning tokens), or source and D_F")
     return df[~finetuned], df[finetuned]
-
-
-def _row(df: pd.DataFrame, mask: pd.Series) -> str:
-    idx = df.index[mask.to_numpy().nonzero()[0][0]]
-    return f"{int(idx) + 2} (line in file)" if isinstance(idx, (int, np.integer)) and df.attrs.get("source") else str(idx)
 
 
 def effective_transfer(
@@ -181,9 +177,10 @@ def analyze_transfer(
     sizes = set(scratch["N"].unique())
     lacking = finetuned[~finetuned["N"].isin(sizes)]
     if len(lacking):
+        pos = int(np.flatnonzero(~finetuned["N"].isin(sizes).to_numpy())[0])
         raise ScalingError(
-            f"{source}: fine-tuned runs at N = {lacking['N'].iloc[0]:.6g} (row {_row(finetuned, finetuned['N'].isin([lacking['N'].iloc[0]]))}) "
-            f"have no from-scratch runs at that size; add from-scratch baselines at every fine-tuned size"
+            f"{source}: {_where(finetuned, pos, 'N')}: a fine-tuned run at N = {lacking['N'].iloc[0]:.6g} has no "
+            f"from-scratch runs at that size; add from-scratch baselines at every fine-tuned size"
         )
 
     law = get_law(scratch_law)

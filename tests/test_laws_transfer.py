@@ -185,7 +185,7 @@ def test_analysis_rejects_bad_tables():
     # a fine-tuned row without D_F
     broken = table.copy()
     broken.loc[broken.index[-1], "D_F"] = np.nan
-    with pytest.raises(ScalingError, match="has no D_F"):
+    with pytest.raises(ScalingError, match="needs D_F"):
         analyze_transfer(broken, n_bootstrap=0)
     # no fine-tuned runs at all
     with pytest.raises(ScalingError, match="no fine-tuned runs"):
