@@ -54,12 +54,18 @@ class RepetitionAnalysis:
     boundaries: dict[tuple[float, str], Fit] = field(default_factory=dict)
 
     def summary(self) -> str:
-        lines = [self.baseline.summary(), "", "[[Poor-performance regions]] (repeat counts with >= half the worst loss)"]
+        lines = [
+            self.baseline.summary(),
+            "",
+            "[[Poor-performance regions]] (repeat counts with >= half the worst loss)",
+        ]
         for r in self.regions.itertuples():
             left = f"{'<=' if r.left_open else ''}{r.left:.4g}"
             right = f"{'>=' if r.right_open else ''}{r.right:.4g}"
-            lines.append(f"    N = {r.N:.4g}, f = {r.repeat_fraction:g}: E in [{left}, {right}], worst at E = "
-                         f"{r.peak_E:.4g} ({100 * r.peak_lost:.1f}% of parameters lost)")
+            lines.append(
+                f"    N = {r.N:.4g}, f = {r.repeat_fraction:g}: E in [{left}, {right}], worst at E = "
+                f"{r.peak_E:.4g} ({100 * r.peak_lost:.1f}% of parameters lost)"
+            )
         for (f, edge), fit in self.boundaries.items():
             p = fit.params
             ci = fit.intervals.get("alpha")
@@ -102,28 +108,33 @@ def analyze_repetition(
     if final_only and "final" in df.columns:
         df = df[pd.to_numeric(df["final"], errors="coerce") == 1]
     if FRACTION not in df.columns or COUNT not in df.columns:
-        raise ScalingError(f"{source}: need columns {FRACTION!r} and {COUNT!r} (fraction of tokens repeated, times "
-                           f"the repeated subset is seen); columns are {', '.join(map(str, df.columns))}")
+        raise ScalingError(
+            f"{source}: need columns {FRACTION!r} and {COUNT!r} (fraction of tokens repeated, times "
+            f"the repeated subset is seen); columns are {', '.join(map(str, df.columns))}"
+        )
     df = validate_columns(df, ["N", "D", "loss"], source=source)
     budgets = sorted(df["D"].unique())
     if len(budgets) > 1:
         raise ScalingError(
             f"{source}: runs train on {len(budgets)} token budgets ({', '.join(f'{b:.4g}' for b in budgets[:5])}); the "
-            f"repeated-data comparison needs one: select it with --where \"D == {budgets[-1]:.6g}\""
+            f'repeated-data comparison needs one: select it with --where "D == {budgets[-1]:.6g}"'
         )
     unique = _is_unique(df)
     base_rows, rep_rows = df[unique], df[~unique]
     if len(rep_rows) == 0:
         raise ScalingError(f"{source}: no runs with repeated data ({FRACTION} > 0 and {COUNT} > 1)")
     if base_rows["N"].nunique() < 3:
-        raise ScalingError(f"{source}: the unique-data baseline needs runs at 3 or more sizes without repeated data "
-                           f"({FRACTION} = 0); found {base_rows['N'].nunique()}")
+        raise ScalingError(
+            f"{source}: the unique-data baseline needs runs at 3 or more sizes without repeated data "
+            f"({FRACTION} = 0); found {base_rows['N'].nunique()}"
+        )
     rep_rows = validate_columns(rep_rows, [FRACTION, COUNT], source=source)
 
     base = base_rows[["N", "loss"] + (["run_id"] if "run_id" in base_rows.columns else [])].copy()
     base.attrs["source"] = source
     baseline = LawFitter(REPETITION, fix=dict(baseline_fix or {}), n_bootstrap=n_bootstrap, ci=ci, seed=seed).fit(
-        base, source=source)
+        base, source=source
+    )
 
     runs = rep_rows[["N", FRACTION, COUNT, "loss"]].astype(float).reset_index(drop=True)
     p = baseline.params
@@ -134,8 +145,12 @@ def analyze_repetition(
     runs["extrapolated"] = (runs["N_eff"] < lo) | (runs["N_eff"] > hi)
     runs["N_eff_lower"], runs["N_eff_upper"] = np.nan, np.nan
     if len(baseline.draws):
-        draws = np.array([effective_params(runs["loss"].to_numpy(), **{k: d[k] for k in BASELINE_PARAMS})
-                          for d in baseline.draws.to_dict("records")])
+        draws = np.array(
+            [
+                effective_params(runs["loss"].to_numpy(), **{k: d[k] for k in BASELINE_PARAMS})
+                for d in baseline.draws.to_dict("records")
+            ]
+        )
         q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
         runs["N_eff_lower"], runs["N_eff_upper"] = np.quantile(draws, q, axis=0)
 
@@ -151,9 +166,21 @@ def _regions(runs: pd.DataFrame, level: float) -> pd.DataFrame:
         if len(curve) < 2 or not (curve > 0).any():
             continue
         r = poor_performance_region(curve.index.to_numpy(dtype=float), curve.to_numpy(), level=level)
-        rows.append({"N": n, FRACTION: f, "left": r.left, "right": r.right, "left_open": r.left_open,
-                     "right_open": r.right_open, "peak_E": r.peak_E, "peak_lost": r.peak_degradation})
-    return pd.DataFrame(rows, columns=["N", FRACTION, "left", "right", "left_open", "right_open", "peak_E", "peak_lost"])
+        rows.append(
+            {
+                "N": n,
+                FRACTION: f,
+                "left": r.left,
+                "right": r.right,
+                "left_open": r.left_open,
+                "right_open": r.right_open,
+                "peak_E": r.peak_E,
+                "peak_lost": r.peak_degradation,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["N", FRACTION, "left", "right", "left_open", "right_open", "peak_E", "peak_lost"]
+    )
 
 
 def _boundary_fits(regions: pd.DataFrame, *, n_bootstrap: int, ci: float, seed: int, source: str) -> dict:
@@ -166,7 +193,14 @@ def _boundary_fits(regions: pd.DataFrame, *, n_bootstrap: int, ci: float, seed: 
             table = pd.DataFrame({"N": closed["N"].to_numpy(float), "E": closed[edge].to_numpy(float)})
             table.attrs["source"] = source
             # ln E is linear in (ln k, alpha): convex, one start suffices.
-            fitter = LawFitter(BOUNDARY, loss="least_squares", n_refine=1, group=None, ci=ci, seed=seed,
-                               n_bootstrap=n_bootstrap if closed["N"].nunique() > 2 else 0)
+            fitter = LawFitter(
+                BOUNDARY,
+                loss="least_squares",
+                n_refine=1,
+                group=None,
+                ci=ci,
+                seed=seed,
+                n_bootstrap=n_bootstrap if closed["N"].nunique() > 2 else 0,
+            )
             fits[(float(f), edge)] = fitter.fit(table, source=source)
     return fits

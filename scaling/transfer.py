@@ -63,12 +63,19 @@ class TransferAnalysis:
     counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        lines = [self.scratch_fit.summary(), "", self.fit.summary(), "", "[[Runs]] " + ", ".join(
-            f"{c}: {n}" for c, n in self.counts.items())]
+        lines = [
+            self.scratch_fit.summary(),
+            "",
+            self.fit.summary(),
+            "",
+            "[[Runs]] " + ", ".join(f"{c}: {n}" for c, n in self.counts.items()),
+        ]
         return "\n".join(lines)
 
 
-def split_runs(data: pd.DataFrame, *, target: str | None = None, source: str = "table") -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_runs(
+    data: pd.DataFrame, *, target: str | None = None, source: str = "table"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(from-scratch rows, fine-tuned rows) of a results table, on one target distribution."""
     df = data
     if "target" in df.columns:
@@ -81,7 +88,9 @@ def split_runs(data: pd.DataFrame, *, target: str | None = None, source: str = "
                 )
         else:
             if target not in targets:
-                raise ScalingError(f"{source}: no rows with target {target!r}; targets are {', '.join(targets) or 'none'}")
+                raise ScalingError(
+                    f"{source}: no rows with target {target!r}; targets are {', '.join(targets) or 'none'}"
+                )
             df = df[df["target"].astype(str) == target]
     if "source" in df.columns:
         src = df["source"]
@@ -89,8 +98,10 @@ def split_runs(data: pd.DataFrame, *, target: str | None = None, source: str = "
         missing = finetuned & pd.to_numeric(df.get("D_F"), errors="coerce").isna() if "D_F" in df.columns else finetuned
         if missing.any():
             pos = int(missing.to_numpy().nonzero()[0][0])
-            raise ScalingError(f"{source}: {_where(df, pos, 'D_F')} is empty: a fine-tuned run (source "
-                               f"{df['source'].iloc[pos]!r}) needs D_F (fine-tuning tokens)")
+            raise ScalingError(
+                f"{source}: {_where(df, pos, 'D_F')} is empty: a fine-tuned run (source "
+                f"{df['source'].iloc[pos]!r}) needs D_F (fine-tuning tokens)"
+            )
     elif "D_F" in df.columns:
         finetuned = pd.to_numeric(df["D_F"], errors="coerce").notna()
     else:
@@ -185,7 +196,9 @@ def analyze_transfer(
 
     law = get_law(scratch_law)
     if tuple(sorted(law.param_names)) != tuple(sorted(SCRATCH_PARAMS)):
-        raise ScalingError(f"scratch law {scratch_law!r} must have parameters {', '.join(SCRATCH_PARAMS)} (use kaplan-nd)")
+        raise ScalingError(
+            f"scratch law {scratch_law!r} must have parameters {', '.join(SCRATCH_PARAMS)} (use kaplan-nd)"
+        )
     options = {"n_bootstrap": n_bootstrap, "seed": seed, "ci": ci, **(scratch_options or {})}
     scratch.attrs["source"] = source
     scratch_fit = LawFitter(law, **options).fit(scratch, source=source)
@@ -215,18 +228,28 @@ def analyze_transfer(
         with np.errstate(invalid="ignore"):
             lower, upper = np.nanquantile(np.where(np.isfinite(dts), dts, np.nan), q, axis=0)
         fit.draws = pd.DataFrame(draws, columns=list(TRANSFER.param_names), dtype=float)
-        fit.settings.update(n_bootstrap=int(n_bootstrap), seed=int(seed), ci=float(ci),
-                            bootstrap="two-stage: from-scratch fit draw x resample of fine-tuned runs")
+        fit.settings.update(
+            n_bootstrap=int(n_bootstrap),
+            seed=int(seed),
+            ci=float(ci),
+            bootstrap="two-stage: from-scratch fit draw x resample of fine-tuned runs",
+        )
         failed = n_bootstrap - len(draws)
         fit.quality["bootstrap_failed_fraction"] = failed / n_bootstrap
         if failed / n_bootstrap > 0.1:
             fit.quality["warnings"].append(
-                f"{failed} of {n_bootstrap} bootstrap draws had too few ok runs; intervals are unreliable")
+                f"{failed} of {n_bootstrap} bootstrap draws had too few ok runs; intervals are unreliable"
+            )
         fit.recompute_intervals()
     runs["D_T_lower"], runs["D_T_upper"] = lower, upper
     counts = {c: int((runs["class"] == c).sum()) for c in CLASSES}
-    fit.meta.setdefault("notes", "D_T from inverting " + scratch_law + " fitted on the from-scratch runs; runs per class: "
-                        + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    fit.meta.setdefault(
+        "notes",
+        "D_T from inverting "
+        + scratch_law
+        + " fitted on the from-scratch runs; runs per class: "
+        + ", ".join(f"{c} {n}" for c, n in counts.items()),
+    )
     return TransferAnalysis(fit=fit, scratch_fit=scratch_fit, runs=runs.reset_index(drop=True), counts=counts)
 
 

@@ -103,9 +103,31 @@ def test_cli_fit_matches_the_library(tmp_path, capsys, monkeypatch, free_fit):
 
     monkeypatch.chdir(tmp_path)
     fix = [f"--fix={k}={v!r}" for k, v in BASE.items()]
-    main(["fit", str(DATA), "--law", "data-constrained", "--map", "N=params_N", "--map", "D=tokens_D",
-          "--map", "U=unique_tokens_U", "--map", "loss=val_loss", "--where", "in_paper_fit_182 == 1",
-          *fix, "--bootstrap", "0", "--format", "json", "-o", "dc.json"])
+    main(
+        [
+            "fit",
+            str(DATA),
+            "--law",
+            "data-constrained",
+            "--map",
+            "N=params_N",
+            "--map",
+            "D=tokens_D",
+            "--map",
+            "U=unique_tokens_U",
+            "--map",
+            "loss=val_loss",
+            "--where",
+            "in_paper_fit_182 == 1",
+            *fix,
+            "--bootstrap",
+            "0",
+            "--format",
+            "json",
+            "-o",
+            "dc.json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["params"]["R_D"]["value"] == pytest.approx(free_fit.params["R_D"], rel=1e-6)
     assert out["params"]["R_N"]["value"] == pytest.approx(free_fit.params["R_N"], rel=1e-6)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
+from scaling.estimate import LawFitter
 from scaling.laws import get_law
 from scaling.laws.calibration import (
     brier,
     calibration_floor,
     calibration_floor_bound,
     ece,
+    floor_table,
     rms_calibration_error,
 )
+from scaling.results import read_results
 
 LAW = get_law("calibration")
 
@@ -21,7 +27,9 @@ LAW = get_law("calibration")
 def _reference_ece(conf, correct, n_bins=10):
     # LAWS.md 6.3, written as a loop over bins
     b = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    return sum((b == m).mean() * abs(correct[b == m].mean() - conf[b == m].mean()) for m in range(n_bins) if (b == m).any())
+    return sum(
+        (b == m).mean() * abs(correct[b == m].mean() - conf[b == m].mean()) for m in range(n_bins) if (b == m).any()
+    )
 
 
 def test_ece_matches_the_reference_definition():
@@ -90,13 +98,6 @@ def test_law_formula():
 # ---------------------------------------------------------------------------------------------------------
 # ECE(N) fit (LAWS.md 6.5 item 4) and the floor reported beside it
 
-import warnings  # noqa: E402
-
-import pandas as pd  # noqa: E402
-
-from scaling.estimate import LawFitter  # noqa: E402
-from scaling.laws.calibration import floor_table  # noqa: E402
-from scaling.results import read_results  # noqa: E402
 
 SIZES = np.array([1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 5e6])
 TRUTH = {"ECE_inf": 0.01, "a": 2.0, "b": 0.5}
@@ -110,13 +111,16 @@ def _b_errors(seeds: range, n_refine: int) -> float:
         for seed in seeds:
             ece_values = clean * np.exp(0.05 * np.random.default_rng(seed).standard_normal(SIZES.size))
             fit = LawFitter(LAW, loss="least_squares", n_bootstrap=0, n_refine=n_refine).fit(
-                pd.DataFrame({"N": SIZES, "ece": ece_values}))
+                pd.DataFrame({"N": SIZES, "ece": ece_values})
+            )
             errors.append(abs(fit.params["b"] - 0.5))
     return float(np.quantile(errors, 0.9))
 
 
 def test_noiseless_fit_is_exact():
-    fit = LawFitter(LAW, loss="least_squares", n_bootstrap=0).fit(pd.DataFrame({"N": SIZES, "ece": LAW.predict(TRUTH, N=SIZES)}))
+    fit = LawFitter(LAW, loss="least_squares", n_bootstrap=0).fit(
+        pd.DataFrame({"N": SIZES, "ece": LAW.predict(TRUTH, N=SIZES)})
+    )
     assert fit.params["b"] == pytest.approx(0.5, abs=1e-6)
     assert fit.params["ECE_inf"] == pytest.approx(0.01, abs=1e-8)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
+from scaling.estimate import LawFitter
 from scaling.laws import get_law
 from scaling.laws.chinchilla import chinchilla_optimal
 from scaling.laws.data_constrained import (
@@ -56,7 +60,9 @@ def test_unlimited_unique_data_is_chinchilla_at_the_optimum():
     chin = get_law("chinchilla")
     base = {k: P[k] for k in chin.param_names}
     N, D = (float(x) for x in chinchilla_optimal(base, 1e21))
-    assert float(optimal_n_for_data(D, A=P["A"], B=P["B"], alpha=P["alpha"], beta=P["beta"])) == pytest.approx(N, rel=1e-12)
+    assert float(optimal_n_for_data(D, A=P["A"], B=P["B"], alpha=P["alpha"], beta=P["beta"])) == pytest.approx(
+        N, rel=1e-12
+    )
     assert float(LAW.predict(P, N=N, D=D, U=10 * D)) == pytest.approx(float(chin.predict(base, N=N, D=D)), rel=1e-12)
     # off the optimum, excess parameters are discounted: never below the plain law
     assert float(LAW.predict(P, N=10 * N, D=D, U=10 * D)) > float(chin.predict(base, N=10 * N, D=D))
@@ -77,7 +83,7 @@ def test_allocation_under_unique_budget_reproduces_the_paper():
 
 def test_allocation_with_ample_data_is_the_chinchilla_optimum():
     b = optimal_allocation(P, 1e21, 1e15, method="bounded")
-    N, D = chinchilla_optimal(P, 1e21)
+    N, _D = chinchilla_optimal(P, 1e21)
     assert b.N == pytest.approx(float(N), rel=1e-4)
     assert LAW.optimal is not None and LAW.optimal(P, 1e21)[0] == pytest.approx(float(N))
 
@@ -113,12 +119,6 @@ def test_allocation_rejects_bad_budgets():
 # ---------------------------------------------------------------------------------------------------------
 # R* recovery with the base frozen (LAWS.md 5.5 item 3)
 
-import itertools  # noqa: E402
-import warnings  # noqa: E402
-
-import pandas as pd  # noqa: E402
-
-from scaling.estimate import LawFitter  # noqa: E402
 
 BASE = {k: P[k] for k in ("E", "A", "B", "alpha", "beta")}
 
@@ -140,7 +140,9 @@ def _r_star_errors(seeds: range, n_refine: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for seed in seeds:
-            noisy = clean.assign(loss=clean["loss"] * np.exp(0.01 * np.random.default_rng(seed).standard_normal(len(clean))))
+            noisy = clean.assign(
+                loss=clean["loss"] * np.exp(0.01 * np.random.default_rng(seed).standard_normal(len(clean)))
+            )
             fit = LawFitter(LAW, fix=BASE, n_bootstrap=0, loss="least_squares", n_refine=n_refine).fit(noisy)
             errors.append((abs(fit.params["R_D"] / P["R_D"] - 1), abs(fit.params["R_N"] / P["R_N"] - 1)))
     return np.quantile(np.array(errors), 0.9, axis=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
@@ -16,6 +17,7 @@ from scaling.laws.repetition import (
     power_boundary,
     size_multiplier,
 )
+from scaling.repetition import analyze_repetition
 
 LAW = get_law("repetition")
 KAPLAN_BASELINE = {"L_inf": 0.0, "N_c": 8.8e13, "a_N": 0.076}
@@ -68,8 +70,9 @@ def test_region_finder_on_a_coarse_sweep_and_open_edges():
     # unsorted input is sorted first
     shuffled = np.array([3, 0, 6, 1, 5, 2, 4])
     r2 = poor_performance_region(E[shuffled], _gaussian_bump(E)[shuffled])
-    assert (r2.left, r2.right) == pytest.approx((poor_performance_region(E, _gaussian_bump(E)).left,
-                                                 poor_performance_region(E, _gaussian_bump(E)).right))
+    assert (r2.left, r2.right) == pytest.approx(
+        (poor_performance_region(E, _gaussian_bump(E)).left, poor_performance_region(E, _gaussian_bump(E)).right)
+    )
 
 
 def test_region_finder_rejects_bad_input():
@@ -84,9 +87,6 @@ def test_region_finder_rejects_bad_input():
 # ---------------------------------------------------------------------------------------------------------
 # The whole analysis on a synthetic results table with the published region edges built in
 
-import pandas as pd  # noqa: E402
-
-from scaling.repetition import analyze_repetition  # noqa: E402
 
 BASE = {"L_inf": 1.6, "N_c": 2e7, "a_N": 0.3}
 SIZES = [1e7, 3e7, 1e8, 3e8, 8e8]
@@ -103,13 +103,30 @@ def _lost(N, E):
 
 
 def _table():
-    rows = [dict(N=n, D=1e8, loss=float(LAW.predict(BASE, N=n)), repeat_fraction=0.0, repeat_count=1, run_id=f"u{n:g}")
-            for n in SIZES]
+    rows = [
+        {
+            "N": n,
+            "D": 1e8,
+            "loss": float(LAW.predict(BASE, N=n)),
+            "repeat_fraction": 0.0,
+            "repeat_count": 1,
+            "run_id": f"u{n:g}",
+        }
+        for n in SIZES
+    ]
     for n in SIZES:
         for E in COUNTS:
             N_eff = n * (1 - _lost(n, E))
-            rows.append(dict(N=n, D=1e8, loss=float(LAW.predict(BASE, N=N_eff)), repeat_fraction=0.1,
-                             repeat_count=E, run_id=f"r{n:g}-{E:g}"))
+            rows.append(
+                {
+                    "N": n,
+                    "D": 1e8,
+                    "loss": float(LAW.predict(BASE, N=N_eff)),
+                    "repeat_fraction": 0.1,
+                    "repeat_count": E,
+                    "run_id": f"r{n:g}-{E:g}",
+                }
+            )
     return pd.DataFrame(rows)
 
 

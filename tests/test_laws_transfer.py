@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import logit
 
+from scaling.errors import ScalingError
 from scaling.laws import get_law
 from scaling.laws.kaplan import KAPLAN_L_ND, kaplan_n_loss, kaplan_nd_loss
 from scaling.laws.transfer import (
+    EXTRAPOLATED,
     HIGH_DATA,
     NEGATIVE,
     OK,
     SATURATED,
-    EXTRAPOLATED,
     classify_runs,
     data_for_infinite_performance,
     data_multiplier,
     effective_data,
     transfer_fraction,
 )
+from scaling.transfer import analyze_transfer, effective_transfer, fit_transfer
 
 LAW = get_law("transfer")
 TEXT_TO_PYTHON = {"k": 1.9e4, "alpha": 0.18, "beta": 0.38}
@@ -66,13 +71,15 @@ def test_classification_edge_cases():
     N = np.full(5, 1e6)
     D_F = np.array([1e4, 1e4, 1e4, 1e4, 5e7])
     L_inf = float(kaplan_n_loss(1e6, alpha_N=KP["alpha_N"], N_c=KP["N_c"]))
-    loss = np.array([
-        L_inf * 0.999,                                   # below anything from-scratch training reaches
-        float(kaplan_nd_loss(1e6, 1e4, **KP)) * 1.001,   # worse than from scratch on the same D_F: negative
-        float(kaplan_nd_loss(1e6, 1e5, **KP)),           # D_E = 1e5: fine
-        float(kaplan_nd_loss(1e6, 1e8, **KP)),           # D_E = 1e8: beyond the measured from-scratch range
-        float(kaplan_nd_loss(1e6, 3e8, **KP)),           # D_F = 5e7 > 0.1 D(N) = 3e7: outside the low-data regime
-    ])
+    loss = np.array(
+        [
+            L_inf * 0.999,  # below anything from-scratch training reaches
+            float(kaplan_nd_loss(1e6, 1e4, **KP)) * 1.001,  # worse than from scratch on the same D_F: negative
+            float(kaplan_nd_loss(1e6, 1e5, **KP)),  # D_E = 1e5: fine
+            float(kaplan_nd_loss(1e6, 1e8, **KP)),  # D_E = 1e8: beyond the measured from-scratch range
+            float(kaplan_nd_loss(1e6, 3e8, **KP)),  # D_F = 5e7 > 0.1 D(N) = 3e7: outside the low-data regime
+        ]
+    )
     D_E, D_T, cls = classify_runs(N, D_F, loss, KP, D_measured_max=3e7)
     assert list(cls) == [SATURATED, NEGATIVE, OK, EXTRAPOLATED, HIGH_DATA]
     assert np.isinf(D_E[0])
@@ -84,12 +91,6 @@ def test_classification_edge_cases():
 # ---------------------------------------------------------------------------------------------------------
 # Recovery (LAWS.md 3.6 item 3) and the whole analysis on a synthetic results table
 
-import warnings  # noqa: E402
-
-import pandas as pd  # noqa: E402
-
-from scaling.errors import ScalingError  # noqa: E402
-from scaling.transfer import analyze_transfer, effective_transfer, fit_transfer  # noqa: E402
 
 SIZES = np.logspace(4, np.log10(5e6), 5)
 BUDGETS = np.logspace(4, 6, 5)
@@ -117,8 +118,13 @@ def _recovery_errors(noise: float, seeds: range) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         for seed in seeds:
             fit = fit_transfer(effective_transfer(_finetuned(noise, seed), KP))
-            errors.append((abs(np.log10(fit.params["k"] / 1.9e4)), abs(fit.params["alpha"] - 0.18),
-                           abs(fit.params["beta"] - 0.38)))
+            errors.append(
+                (
+                    abs(np.log10(fit.params["k"] / 1.9e4)),
+                    abs(fit.params["alpha"] - 0.18),
+                    abs(fit.params["beta"] - 0.38),
+                )
+            )
     return np.quantile(np.array(errors), 0.9, axis=0)
 
 
@@ -143,12 +149,29 @@ def _results_table(noise: float = 1e-3, seed: int = 0) -> pd.DataFrame:
     rows = []
     for n in SIZES:
         for d in np.logspace(4, 9, 11):
-            rows.append(dict(N=n, D=d, loss=float(kaplan_nd_loss(n, d, **KP)) * np.exp(noise * rng.standard_normal()),
-                             source="", run_id=f"scratch-{n:.0f}-{d:.0f}", final=1))
+            rows.append(
+                {
+                    "N": n,
+                    "D": d,
+                    "loss": float(kaplan_nd_loss(n, d, **KP)) * np.exp(noise * rng.standard_normal()),
+                    "source": "",
+                    "run_id": f"scratch-{n:.0f}-{d:.0f}",
+                    "final": 1,
+                }
+            )
     ft = _finetuned(noise, seed + 1)
     for row in ft.itertuples():
-        rows.append(dict(N=row.N, D=row.D_F, D_F=row.D_F, loss=row.loss, source="english",
-                         run_id=f"ft-{row.N:.0f}-{row.D_F:.0f}", final=1))
+        rows.append(
+            {
+                "N": row.N,
+                "D": row.D_F,
+                "D_F": row.D_F,
+                "loss": row.loss,
+                "source": "english",
+                "run_id": f"ft-{row.N:.0f}-{row.D_F:.0f}",
+                "final": 1,
+            }
+        )
     return pd.DataFrame(rows)
 
 

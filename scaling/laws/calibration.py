@@ -36,7 +36,9 @@ def _check_predictions(conf, correct):
     conf = np.asarray(conf, dtype=float).ravel()
     correct = np.asarray(correct, dtype=float).ravel()
     if conf.shape != correct.shape or conf.size == 0:
-        raise ScalingError(f"calibration: need equally many confidences and outcomes (got {conf.size} and {correct.size})")
+        raise ScalingError(
+            f"calibration: need equally many confidences and outcomes (got {conf.size} and {correct.size})"
+        )
     if not np.all((conf >= 0) & (conf <= 1)):
         raise ScalingError("calibration: confidences must lie in [0, 1]")
     return conf, correct
@@ -124,16 +126,20 @@ def floor_table(data: pd.DataFrame, *, informative_ratio: float = 2.0) -> pd.Dat
     for col in ("N", "ece"):
         if col not in data.columns:
             raise ScalingError(f"{source}: missing column {col!r} for the calibration floor")
-    out = pd.DataFrame({"N": pd.to_numeric(data["N"], errors="coerce"), "ece": pd.to_numeric(data["ece"], errors="coerce")},
-                       index=data.index)
+    out = pd.DataFrame(
+        {"N": pd.to_numeric(data["N"], errors="coerce"), "ece": pd.to_numeric(data["ece"], errors="coerce")},
+        index=data.index,
+    )
     if "ece_floor" in data.columns:
         out["floor"] = pd.to_numeric(data["ece_floor"], errors="coerce")
         out["floor_kind"] = "measured"
     else:
         count_col = next((c for c in ("ece_count", "eval_tokens") if c in data.columns), None)
         if count_col is None:
-            raise ScalingError(f"{source}: cannot report the ECE floor: need a column ece_floor, ece_count or "
-                               f"eval_tokens (number of scored predictions)")
+            raise ScalingError(
+                f"{source}: cannot report the ECE floor: need a column ece_floor, ece_count or "
+                f"eval_tokens (number of scored predictions)"
+            )
         n = pd.to_numeric(data[count_col], errors="coerce")
         bins = pd.to_numeric(data["ece_bins"], errors="coerce").fillna(10) if "ece_bins" in data.columns else 10
         if (n <= 0).any() or n.isna().any():
@@ -153,7 +159,9 @@ CALIBRATION = register(
         "(calibration improves with size; functional form: LAWS.md 6.4)",
         inputs=("N",),
         params=(
-            Param("ECE_inf", 0.0, 1.0, (0.0, 0.005, 0.02), description="calibration error of an infinitely large model"),
+            Param(
+                "ECE_inf", 0.0, 1.0, (0.0, 0.005, 0.02), description="calibration error of an infinitely large model"
+            ),
             Param("a", 0.0, np.inf, tuple(10.0 ** np.arange(-2.0, 4.1, 2.0)), log_scale=True, description="scale"),
             Param("b", 0.0, 3.0, (0.1, 0.3, 0.6, 1.0), description="size exponent"),
         ),

@@ -184,6 +184,7 @@ def optimal_allocation(
         best = int(np.argmin(loss))
         return Allocation(N=float(N[best]), D=float(D[best]), U=U, loss=float(loss[best]))
     if method == "bounded":
+
         def loss_at(log_n: float) -> float:
             n = np.exp(log_n)
             return float(data_constrained_loss(n, C / (6.0 * n), U, **p))
@@ -219,10 +220,20 @@ DATA_CONSTRAINED = register(
             _BASE["beta"],
             # The paper's start grid, linspace(0, 20, 4) for both, optimised in natural units as in its notebook.
             # The 0 starts are left out: in the paper's code they give NaN (0/0 at R = 0) and never contributed.
-            Param("R_D", 0.0, np.inf, PAPER_R_GRID,
-                  description="R*_D: repetitions at which repeated data is worth 1 - 1/e of fresh data on average"),
-            Param("R_N", 0.0, np.inf, PAPER_R_GRID,
-                  description="R*_N: the same decay constant for parameters beyond N_opt(U_D)"),
+            Param(
+                "R_D",
+                0.0,
+                np.inf,
+                PAPER_R_GRID,
+                description="R*_D: repetitions at which repeated data is worth 1 - 1/e of fresh data on average",
+            ),
+            Param(
+                "R_N",
+                0.0,
+                np.inf,
+                PAPER_R_GRID,
+                description="R*_N: the same decay constant for parameters beyond N_opt(U_D)",
+            ),
         ),
         function=data_constrained_loss,
         log_function=data_constrained_log_loss,

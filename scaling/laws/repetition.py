@@ -106,8 +106,14 @@ def poor_performance_region(repeats, degradation, level: float = 0.5) -> Region:
         hi += 1
     left = crossing(lo, lo - 1) if lo > 0 else float(E[0])
     right = crossing(hi, hi + 1) if hi < len(E) - 1 else float(E[-1])
-    return Region(left=left, right=right, peak_E=float(E[peak]), peak_degradation=float(d[peak]),
-                  left_open=lo == 0, right_open=hi == len(E) - 1)
+    return Region(
+        left=left,
+        right=right,
+        peak_E=float(E[peak]),
+        peak_degradation=float(d[peak]),
+        left_open=lo == 0,
+        right_open=hi == len(E) - 1,
+    )
 
 
 # The edge law E = k N^alpha, fitted to the per-size edges by scaling.repetition (not in the catalogue: it is a
@@ -135,8 +141,14 @@ REPETITION = register(
         inputs=("N",),
         params=(
             Param("L_inf", 0.0, np.inf, (0.0, 0.5, 1.0), description="irreducible loss (fix at 0 for Kaplan's L(N))"),
-            Param("N_c", 0.0, np.inf, tuple(10.0 ** np.arange(4.0, 16.0, 3.0)), log_scale=True,
-                  description="scale (non-embedding parameters)"),
+            Param(
+                "N_c",
+                0.0,
+                np.inf,
+                tuple(10.0 ** np.arange(4.0, 16.0, 3.0)),
+                log_scale=True,
+                description="scale (non-embedding parameters)",
+            ),
             Param("a_N", 0.0, 3.0, (0.05, 0.1, 0.3, 0.7), description="parameter exponent"),
         ),
         function=unique_data_loss,

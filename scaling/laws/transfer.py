@@ -102,7 +102,11 @@ def classify_runs(N, D_F, loss, scratch_params: Mapping[str, float], D_measured_
     with np.errstate(invalid="ignore"):
         D_T = D_E - D_F
     D_N = data_for_infinite_performance(N, **p)
-    d_max = np.full(N.shape, np.inf) if D_measured_max is None else np.broadcast_to(np.asarray(D_measured_max, float), N.shape)
+    d_max = (
+        np.full(N.shape, np.inf)
+        if D_measured_max is None
+        else np.broadcast_to(np.asarray(D_measured_max, float), N.shape)
+    )
     classes = np.full(N.shape, OK, dtype=object)
     classes[D_E > d_max] = EXTRAPOLATED
     classes[D_F > LOW_DATA_FRACTION * D_N] = HIGH_DATA
@@ -118,10 +122,21 @@ TRANSFER = register(
         reference="Hernandez et al. 2021, Scaling Laws for Transfer, arXiv:2102.01293 (Eq. 1.1, Table 1)",
         inputs=("D_F", "N"),
         params=(
-            Param("k", 0.0, np.inf, tuple(np.exp(np.arange(0.0, 16.0, 5.0))), log_scale=True,
-                  description="scale (carries the units of D)"),
-            Param("alpha", -1.0, 2.0, (0.0, 0.25, 0.5, 1.0),
-                  description="fine-tuning-data exponent (smaller = closer distributions)"),
+            Param(
+                "k",
+                0.0,
+                np.inf,
+                tuple(np.exp(np.arange(0.0, 16.0, 5.0))),
+                log_scale=True,
+                description="scale (carries the units of D)",
+            ),
+            Param(
+                "alpha",
+                -1.0,
+                2.0,
+                (0.0, 0.25, 0.5, 1.0),
+                description="fine-tuning-data exponent (smaller = closer distributions)",
+            ),
             Param("beta", -1.0, 2.0, (0.0, 0.25, 0.5, 1.0), description="parameter exponent"),
         ),
         function=transfer_data,
