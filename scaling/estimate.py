@@ -132,7 +132,7 @@ class _Space:
         self.log = np.array([law.param(n).log_scale for n in self.free], dtype=bool)
         lo = np.array([self.bounds_natural[n][0] for n in self.free], dtype=float)
         hi = np.array([self.bounds_natural[n][1] for n in self.free], dtype=float)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # np.where evaluates log(lo) for every parameter
             self.lower = np.where(self.log, np.log(lo), lo)
             self.upper = np.where(self.log, np.log(hi), hi)
 
@@ -153,7 +153,7 @@ class _Space:
 
     def theta_of(self, params: Mapping[str, float]) -> np.ndarray:
         x = np.array([float(params[n]) for n in self.free])
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.log, np.log(x), x)
 
     def grid(self) -> np.ndarray:
