@@ -144,7 +144,7 @@ TRANSFER = register(
         output="D_T",
         min_distinct={"D_F": 2, "N": 2},
         notes="D_T comes from inverting a from-scratch law on the target (scaling.transfer.analyze_transfer, "
-        "`scaling fit --law transfer` on a table of from-scratch and fine-tuned runs). Fit only low-data runs "
+        "on a table of from-scratch and fine-tuned runs). Fit only low-data runs "
         "(D_F <= 0.1 D(N)); units of D_F and D_T must match (Hernandez et al. use characters).",
     )
 )
