@@ -212,14 +212,6 @@ def _check_compatible(config: RunConfig, source: Source, shape: model_lib.ModelS
 # The run
 
 
-class _Run:
-    """State of one call of :func:`train` (kept on an object so the pieces of the loop stay small)."""
-
-    def __init__(self, config: RunConfig, results: Path):
-        self.cfg = config
-        self.results = results
-
-
 def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv", *, console=None) -> Outcome:
     """Like :func:`run`, returning an :class:`Outcome` (rows, finished, stopped)."""
     cfg = validate_config(config)
@@ -418,12 +410,13 @@ class _Trainer:
                         self._save_final()  # weights first: a finished row must always have its weights
                     if t.step in plan.eval_steps:
                         self._evaluate_and_record(t, branch=0, step=t.step, budget=cfg.tokens, final=t.step == plan.steps)
-                    if t.step < plan.steps and self._agree(
-                        self.stop_requested
-                        or (every_steps is not None and t.step - last_ckpt_step >= every_steps)
-                        or (every_s is not None and time.perf_counter() - last_ckpt_time >= every_s),
+                    # Step counts are the same in every process; clocks and signals are agreed on (_agree).
+                    due = every_steps is not None and t.step - last_ckpt_step >= every_steps
+                    due_elsewhere = self._agree(
+                        self.stop_requested or (every_s is not None and time.perf_counter() - last_ckpt_time >= every_s),
                         t.step,
-                    ):
+                    )
+                    if t.step < plan.steps and (due or due_elsewhere):
                         self._save_checkpoint(t)
                         last_ckpt_time, last_ckpt_step, ckpt_step = time.perf_counter(), t.step, t.step
                         if self.stop_requested:
