@@ -25,7 +25,6 @@ and translates. Design rules:
 - **Loopback by default**; there is no authentication, so exposing it is the operator's explicit choice.
 """
 
-from __future__ import annotations
 
 import json
 import math
@@ -39,6 +38,7 @@ import numpy as np
 from fastapi import FastAPI, Path as PathParam, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 import scaling
@@ -48,12 +48,13 @@ from scaling.fitfile import load_fit
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1_000_000
 MAX_VALUE = 1e40  # anything larger is not a model size, token count or FLOP budget anyone will plan
+# Inputs are counts (parameters, tokens, FLOPs): below 1 they mean nothing, and laws evaluated there overflow.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
-Value = Annotated[float, Field(gt=0, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
+Value = Annotated[float, Field(ge=1, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
+Compute = Annotated[float, Field(gt=6, le=MAX_VALUE, allow_inf_nan=False, strict=True)]  # C = 6ND, N, D >= 1
 Level = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False, strict=True)]
-Name = Annotated[str, PathParam(pattern=NAME_PATTERN, description="file name in the fits folder, without .json")]
 InputName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")]
 
 
@@ -78,7 +79,7 @@ class BatchRequest(_Strict):
 
 
 class OptimalRequest(_Strict):
-    compute: list[Value] = Field(..., min_length=1, max_length=MAX_BATCH, description="training FLOPs (C = 6ND)",
+    compute: list[Compute] = Field(..., min_length=1, max_length=MAX_BATCH, description="training FLOPs (C = 6ND)",
                                  examples=[[5.76e23]])
     ci: Level | None = None
 
@@ -307,7 +308,13 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
         max_body_size=MAX_BODY_BYTES,  # FastAPI's own limit: a larger body gets 413 before it is parsed
     )
     app.state.store = store
-    errors = {404: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}}
+    errors = {400: {"model": Problem}, 404: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}}
+    # The schema's example names are the files present at start-up, so generated clients (and fuzzers) reach
+    # real fits rather than only 404s.
+    Name = Annotated[str, PathParam(pattern=NAME_PATTERN, description="file name in the fits folder, without .json",
+                                    examples=store.names()[:3] or ["chinchilla"])]
+    BacktestName = Annotated[str, PathParam(pattern=NAME_PATTERN, description="file name in FITS/backtests/",
+                                            examples=store.names(sub="backtests")[:3] or ["demo"])]
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError):
@@ -316,6 +323,14 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
     @app.exception_handler(ScalingError)
     async def on_scaling_error(request: Request, exc: ScalingError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException):
+        # FastAPI answers a body it cannot decode with "There was an error parsing the body": say what to send.
+        detail = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in detail:
+            detail = "the request body is not valid JSON (send UTF-8 JSON with Content-Type: application/json)"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(_NotFound)
     async def on_not_found(request: Request, exc: _NotFound):
@@ -374,7 +389,7 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
         return {"backtests": store.names(sub="backtests")}
 
     @app.get("/backtests/{name}", responses=errors)
-    def show_backtest(name: Name) -> dict[str, Any]:
+    def show_backtest(name: BacktestName) -> dict[str, Any]:
         path = store.path_of(name, sub="backtests")
         if path is None:
             raise _NotFound(f"unknown backtest {name!r}; GET /backtests lists them")
