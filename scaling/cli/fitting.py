@@ -448,7 +448,7 @@ def forecast_command(
 
 @app.command("optimal")
 def optimal_command(
-    fit: Annotated[str, typer.Argument(help="A fit file or a published law name.", metavar="FIT_OR_NAME")],
+    fit: Annotated[str, typer.Argument(help="A fit file or a published law name; or a results CSV (see --approach).", metavar="FIT_OR_NAME")],
     compute: Annotated[
         list[str],
         typer.Option(
@@ -457,10 +457,22 @@ def optimal_command(
     ],
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
+    # From a results table (scaling.cli.planning; docs/planning.md): Chinchilla approaches side by side.
+    approach: Annotated[str | None, typer.Option("--approach", help="With a results CSV: 1 (envelope), 2 (isoFLOP), 3 (parametric) or all [default: all].")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="With a results CSV: bootstrap resamples.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="With a results CSV: bootstrap seed.")] = 0,
+    map_: Annotated[list[str] | None, typer.Option("--map", "-m", help="With a results CSV: column mapping CANONICAL=FOREIGN.")] = None,
+    where: Annotated[str | None, typer.Option("--where", "-w", help="With a results CSV: row selection.")] = None,
+    ensemble: Annotated[int | None, typer.Option("--ensemble", help="With a results CSV: compare one model with K smaller ones.", metavar="K")] = None,
 ) -> None:
     """Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap."""
-    result = _load(fit)
     values = parse_values(compute, "--compute")
+    if approach is not None or fit.lower().endswith(".csv"):
+        from scaling.cli.planning import optimal_from_results
+
+        return optimal_from_results(fit, values, approach or "all", ci=ci, bootstrap=bootstrap, seed=seed, map_=map_,
+                                    where=where, ensemble=ensemble, fmt=fmt)
+    result = _load(fit)
     with _quiet_numerics():
         table = result.optimal(np.array(values), ci=ci)
     _warn_no_intervals(table, result)
