@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from scaling.errors import ScalingError
 from scaling.results import append_rows
 from scaling.train import record
 from scaling.train.cli import main
@@ -317,3 +318,31 @@ def test_sigterm_checkpoints_and_the_rerun_resumes(tmp_path):
     rows = read_rows(results)
     steps = [int(r["step"]) for r in rows]
     assert steps == sorted(set(steps)) and steps[-1] == 2000 and rows[-1]["final"] == "1"
+
+
+def test_one_trainer_per_run_at_a_time(tmp_path):
+    from filelock import FileLock
+
+    config = cfg(tmp_path)
+    run_dir = tmp_path / "runs" / run_id(RunConfig(**config))
+    run_dir.mkdir(parents=True)
+    with FileLock(str(run_dir / ".lock")):  # another trainer holds this run
+        with pytest.raises(ScalingError, match="being trained by another process"):
+            train(config, tmp_path / "r.csv")
+    assert not (tmp_path / "r.csv").exists()
+    assert train(config, tmp_path / "r.csv").finished  # once it is free
+
+
+@pytest.mark.slow
+def test_concurrent_trainer_processes_share_one_results_file(tmp_path):
+    """Three trainers in separate processes append to one results.csv: every row of every run arrives once."""
+    results = tmp_path / "results.csv"
+    keys = [f"{k}={v}" for k, v in TINY.items() if v is not None] + [f"out_dir={tmp_path / 'runs'}"]
+    procs = [subprocess.Popen([sys.executable, str(REPO / "trainers" / "train.py"), "--quiet", "--results",
+                               str(results), *keys, f"seed={s}"], stderr=subprocess.PIPE, text=True) for s in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    rows = read_rows(results)
+    assert len(rows) == 9 and len({r["run_id"] for r in rows}) == 3
+    assert sorted((r["seed"], r["step"]) for r in rows) == sorted((str(s), st) for s in range(3) for st in ("10", "20", "40"))

@@ -357,10 +357,31 @@ class _Trainer:
 
     # ------------------------------------------------------------------ main loop
     def fit(self) -> Outcome:
+        from filelock import FileLock, Timeout
+
+        acc = self.acc
+        # One trainer per run id at a time: two would both write its rows and its checkpoints.
+        lock = FileLock(str(self.run_dir / ".lock"), timeout=0)
+        busy = False
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                lock.acquire()
+            except Timeout:
+                busy = True
+        if self._agree(busy, 0):
+            acc.end_training()
+            raise ScalingError(f"run {self.rid} is being trained by another process right now ({self.run_dir}/.lock)")
+        try:
+            return self._fit()
+        finally:
+            if lock.is_locked:
+                lock.release()
+
+    def _fit(self) -> Outcome:
         acc, cfg, plan = self.acc, self.cfg, self.plan
         out = Outcome(self.rid, run_dir=self.run_dir)
         if acc.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             _write_json(self.run_dir / "run.json", self.info())
         acc.wait_for_everyone()
         if cfg.log_with:
