@@ -538,6 +538,13 @@ def seed_spread(df: pd.DataFrame) -> float:
     return float(sd.median()) if len(sd) else np.nan
 
 
+def _half_width(row: pd.Series, value: float) -> float:
+    """Half-width of a row's loss interval; 0 when the fit has no intervals (NaN bounds)."""
+    lo, hi = float(row.get("loss_lower", np.nan)), float(row.get("loss_upper", np.nan))
+    widths = [w for w in (hi - value, value - lo) if np.isfinite(w)]
+    return max(widths) if widths else 0.0
+
+
 def ensemble_plan(df: pd.DataFrame, fit, compute: float, k: int = 4, ci: float = 0.95) -> EnsembleVerdict:
     """Compare one compute-optimal model at budget C with an ensemble of k compute-optimal models at C/k each.
 
@@ -581,15 +588,14 @@ def ensemble_plan(df: pd.DataFrame, fit, compute: float, k: int = 4, ci: float =
     se = float(np.nanmean(by_size["se"])) if by_size["se"].notna().any() else (spread if np.isfinite(spread) else np.nan)
     gain = V * (1 - 1 / k)
     Lk = Lm - gain
-    # Interval: the member's loss interval widened by the seed noise of the gain estimate (in quadrature).
-    half = max(float(member.get("loss_upper", Lm)) - Lm, Lm - float(member.get("loss_lower", Lm)))
-    half = float(np.hypot(half, 2 * se if np.isfinite(se) else 0.0))
+    # Interval: the member's loss interval (from the fit's bootstrap; none for a published fit) widened by the
+    # seed noise of the gain estimate, in quadrature.
+    half = float(np.hypot(_half_width(member, Lm), 2 * se if np.isfinite(se) else 0.0))
     rows.append({"option": label, "N": Nk, "D": member["D_opt"], "member_loss": Lm, "ensemble_gain": gain,
                  "loss": Lk, "lower": Lk - half, "upper": Lk + half})
     diff = Lk - L1
-    one_half = max(float(one.get("loss_upper", L1)) - L1, 0.0)
-    margin = float(np.hypot(half, one_half))
-    if not np.isfinite(margin) or abs(diff) <= margin:
+    margin = float(np.hypot(half, _half_width(one, L1)))
+    if abs(diff) <= margin:
         verdict = "cannot tell"
         reason = (f"the ensemble's predicted loss differs from one model's by {diff:+.4f} nats, within the "
                   f"uncertainty ({margin:.4f}); gain V {where}")

@@ -213,3 +213,98 @@ def test_compare_reports_inapplicable_approach_instead_of_failing():
         compare(finals_only, 1e18, approaches=(4,))
     with pytest.raises(ScalingError, match="positive"):
         compare(finals_only, -1.0, approaches=(2,))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Approach 3 and all three from one table
+
+
+def test_three_approaches_agree_on_noiseless_chinchilla_sweep():
+    table = isoflop_runs_table(BESIROGLU, np.geomspace(1e13, 1e17, 5))
+    out, results = compare(table, [1e18], approaches=(1, 2, 3), n_bootstrap=10, seed=0)
+    a = a_of(BESIROGLU)
+    assert list(out["approach"]) == [1, 2, 3]
+    assert abs(results[3].a - a) < 1e-6  # the parametric fit recovers the generating law exactly
+    assert results[3].n_rows == 35  # final rows only: one per run
+    N_true, D_true = chinchilla_optimal(BESIROGLU, 1e18)
+    row3 = out[out["approach"] == 3].iloc[0]
+    assert row3["N_opt"] == pytest.approx(N_true, rel=1e-4) and row3["D_opt"] == pytest.approx(D_true, rel=1e-4)
+    assert abs(results[2].a - a) < 1e-3 and abs(results[1].a - a) < 0.05
+    assert out[out["approach"] == 2]["N_opt"].iloc[0] / N_true == pytest.approx(1, abs=0.05)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ensembles (Geiger et al.): one model or k smaller ones at the same compute?
+
+
+def ensemble_table(V: float, k: int = 4, seeds: int = 3, noise: float = 0.002, seed: int = 0):
+    """Single runs (several seeds) and k-member ensemble evaluations whose loss is L_1 - V (1 - 1/k)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N in np.geomspace(1e7, 1e9, 5):
+        D = 20 * N
+        L1 = chinchilla_loss(N, D, **BESIROGLU)
+        singles = L1 * np.exp(rng.normal(0, noise, seeds))
+        rows += [{"N": N, "D": D, "loss": s, "seed": i, "ensemble_k": 1} for i, s in enumerate(singles)]
+        rows.append({"N": N, "D": D, "loss": singles.mean() - V * (1 - 1 / k), "seed": -1, "ensemble_k": k})
+    return pd.DataFrame(rows)
+
+
+def test_ensemble_without_ensemble_evaluations_cannot_tell():
+    from scaling.fitfile import load_fit
+    from scaling.optimal import ensemble_plan
+
+    fit = load_fit("besiroglu2024")
+    table = ensemble_table(0.1).query("ensemble_k == 1")
+    v = ensemble_plan(table, fit, 1e20, k=4)
+    assert v.verdict == "cannot tell" and "no ensemble evaluations" in v.reason
+    one, ens = v.table.iloc[0], v.table.iloc[1]
+    assert ens["N"] == pytest.approx(chinchilla_optimal(BESIROGLU, 1e20 / 4)[0], rel=1e-3)
+    need = ens["member_loss"] - one["loss"]
+    assert need > 0 and f"{need:.4f}" in v.reason  # the gain the ensemble would need, in nats
+    assert "seed-to-seed spread" in v.reason
+
+
+@pytest.mark.parametrize("V,verdict", [(0.5, "ensemble of 4"), (1e-4, "one model")])
+def test_ensemble_verdict_follows_measured_gain(V, verdict):
+    from scaling.fitfile import load_fit
+    from scaling.optimal import ensemble_gain_table, ensemble_plan
+
+    table = ensemble_table(V)
+    gains = ensemble_gain_table(table)
+    assert len(gains) == 5 and gains["V"].to_numpy() == pytest.approx(V, abs=1e-12)
+    v = ensemble_plan(table, load_fit("besiroglu2024"), 1e20, k=4)
+    assert v.verdict == verdict, v.reason
+    ens = v.table.iloc[1]
+    assert ens["ensemble_gain"] == pytest.approx(V * 0.75, rel=1e-6)
+    assert ens["loss"] == pytest.approx(ens["member_loss"] - V * 0.75)
+
+
+def test_ensemble_needs_k_of_two_or_more():
+    from scaling.fitfile import load_fit
+    from scaling.optimal import ensemble_plan
+
+    with pytest.raises(ScalingError, match=">= 2"):
+        ensemble_plan(ensemble_table(0.1), load_fit("besiroglu2024"), 1e20, k=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line: scaling optimal RESULTS.csv --approach ...
+
+
+def test_cli_optimal_from_results(tmp_path, capsys):
+    import json
+
+    from scaling.cli import main
+
+    path = tmp_path / "iso.csv"
+    isoflop_runs_table(BESIROGLU, np.geomspace(1e13, 1e17, 5)).to_csv(path, index=False)
+    main(["optimal", str(path), "--approach", "1,2", "--compute", "1e18", "--bootstrap", "10", "--format", "json"])
+    payload = json.loads(capsys.readouterr().out)
+    rows = payload["allocations"]
+    assert [r["approach"] for r in rows] == [1, 2] and abs(rows[1]["a"] - a_of(BESIROGLU)) < 1e-3
+    with pytest.raises(SystemExit) as exit_:
+        main(["optimal", str(path), "--approach", "5", "--compute", "1e18"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --approach '5'") and err.count("\n") == 1

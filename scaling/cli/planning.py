@@ -105,7 +105,7 @@ def optimal_from_results(
         emit(table, fmt)
     else:
         shown = _with_interval(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
-        shown = shown.drop(columns=["warnings", "n_frontier_points", "bootstrap_failed_fraction"])
+        shown = shown.drop(columns=["warnings", "n_rows", "n_frontier_points", "bootstrap_failed_fraction"])
         print_table(shown, title=f"compute-optimal allocation from {results}: Chinchilla approaches side by side",
                     caption=f"[lower, upper]: {level:.0%} bootstrap intervals ({bootstrap} resamples)")
     for k, res in fitted.items():
