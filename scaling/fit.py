@@ -231,6 +231,22 @@ class Fit:
         lo, hi = self.intervals[name]
         return f" [{lo:.6g}, {hi:.6g}]"
 
+    def to_lmfit(self):
+        """The parameters as ``lmfit.Parameters`` (value, bounds, vary=False for fixed, expr for tied, stderr = the
+        standard deviation of the bootstrap draws), for users who work with lmfit: ``fit.to_lmfit().pretty_print()``.
+        """
+        import lmfit
+
+        out = lmfit.Parameters()
+        for p in self.law.params:
+            out.add(p.name, value=self.params[p.name], min=p.lower, max=p.upper, vary=p.name not in self.fixed)
+        for name, master in self.tied.items():
+            out[name].expr = master
+        for name in self.params:
+            if len(self.draws) > 1 and name not in self.fixed and name not in self.tied:
+                out[name].stderr = float(np.std(self.draws[name].to_numpy(float), ddof=1))
+        return out
+
     # -- persistence -----------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict:

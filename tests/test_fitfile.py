@@ -146,3 +146,10 @@ def test_published_fits_name_their_paper_and_units():
         assert len(f.draws) == 0
     b = load_fit("besiroglu2024")
     assert b.intervals["alpha"] == (0.317, 0.373) and b.ci == 0.95
+
+
+def test_to_lmfit_carries_fixed_tied_and_stderr(fitted):
+    p = fitted.to_lmfit()
+    assert p["E"].vary is False and p["E"].value == 1.8172
+    assert p["alpha"].stderr == pytest.approx(float(np.std(fitted.draws["alpha"], ddof=1)))
+    assert p["alpha"].value == fitted.params["alpha"]
