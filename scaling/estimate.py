@@ -697,9 +697,13 @@ class LawFitter:
         with np.errstate(all="ignore"):
             resid = obj.log_pred(theta[None, :])[0] - log_y
         rmse = float(np.sqrt(np.mean(resid**2)))
+        grid_min = grid.min(axis=0) if grid.size else np.zeros(space.size)
         at_bound = [
-            name for name, t, lo, hi in zip(space.free, theta, space.lower, space.upper)
-            if (np.isfinite(lo) and t - lo <= 1e-6 * max(1.0, abs(lo))) or (np.isfinite(hi) and hi - t <= 1e-6 * max(1.0, abs(hi)))
+            name for name, t, lo, hi, is_log, g0 in zip(space.free, theta, space.lower, space.upper, space.log, grid_min)
+            if (np.isfinite(lo) and t - lo <= 1e-6 * max(1.0, abs(lo)))
+            or (np.isfinite(hi) and hi - t <= 1e-6 * max(1.0, abs(hi)))
+            # a scale constant driven towards its bound 0 (log -> -inf): 9 decades below its smallest start
+            or (is_log and not np.isfinite(lo) and t < g0 - 20.0)
         ]
         warnings_: list[str] = []
         converged = bool(check["ok"]) and best.status != 1  # status 1: iteration or evaluation limit reached
@@ -713,8 +717,14 @@ class LawFitter:
                        f"Tighten optimizer_options or raise n_refine")
             warnings_.append("the fit did NOT converge: " + message)
         for name in at_bound:
-            warnings_.append(f"{name} is at a bound ({name} = {params[name]:.6g}); the optimum may lie outside it")
+            if space.log[space.free.index(name)] and params[name] < 1e-6:
+                warnings_.append(f"{name} is driven to 0 ({name} = {params[name]:.3g}): the data do not pin it down; "
+                                 f"consider fixing it (fix={{'{name}': ...}})")
+            else:
+                warnings_.append(f"{name} is at a bound ({name} = {params[name]:.6g}); the optimum may lie outside it")
         for name, t in zip(space.free, theta):
+            if name in at_bound:
+                continue
             axis = np.unique(grid[:, space.free.index(name)])
             span = axis.max() - axis.min()
             if axis.size > 1 and (t < axis.min() - 0.5 * span or t > axis.max() + 0.5 * span):

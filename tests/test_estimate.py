@@ -229,3 +229,12 @@ def test_bad_input_is_one_clear_scaling_error(frame_change, kwargs, message):
     with pytest.raises(ScalingError, match=message) as info:
         LawFitter(law, n_bootstrap=0, n_refine=2, **kwargs).fit(df, source="sweep.csv")
     assert "\n" not in str(info.value)
+
+
+def test_a_scale_constant_driven_to_zero_is_flagged():
+    # Losses from a pure power law in N and D (E = 0): the floor E runs off towards 0 (log E -> -inf).
+    df = chinchilla_grid(dict(BESIROGLU, E=1e-30), n=5)
+    fit = LawFitter("chinchilla", n_bootstrap=0, n_refine=4).fit(df)
+    assert fit.params["E"] < 1e-6
+    assert "E" in fit.quality["at_bound"]
+    assert any("E is driven to 0" in w for w in fit.quality["warnings"])
