@@ -180,7 +180,8 @@ def _append_worker(args):
 
 def test_concurrent_appends_lose_nothing(tmp_path):
     path = tmp_path / "results.csv"
-    with mp.get_context("spawn").Pool(6) as pool:
+    # fork: the workers need nothing but append_rows (spawn would re-import torch in each)
+    with mp.get_context("fork" if sys.platform == "linux" else "spawn").Pool(6) as pool:
         pool.map(_append_worker, [(str(path), w) for w in range(6)])
     rows = read_rows(path)
     assert len(rows) == 240

@@ -186,11 +186,7 @@ def resolve_source(init_from: str) -> Source:
 
 
 def _check_compatible(config: RunConfig, source: Source, shape: model_lib.ModelShape, tokenizer: str, corpus_name: str) -> None:
-    src = source.info
-    if src["tokenizer"] != tokenizer:
-        raise ScalingError(
-            f"init_from {source.run_dir}: incompatible tokenizer ({src['tokenizer']} there, {tokenizer} here)"
-        )
+    src = source.info  # the tokenizer names were compared before the corpus was loaded
     if tokenizer != "bytes" and src["corpus"] != corpus_name:
         raise ScalingError(
             f"init_from {source.run_dir}: incompatible tokenizer (a BPE trained on {src['corpus']} there, on "
@@ -229,6 +225,10 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
     tokenizer = "bytes" if cfg.tokenizer == "bytes" else f"bpe-{cfg.bpe_vocab}"
     heldout_tokens = max(HELDOUT_TOKENS, cfg.eval_tokens + 1)
     source = resolve_source(cfg.init_from) if cfg.init_from else None
+    if source is not None and source.info["tokenizer"] != tokenizer:  # before a tokenizer is trained for nothing
+        raise ScalingError(
+            f"init_from {source.run_dir}: incompatible tokenizer ({source.info['tokenizer']} there, {tokenizer} here)"
+        )
     corpus = load_corpus(cfg.corpus, tokenizer=tokenizer, heldout_tokens=heldout_tokens)
     target_spec = cfg.target_corpus or cfg.corpus
     if target_spec != cfg.corpus:
@@ -326,13 +326,14 @@ class _Trainer:
                 state[name] = state["model.embed_tokens.weight"]
             if name not in state and name == "lm_head.weight" and "transformer.wte.weight" in state:
                 state[name] = state["transformer.wte.weight"]
+        if self.shape.model_type == "gpt2" and "transformer.wpe.weight" in state:
+            # learned positions: a shorter context uses the first rows (a longer one was refused earlier)
+            state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: self.shape.context]
         bad = [k for k in own if k in state and state[k].shape != own[k].shape]
         missing = [k for k in own if k not in state and not k.endswith("rotary_emb.inv_freq")]
         if bad or missing:
             what = f"{bad[0]} has shape {tuple(state[bad[0]].shape)} there" if bad else f"{missing[0]} is missing there"
             raise ScalingError(f"init_from {self.source.run_dir}: incompatible weights ({what})")
-        if self.shape.model_type == "gpt2" and "transformer.wpe.weight" in state:
-            state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: self.shape.context]
         self.model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
     def info(self) -> dict:
