@@ -272,6 +272,19 @@ def fit_command(
     clash = sorted(set(fixed) & set(tied))
     if clash:
         raise ScalingError(f"--fix and --tie both set {clash[0]}; choose one")
+    if chosen.name in ANALYSES:
+        table = read_results(results, mapping=mapping, where=where)
+        kind = _analysis_kind(chosen, table)
+        if kind is not None:
+            _refuse_options(kind, fixed=fixed, tied=tied, loss=loss, delta=delta, group=group, param_def=param_def)
+            out_path = output if output is not None else _default_output(results, law)
+            _check_can_write(out_path)
+            options = {"n_bootstrap": bootstrap, "ci": ci, "seed": seed}
+            if kind == "transfer":
+                _fit_transfer(table, out_path, fmt, options, scratch={"loss": loss, "delta": delta, "group": group})
+            else:
+                _fit_repetition(table, out_path, fmt, options, baseline_fix=fixed)
+            return
     require = [*chosen.inputs, chosen.output]
     if param_def == "total" and "N" in chosen.inputs:
         require.append("N_total")
@@ -301,7 +314,185 @@ def fit_command(
     for column, formula in data.attrs.get("derived", {}).items():
         if column in chosen.inputs:
             note(f"{column} derived as {formula}")
-    _print_fit(result, fmt, out_path)
+    sections = _calibration_floor(data, mapping) if chosen.name == "calibration" else []
+    _print_fit(result, fmt, out_path, sections)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Laws fitted through an analysis of runs (scaling.transfer, scaling.repetition) and the calibration floor
+
+# A transfer table holds from-scratch and fine-tuned runs, not D_T: D_T comes from inverting the from-scratch law
+# (analyze_transfer). A repetition table with repeated-data runs needs the baseline fitted on the unique-data runs
+# only, then N_eff per run (analyze_repetition). A table that already holds D_T, or has no repeated-data columns,
+# is fitted directly like any other law.
+ANALYSES = ("transfer", "repetition")
+REPEAT_COLUMNS = ("repeat_fraction", "repeat_count")
+
+
+def _analysis_kind(law: Law, table: pd.DataFrame) -> str | None:
+    if law.name == "transfer" and law.output not in table.columns:
+        return "transfer"
+    if law.name == "repetition" and any(c in table.columns for c in REPEAT_COLUMNS):
+        return "repetition"
+    return None
+
+
+def _refuse_options(kind: str, *, fixed: dict, tied: dict, loss: str, delta: float, group: str, param_def: str) -> None:
+    """Options the analysis has no use for are errors, not silently ignored."""
+    unsupported = {
+        "--tie": bool(tied),
+        "--param-def total": param_def == "total",  # every run's N is read from the N column (map N=N_total)
+    }
+    if kind == "transfer":  # the transfer law is fitted by least squares on ln D_T, all three parameters free
+        unsupported["--fix"] = bool(fixed)
+    else:  # the baseline is fitted with the engine's defaults (Huber, delta 1e-3, runs by run_id)
+        unsupported.update({"--loss": loss != "huber", "--delta": delta != 1e-3, "--group": group != "run_id"})
+    for option, used in unsupported.items():
+        if used:
+            raise ScalingError(
+                f"{option} does not apply to the {kind} analysis (scaling.{kind}.analyze_{kind}); "
+                f"see docs/transfer-repetition-calibration.md"
+            )
+
+
+def _fit_transfer(table: pd.DataFrame, out_path: Path, fmt: Format, options: dict, scratch: dict) -> None:
+    """analyze_transfer on the table; print the from-scratch fit, the per-run table and the transfer fit."""
+    from scaling.fitfile import save_fit
+    from scaling.transfer import analyze_transfer
+
+    with _quiet_numerics():
+        a = analyze_transfer(table, scratch_options=scratch, **options)
+    save_fit(a.fit, out_path)
+    runs = a.runs[
+        ["N", "D_F", "loss", "D_E", "D_E_interp", "D_T", "D_T_lower", "D_T_upper", "f_T", "multiplier", "class"]
+    ]
+    counts = ", ".join(f"{c} {n}" for c, n in a.counts.items())
+    if fmt is Format.json:
+        print_json(
+            {
+                **fit_record(a.fit),
+                "saved": str(out_path),
+                "scratch": fit_record(a.scratch_fit),
+                "counts": a.counts,
+                "runs": runs,
+            }
+        )
+    elif fmt is Format.csv:
+        print_csv(runs)
+    else:
+        _print_fit_tables(
+            a.scratch_fit,
+            title=f"from-scratch fit on the target, {a.scratch_fit.law_name}: {a.scratch_fit.law.formula}",
+            quality=False,
+        )
+        print_fields(_quality_fields(dict(a.scratch_fit.quality))[:5], title="from-scratch fit quality")
+        blank_line()
+        print_table(
+            _with_intervals(runs, ["D_T"]),
+            title=f"fine-tuned runs (runs per class: {counts})",
+            caption="D_E: from-scratch data reaching the run's loss; D_T = D_E - D_F [interval from the from-scratch "
+            "fit's draws]; f_T = D_T/D_E; multiplier = D_E/D_F; D_E_interp: interpolated between measured "
+            "from-scratch runs (cross-check). Only 'ok' runs enter the transfer fit.",
+        )
+        blank_line()
+        _print_fit_tables(a.fit, title=f"transfer fit on the {a.counts.get('ok', 0)} ok runs: {a.fit.law.formula}")
+    _warn_quality(a.scratch_fit, fmt)
+    _warn_quality(a.fit, fmt)
+    left_out = len(a.runs) - a.counts.get("ok", 0)
+    if left_out:
+        note(f"{left_out} of {len(a.runs)} fine-tuned runs are left out of the transfer fit ({counts})")
+    note(f"saved {out_path}")
+
+
+def _fit_repetition(table: pd.DataFrame, out_path: Path, fmt: Format, options: dict, baseline_fix: dict) -> None:
+    """analyze_repetition on the table; print the baseline fit, N_eff per run, the regions and their edge fits."""
+    from scaling.fitfile import save_fit
+    from scaling.laws.repetition import PUBLISHED_BOUNDARIES
+    from scaling.repetition import analyze_repetition
+
+    with _quiet_numerics():
+        a = analyze_repetition(table, baseline_fix=baseline_fix, **options)
+    save_fit(a.baseline, out_path)
+    edges = pd.DataFrame(
+        [
+            {
+                "repeat_fraction": f,
+                "edge": edge,
+                **{name: fit.params[name] for name in ("k", "alpha")},
+                **{
+                    f"{name}_{end}": fit.intervals.get(name, (np.nan, np.nan))[i]
+                    for name in ("k", "alpha")
+                    for i, end in enumerate(("lower", "upper"))
+                },
+            }
+            for (f, edge), fit in a.boundaries.items()
+        ],
+        columns=["repeat_fraction", "edge", "k", "alpha", "k_lower", "k_upper", "alpha_lower", "alpha_upper"],
+    )
+    runs = a.runs[
+        ["N", "repeat_fraction", "repeat_count", "loss", "N_eff", "N_eff_lower", "N_eff_upper", "m", "lost"]
+        + ["extrapolated"]
+    ]
+    if fmt is Format.json:
+        print_json(
+            {**fit_record(a.baseline), "saved": str(out_path), "runs": runs, "regions": a.regions, "edges": edges}
+        )
+    elif fmt is Format.csv:
+        print_csv(runs)
+    else:
+        _print_fit_tables(a.baseline, title=f"unique-data baseline, {a.baseline.law_name}: {a.baseline.law.formula}")
+        blank_line()
+        print_table(
+            _with_intervals(runs, ["N_eff"]),
+            title="runs with repeated data",
+            caption="N_eff: unique-data model size with the same loss [interval from the baseline's draws]; "
+            "m = N_eff/N; lost = 1 - m; extrapolated: N_eff outside the baseline's sizes",
+        )
+        blank_line()
+        regions = a.regions.copy()
+        for edge, sign in (("left", "<="), ("right", ">=")):
+            regions[edge] = [
+                (sign if o else "") + format_number(v) for v, o in zip(regions[edge], regions[f"{edge}_open"])
+            ]
+        print_table(
+            regions.drop(columns=["left_open", "right_open"]),
+            title="poor-performance regions: repeat counts losing >= half the worst fraction of parameters",
+            caption="<= / >=: the edge reaches the end of the measured repeat counts (only a bound)",
+        )
+        blank_line()
+        published = ", ".join(f"{e} {p['k']:.2g} N^{p['alpha']:g}" for e, p in PUBLISHED_BOUNDARIES.items())
+        if len(edges):
+            print_table(
+                _with_intervals(edges, ["k", "alpha"]),
+                title="region edges across sizes: E = k N^alpha",
+                caption=f"published (Hernandez et al. 2022): {published}",
+            )
+    _warn_quality(a.baseline, fmt)
+    if not len(edges):
+        note("no edge fit E = k N^alpha: it needs a closed edge at 2 or more sizes")
+    note(f"saved {out_path}")
+
+
+def _calibration_floor(data: pd.DataFrame, mapping: dict[str, str]) -> list[tuple[str, str, pd.DataFrame]]:
+    """floor_table beside the ECE(N) fit, and a warning naming the sizes whose ECE is near the floor."""
+    from scaling.laws.calibration import floor_table
+
+    if "brier" in mapping.get("ece", "").lower():  # --map ece=brier: the floor is ECE's, not Brier's
+        note("no finite-sample floor for the Brier score (the floor is ECE's)")
+        return []
+    try:
+        floor = floor_table(data)
+    except ScalingError as exc:  # the fit stands; only the floor cannot be reported
+        warn(str(exc))
+        return []
+    near = sorted(floor.loc[~floor["informative"], "N"].unique())
+    if near:
+        warn(
+            f"ECE is within 2x of the finite-sample floor at N = {', '.join(format_number(n) for n in near)}: "
+            "those sizes say little about how calibration scales (more eval predictions lower the floor)"
+        )
+    title = "finite-sample ECE floor (informative: ece >= 2 x floor)"
+    return [("floor", title, floor.reset_index(drop=True))]
 
 
 def fit_table(result: Any) -> pd.DataFrame:
@@ -324,37 +515,38 @@ def fit_table(result: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "kind", "value", "lower", "upper"])
 
 
-def _print_fit(result: Any, fmt: Format, saved: Path) -> None:
-    law = result.law
-    table = fit_table(result)
-    quality = dict(result.quality)
-    if fmt is Format.json:
-        print_json(
-            {
-                "law": result.law_name,
-                "formula": law.formula,
-                "reference": law.reference,
-                "ci": result.ci,
-                "params": {
-                    r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
-                    for r in table.to_dict(orient="records")
-                },
-                "quality": quality,
-                "data": result.data_summary,
-                "saved": str(saved),
-            }
-        )
-    elif fmt is Format.csv:
-        print_csv(table)
-    else:
-        caption = (
-            f"lower/upper: {result.ci:.0%} interval from {len(result.draws)} bootstrap draws"
-            if len(result.draws)
-            else "no intervals (--bootstrap 0)"
-        )
-        print_table(table, title=f"{result.law_name}: {law.formula}", caption=caption)
+def fit_record(result: Any) -> dict[str, Any]:
+    """A fit as a JSON record: law, formula, reference, ci, params (with kind and interval), quality, data."""
+    return {
+        "law": result.law_name,
+        "formula": result.law.formula,
+        "reference": result.law.reference,
+        "ci": result.ci,
+        "params": {
+            r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
+            for r in fit_table(result).to_dict(orient="records")
+        },
+        "quality": dict(result.quality),
+        "data": result.data_summary,
+    }
+
+
+def _print_fit_tables(result: Any, *, title: str | None = None, quality: bool = True) -> None:
+    """Parameter table with its interval caption, then (``quality``) the fit-quality fields."""
+    caption = (
+        f"lower/upper: {result.ci:.0%} interval from {len(result.draws)} bootstrap draws"
+        if len(result.draws)
+        else "no intervals (--bootstrap 0)"
+    )
+    print_table(fit_table(result), title=title or f"{result.law_name}: {result.law.formula}", caption=caption)
+    if quality:
         blank_line()
-        print_fields(_quality_fields(quality), title="fit quality")
+        print_fields(_quality_fields(dict(result.quality)), title="fit quality")
+
+
+def _warn_quality(result: Any, fmt: Format) -> None:
+    """Convergence and fit warnings on stderr (the table format prints them in the quality fields)."""
+    quality = result.quality
     if fmt is not Format.table:  # JSON carries these in "quality", the table prints them; CSV users get stderr
         if not quality.get("converged", True):
             warn(f"the fit did NOT converge: {quality.get('message', '')}")
@@ -362,6 +554,21 @@ def _print_fit(result: Any, fmt: Format, saved: Path) -> None:
             warn(message)
     elif not quality.get("converged", True):
         warn("the fit did NOT converge (see fit quality above)")
+
+
+def _print_fit(result: Any, fmt: Format, saved: Path, sections: list[tuple[str, str, pd.DataFrame]] = ()) -> None:
+    """The fit in ``fmt``; ``sections`` (key, title, table) follow it in the table format and are extra keys of
+    the JSON record (CSV stays the parameter table)."""
+    if fmt is Format.json:
+        print_json({**fit_record(result), "saved": str(saved), **{key: df for key, _, df in sections}})
+    elif fmt is Format.csv:
+        print_csv(fit_table(result))
+    else:
+        _print_fit_tables(result)
+        for _, title, df in sections:
+            blank_line()
+            print_table(df, title=title)
+    _warn_quality(result, fmt)
     note(f"saved {saved}")
 
 
@@ -441,14 +648,44 @@ def forecast_command(
     with _quiet_numerics():
         table = result.predict(ci=ci, grid=True, **{c: np.array(v) for c, v in given.items()})
     _warn_no_intervals(table, result)
-    if fmt is Format.table and table[["lower", "upper"]].isna().all().all():
+    caption = _ci_caption(result, ci)
+    if law.name == "transfer":
+        table, caption = _effective_data(table, fmt, caption)
+    elif fmt is Format.table and table[["lower", "upper"]].isna().all().all():
         table = table.drop(columns=["lower", "upper"])  # empty columns; JSON/CSV keep them for a stable schema
-    emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=_ci_caption(result, ci))
+    emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=caption)
+
+
+def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None) -> tuple[pd.DataFrame, str | None]:
+    """A transfer forecast also answers "how much data is that worth": D_E = D_F + D_T, the multiplier D_E/D_F
+    and f_T = D_T/D_E, each with the interval of D_T mapped through it (all three increase with D_T > 0, so the
+    quantiles map exactly)."""
+    from scaling.laws.transfer import data_multiplier, transfer_fraction
+
+    out = table.copy()
+    for end in ("", "_lower", "_upper"):
+        d_t = table["point" if not end else end[1:]]
+        out[f"D_E{end}"] = table["D_F"] + d_t
+        out[f"multiplier{end}"] = data_multiplier(table["D_F"], d_t)
+        out[f"f_T{end}"] = transfer_fraction(table["D_F"], d_t)
+    order = ["D_E", "D_E_lower", "D_E_upper", "multiplier", "multiplier_lower", "multiplier_upper"]
+    out = out[[*table.columns, *order, "f_T", "f_T_lower", "f_T_upper"]]
+    if fmt is not Format.table:
+        return out, caption
+    out = out.rename(columns={"point": "D_T", "lower": "D_T_lower", "upper": "D_T_upper"})
+    out = _with_intervals(out, ["D_T", "D_E", "multiplier", "f_T"])
+    note_ = "D_T: effective data transferred; D_E = D_F + D_T, the from-scratch data it is worth; multiplier = D_E/D_F"
+    return out, note_ + (f"; {caption.replace('lower/upper', '[lower, upper]')}" if caption else "")
 
 
 @app.command("optimal")
 def optimal_command(
-    fit: Annotated[str, typer.Argument(help="A fit file or a published law name; or a results CSV (see --approach).", metavar="FIT_OR_NAME")],
+    fit: Annotated[
+        str,
+        typer.Argument(
+            help="A fit file or a published law name; or a results CSV (see --approach).", metavar="FIT_OR_NAME"
+        ),
+    ],
     compute: Annotated[
         list[str],
         typer.Option(
@@ -458,20 +695,40 @@ def optimal_command(
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
     # From a results table (scaling.cli.planning; docs/planning.md): Chinchilla approaches side by side.
-    approach: Annotated[str | None, typer.Option("--approach", help="With a results CSV: 1 (envelope), 2 (isoFLOP), 3 (parametric) or all [default: all].")] = None,
+    approach: Annotated[
+        str | None,
+        typer.Option(
+            "--approach", help="With a results CSV: 1 (envelope), 2 (isoFLOP), 3 (parametric) or all [default: all]."
+        ),
+    ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="With a results CSV: bootstrap resamples.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="With a results CSV: bootstrap seed.")] = 0,
-    map_: Annotated[list[str] | None, typer.Option("--map", "-m", help="With a results CSV: column mapping CANONICAL=FOREIGN.")] = None,
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", "-m", help="With a results CSV: column mapping CANONICAL=FOREIGN.")
+    ] = None,
     where: Annotated[str | None, typer.Option("--where", "-w", help="With a results CSV: row selection.")] = None,
-    ensemble: Annotated[int | None, typer.Option("--ensemble", help="With a results CSV: compare one model with K smaller ones.", metavar="K")] = None,
+    ensemble: Annotated[
+        int | None,
+        typer.Option("--ensemble", help="With a results CSV: compare one model with K smaller ones.", metavar="K"),
+    ] = None,
 ) -> None:
     """Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap."""
     values = parse_values(compute, "--compute")
     if approach is not None or fit.lower().endswith(".csv"):
         from scaling.cli.planning import optimal_from_results
 
-        return optimal_from_results(fit, values, approach or "all", ci=ci, bootstrap=bootstrap, seed=seed, map_=map_,
-                                    where=where, ensemble=ensemble, fmt=fmt)
+        return optimal_from_results(
+            fit,
+            values,
+            approach or "all",
+            ci=ci,
+            bootstrap=bootstrap,
+            seed=seed,
+            map_=map_,
+            where=where,
+            ensemble=ensemble,
+            fmt=fmt,
+        )
     result = _load(fit)
     with _quiet_numerics():
         table = result.optimal(np.array(values), ci=ci)
