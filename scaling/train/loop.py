@@ -266,7 +266,7 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
 
 def _say(console, message: str) -> None:
     if console is not None:
-        console.print(message)
+        console.print(message, markup=False, highlight=False)  # "[branch 1]" is text, not rich markup
 
 
 class _Trainer:
