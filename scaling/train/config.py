@@ -205,18 +205,21 @@ def config_error_line(exc: ValidationError, source: str) -> str:
     """The first pydantic error as one line naming the key (and, for an unknown key, the valid ones)."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
-    valid = list(RunConfig.model_fields)
     if err["type"] == "extra_forbidden":
-        key = str(err["loc"][0])
-        hint = difflib.get_close_matches(key, valid, n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"{source}: unknown key {key!r}{did}; valid keys: {', '.join(valid)}"
+        return _unknown_key_line(str(err["loc"][0]), source)
     if err["type"] == "missing":
         return f"{source}: missing key {loc!r} ({RunConfig.model_fields[loc].description})"
     value = err.get("input")
     got = "" if not loc or isinstance(value, dict) else f" (got {value!r})"
     where = f"key {loc!r}: " if loc else ""
     return f"{source}: {where}{err['msg']}{got}"
+
+
+def _unknown_key_line(key: str, source: str) -> str:
+    valid = list(RunConfig.model_fields)
+    hint = difflib.get_close_matches(key, valid, n=1)
+    did = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"{source}: unknown key {key!r}{did}; valid keys: {', '.join(valid)}"
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -259,6 +262,9 @@ def load_config(
         data.update(loaded)
     if overrides:
         extra = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+        unknown = [k for k in extra if k not in RunConfig.model_fields]
+        if unknown:  # name the command line, not the file, when the misspelt key came from there
+            raise ScalingError(_unknown_key_line(unknown[0], "command line"))
         data.update(extra)
         if path is None:
             source = "overrides"
