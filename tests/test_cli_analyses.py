@@ -157,7 +157,7 @@ def transfer_fit(tmp_path_factory):
 
 
 def test_transfer_fit_recovers_the_constants(transfer_fit):
-    folder, record, err = transfer_fit
+    _, record, err = transfer_fit
     assert record["law"] == "transfer" and record["saved"] == "fits/transfer-transfer.json"
     p = record["params"]
     assert p["alpha"]["value"] == pytest.approx(0.18, abs=0.02)
@@ -292,3 +292,265 @@ def test_transfer_bad_input(workdir, capsys, edit, args, fragments):
     code, out, err = run(capsys, "fit", "bad.csv", "--law", "transfer", "--bootstrap", "0", *args)
     assert_user_error(code, out, err, *fragments)
     assert_nothing_written(workdir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# repetition: unique-data runs on the baseline L_u(N); runs with repeated data lose a fraction of parameters that
+# peaks between the published region edges (Hernandez et al. 2022), 0.1% loss noise
+
+BASELINE = {"L_inf": 1.6, "N_c": 2e7, "a_N": 0.3}
+R_SIZES = [1e7, 3e7, 1e8, 3e8, 8e8]
+
+
+def lost(N: float, E: np.ndarray) -> np.ndarray:
+    """A bump in ln E whose >= 50% band is exactly the published region at every N (peak: 45% of parameters)."""
+    left = math.log(power_boundary(N, **PUBLISHED_BOUNDARIES["left"]))
+    right = math.log(power_boundary(N, **PUBLISHED_BOUNDARIES["right"]))
+    s = (right - left) / 2 / math.sqrt(2 * math.log(2))
+    return 0.45 * np.exp(-((np.log(E) - (left + right) / 2) ** 2) / (2 * s**2))
+
+
+def repetition_table(noise: float = 1e-3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    law, rows = get_law("repetition"), []
+    for n in R_SIZES:
+        rows.append({"run_id": f"u{n:g}", "N": n, "repeat_fraction": 0.0, "repeat_count": 1, "N_eff": n})
+        for E in np.logspace(0.3, 5.5, 14):
+            rows.append(
+                {
+                    "run_id": f"r{n:g}-{E:.4g}",
+                    "N": n,
+                    "repeat_fraction": 0.1,
+                    "repeat_count": E,
+                    "N_eff": n * (1 - float(lost(n, E))),
+                }
+            )
+    table = pd.DataFrame(rows)
+    table["loss"] = law.predict(BASELINE, N=table["N_eff"].to_numpy()) * np.exp(noise * rng.standard_normal(len(table)))
+    return table.drop(columns=["N_eff"]).assign(D=1e8, final=1)
+
+
+@pytest.fixture(scope="module")
+def repetition_fit(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("repetition")
+    repetition_table().to_csv(folder / "rep.csv", index=False)
+    args = ("fit", "rep.csv", "--law", "repetition", "--fix", "L_inf=1.6", "--bootstrap", "20", "-f", "json")
+    code, out, err = invoke(*args, cwd=folder)
+    assert code == 0, err
+    return folder, json.loads(out), err
+
+
+def test_repetition_fit_baseline_and_effective_sizes(repetition_fit):
+    _, record, _ = repetition_fit
+    assert record["law"] == "repetition" and record["saved"] == "fits/rep-repetition.json"
+    p = record["params"]
+    assert p["L_inf"]["kind"] == "fixed" and p["a_N"]["value"] == pytest.approx(0.3, abs=0.01)
+    assert p["a_N"]["lower"] <= p["a_N"]["value"] <= p["a_N"]["upper"]
+    assert record["data"]["rows"] == len(R_SIZES)  # the baseline sees the unique-data runs only
+    runs = pd.DataFrame(record["runs"])
+    assert len(runs) == 14 * len(R_SIZES)
+    # 0.1% loss noise is up to 2% of L - L_inf at the largest size, and N_eff ~ (L - L_inf)^(-1/0.3): a few % of N
+    np.testing.assert_allclose(runs["lost"], [lost(r.N, r.repeat_count) for r in runs.itertuples()], atol=0.06)
+    np.testing.assert_allclose(runs["m"], runs["N_eff"] / runs["N"], rtol=1e-12)
+    assert ((runs["N_eff_lower"] <= runs["N_eff"]) & (runs["N_eff"] <= runs["N_eff_upper"])).all()
+
+
+def test_repetition_regions_and_their_edges(repetition_fit):
+    _, record, _ = repetition_fit
+    regions = pd.DataFrame(record["regions"])
+    assert len(regions) == len(R_SIZES) and not regions[["left_open", "right_open"]].any().any()
+    # each region brackets the published band at its size (sampled at 14 repeat counts: edges within 40%)
+    for r in regions.itertuples():
+        assert r.left == pytest.approx(power_boundary(r.N, **PUBLISHED_BOUNDARIES["left"]), rel=0.4)
+        assert r.right == pytest.approx(power_boundary(r.N, **PUBLISHED_BOUNDARIES["right"]), rel=0.4)
+    edges = {e["edge"]: e for e in record["edges"]}
+    assert edges["left"]["alpha"] == pytest.approx(-0.56, abs=0.06)
+    assert edges["right"]["alpha"] == pytest.approx(-0.50, abs=0.06)
+
+
+def test_repetition_fit_file_forecasts_the_baseline(repetition_fit, capsys):
+    folder, record, _ = repetition_fit
+    saved = load_fit(str(folder / record["saved"]))
+    code, out, err = run(capsys, "forecast", str(folder / record["saved"]), "--N", "1e9,1e10", "-f", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    p = saved.params
+    for row in rows:
+        assert row["point"] == pytest.approx(p["L_inf"] + (p["N_c"] / row["N"]) ** p["a_N"], rel=1e-12)
+
+
+def test_repetition_table_and_csv(workdir, capsys):
+    repetition_table(seed=2).to_csv("rep.csv", index=False)
+    code, out, err = run(capsys, "fit", "rep.csv", "--law", "repetition", "--fix", "L_inf=1.6", "-b", "0")
+    assert code == 0, err
+    for title in ("unique-data baseline", "runs with repeated data", "poor-performance regions", "region edges"):
+        assert title in out, title
+    assert "published (Hernandez et al. 2022): left 4.2e+06 N^-0.56" in out
+    code, out, err = run(capsys, "fit", "rep.csv", "--law", "repetition", "--fix", "L_inf=1.6", "-b", "0", "-f", "csv")
+    assert code == 0, err
+    runs = pd.read_csv(io.StringIO(out))
+    assert len(runs) == 14 * len(R_SIZES) and {"N_eff", "m", "lost", "extrapolated"} <= set(runs.columns)
+
+
+def test_repetition_without_repeat_columns_is_a_plain_baseline_fit(workdir, capsys):
+    t = repetition_table()
+    t[t["repeat_fraction"] == 0].drop(columns=["repeat_fraction", "repeat_count"]).to_csv("u.csv", index=False)
+    code, out, err = run(capsys, "fit", "u.csv", "--law", "repetition", "--fix", "L_inf=1.6", "-b", "0", "-f", "json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert "runs" not in record and record["params"]["a_N"]["value"] == pytest.approx(0.3, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "edit, args, fragments",
+    [
+        (lambda t: t.assign(D=np.where(np.arange(len(t)) % 2, 1e8, 2e8)), [], ["2 token budgets", "--where"]),
+        (lambda t: t[t["repeat_fraction"] == 0], [], ["no runs with repeated data"]),
+        (lambda t: t[(t["repeat_fraction"] > 0) | (t["N"] < 2e7)], [], ["3 or more sizes"]),
+        (lambda t: t, ["--loss", "least_squares"], ["--loss does not apply to the repetition analysis"]),
+        (lambda t: t, ["--fix", "L_inf=-1"], ["--fix", "L_inf"]),
+    ],
+    ids=["two-budgets", "no-repeats", "two-baseline-sizes", "loss", "fix-out-of-bounds"],
+)
+def test_repetition_bad_input(workdir, capsys, edit, args, fragments):
+    edit(repetition_table()).to_csv("bad.csv", index=False)
+    code, out, err = run(capsys, "fit", "bad.csv", "--law", "repetition", "--bootstrap", "0", *args)
+    assert_user_error(code, out, err, *fragments)
+    assert_nothing_written(workdir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# calibration: ECE(N) with the finite-sample floor beside it
+
+
+def test_calibration_fit_reports_the_floor(workdir, capsys):
+    calibration_table().to_csv("cal.csv", index=False)
+    code, out, err = run(capsys, "fit", "cal.csv", "--law", "calibration", "--bootstrap", "20", "-f", "json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["params"]["b"]["value"] == pytest.approx(0.3, abs=0.1)
+    floor = pd.DataFrame(record["floor"])
+    bound = math.sqrt(10 / (2 * math.pi * 2e4))  # 10 bins, 2e4 scored predictions
+    np.testing.assert_allclose(floor["floor"], bound, rtol=1e-12)
+    assert list(floor["informative"]) == list(floor["ece"] >= 2 * bound)
+    near = floor.loc[~floor["informative"], "N"]
+    assert len(near) >= 1 and 1e9 in set(near)  # ECE(1e9) = 0.014 < 2 x 0.0089
+    warning = [line for line in err.splitlines() if "finite-sample floor" in line]
+    assert len(warning) == 1 and "1e+09" in warning[0]
+    code, out, err = run(capsys, "fit", "cal.csv", "--law", "calibration", "--bootstrap", "0")
+    assert code == 0 and "finite-sample ECE floor" in out and "informative" in out
+
+
+def test_calibration_forecast_of_ece_at_n(workdir, capsys):
+    calibration_table(noise=0.0).to_csv("cal.csv", index=False)
+    code, _, err = run(capsys, "fit", "cal.csv", "--law", "calibration", "--bootstrap", "0", "-f", "csv")
+    assert code == 0, err
+    code, out, err = run(capsys, "forecast", "fits/cal-calibration.json", "--N", "1e10", "-f", "csv")
+    assert code == 0, err
+    assert pd.read_csv(io.StringIO(out))["point"].iloc[0] == pytest.approx(0.01 + 2.0 * 1e10**-0.3, rel=1e-4)
+
+
+def test_calibration_floor_needs_a_prediction_count(workdir, capsys):
+    """Without ece_floor / ece_count / eval_tokens the fit stands and says why no floor is shown."""
+    calibration_table().drop(columns=["ece_count"]).to_csv("cal.csv", index=False)
+    code, out, err = run(capsys, "fit", "cal.csv", "--law", "calibration", "--bootstrap", "0")
+    assert code == 0, err
+    assert "cannot report the ECE floor" in err and "finite-sample ECE floor" not in out
+    assert (workdir / "fits" / "cal-calibration.json").exists()
+
+
+def test_brier_has_no_ece_floor(workdir, capsys):
+    calibration_table().rename(columns={"ece": "brier"}).to_csv("cal.csv", index=False)
+    code, out, err = run(
+        capsys, "fit", "cal.csv", "--law", "calibration", "--map", "ece=brier", "-b", "0", "-f", "json"
+    )
+    assert code == 0, err
+    assert "floor" not in json.loads(out) and "no finite-sample floor for the Brier score" in err
+
+
+@pytest.mark.parametrize("value", [1.3, -0.01])
+def test_calibration_ece_outside_0_1(workdir, capsys, value):
+    t = calibration_table()
+    t.loc[3, "ece"] = value
+    t.to_csv("cal.csv", index=False)
+    code, out, err = run(capsys, "fit", "cal.csv", "--law", "calibration", "--bootstrap", "0")
+    assert_user_error(code, out, err, "cal.csv: line 5, column 'ece'", "[0, 1]")
+    assert_nothing_written(workdir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data-constrained: loss over (N, D, U) from the published C4 law, base frozen with --fix, R*_D and R*_N fitted
+
+BASE_FIX = ",".join(f"{k}={MUENNIGHOFF_C4[k]!r}" for k in ("E", "A", "B", "alpha", "beta"))
+
+
+def data_constrained_table(noise: float = 2e-3, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    N, U, epochs = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 9e9, 5), [1e9, 1e10, 1e11], [1, 2, 4, 8, 16, 40]))
+    D = U * epochs
+    loss = get_law("data-constrained").predict(MUENNIGHOFF_C4, N=N, D=D, U=U) * np.exp(
+        noise * rng.standard_normal(N.size)
+    )
+    return pd.DataFrame({"run_id": [f"r{i}" for i in range(N.size)], "N": N, "D": D, "U": U, "loss": loss})
+
+
+def test_data_constrained_fit_and_forecast(workdir, capsys):
+    data_constrained_table().to_csv("dc.csv", index=False)
+    code, out, err = run(
+        capsys, "fit", "dc.csv", "--law", "data-constrained", "--fix", BASE_FIX, "-b", "20", "-f", "json"
+    )
+    assert code == 0, err
+    p = json.loads(out)["params"]
+    assert p["E"]["kind"] == "fixed" and p["R_D"]["kind"] == "free"
+    assert p["R_D"]["value"] == pytest.approx(MUENNIGHOFF_C4["R_D"], rel=0.1)
+    assert p["R_N"]["value"] == pytest.approx(MUENNIGHOFF_C4["R_N"], rel=0.1)
+    assert p["R_D"]["lower"] < MUENNIGHOFF_C4["R_D"] * 1.05 and p["R_D"]["upper"] > MUENNIGHOFF_C4["R_D"] * 0.95
+    # loss at N, D, U from the saved fit
+    saved = load_fit("fits/dc-data-constrained.json")
+    code, out, err = run(
+        capsys, "forecast", "fits/dc-data-constrained.json", "--N", "1e9", "--D", "1e11", "--at", "U=1e10", "-f", "json"
+    )
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["point"] == pytest.approx(float(saved.law.predict(saved.params, N=1e9, D=1e11, U=1e10)), rel=1e-12)
+    assert row["lower"] < row["point"] < row["upper"]
+
+
+def test_published_data_constrained_golden(capsys):
+    """The datablations README's golden value: L(N = 6.34e9, D = 242e9, U = 25e9) = 2.2256440889984477."""
+    code, out, err = run(
+        capsys, "forecast", "muennighoff2023", "--N", "6.34e9", "--D", "242e9", "--at", "U=25e9", "-f", "csv"
+    )
+    assert code == 0, err
+    assert pd.read_csv(io.StringIO(out))["point"].iloc[0] == pytest.approx(2.2256440889984477, abs=1e-12)
+
+
+def test_data_constrained_without_u_names_the_column(workdir, capsys):
+    data_constrained_table().drop(columns=["U"]).to_csv("dc.csv", index=False)
+    code, out, err = run(capsys, "fit", "dc.csv", "--law", "data-constrained", "--fix", BASE_FIX, "-b", "0")
+    assert_user_error(code, out, err, "dc.csv", "'U'")
+    assert_nothing_written(workdir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real console script, once: transfer from a raw table, then the forecast question, in a subprocess
+
+
+def scaling_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("scaling")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "scaling"]
+    return subprocess.run([*cmd, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_console_script_transfer_then_forecast(tmp_path):
+    transfer_table(seed=3).to_csv(tmp_path / "results.csv", index=False)
+    proc = scaling_cli("fit", "results.csv", "--law", "transfer", "--bootstrap", "20", "--format", "csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "saved fits/results-transfer.json" in proc.stderr
+    runs = pd.read_csv(io.StringIO(proc.stdout))
+    assert len(runs) == 25 and (runs["class"] == "ok").all()
+    proc = scaling_cli("forecast", "fits/results-transfer.json", "--N", "1e9", "--at", "D_F=1e8", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "D_E" in proc.stdout and "multiplier" in proc.stdout and "95% interval from 20 bootstrap draws" in proc.stdout
+    )
