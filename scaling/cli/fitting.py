@@ -314,8 +314,8 @@ def fit_command(
     for column, formula in data.attrs.get("derived", {}).items():
         if column in chosen.inputs:
             note(f"{column} derived as {formula}")
-    sections = _calibration_floor(data, mapping) if chosen.name == "calibration" else []
-    _print_fit(result, fmt, out_path, sections)
+    sections, warnings_ = _calibration_floor(data, mapping) if chosen.name == "calibration" else ([], [])
+    _print_fit(result, fmt, out_path, sections, warnings_)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -473,26 +473,25 @@ def _fit_repetition(table: pd.DataFrame, out_path: Path, fmt: Format, options: d
     note(f"saved {out_path}")
 
 
-def _calibration_floor(data: pd.DataFrame, mapping: dict[str, str]) -> list[tuple[str, str, pd.DataFrame]]:
-    """floor_table beside the ECE(N) fit, and a warning naming the sizes whose ECE is near the floor."""
+def _calibration_floor(data: pd.DataFrame, mapping: dict[str, str]) -> tuple[list, list[str]]:
+    """floor_table beside the ECE(N) fit, as a section to print, and the warning naming the sizes near the floor."""
     from scaling.laws.calibration import floor_table
 
     if "brier" in mapping.get("ece", "").lower():  # --map ece=brier: the floor is ECE's, not Brier's
-        note("no finite-sample floor for the Brier score (the floor is ECE's)")
-        return []
+        return [], ["no finite-sample floor for the Brier score (the floor is ECE's)"]
     try:
         floor = floor_table(data)
     except ScalingError as exc:  # the fit stands; only the floor cannot be reported
-        warn(str(exc))
-        return []
+        return [], [str(exc)]
     near = sorted(floor.loc[~floor["informative"], "N"].unique())
+    messages = []
     if near:
-        warn(
+        messages.append(
             f"ECE is within 2x of the finite-sample floor at N = {', '.join(format_number(n) for n in near)}: "
             "those sizes say little about how calibration scales (more eval predictions lower the floor)"
         )
     title = "finite-sample ECE floor (informative: ece >= 2 x floor)"
-    return [("floor", title, floor.reset_index(drop=True))]
+    return [("floor", title, floor.reset_index(drop=True))], messages
 
 
 def fit_table(result: Any) -> pd.DataFrame:
@@ -556,9 +555,15 @@ def _warn_quality(result: Any, fmt: Format) -> None:
         warn("the fit did NOT converge (see fit quality above)")
 
 
-def _print_fit(result: Any, fmt: Format, saved: Path, sections: list[tuple[str, str, pd.DataFrame]] = ()) -> None:
+def _print_fit(
+    result: Any,
+    fmt: Format,
+    saved: Path,
+    sections: list[tuple[str, str, pd.DataFrame]] = (),
+    warnings_: list[str] = (),
+) -> None:
     """The fit in ``fmt``; ``sections`` (key, title, table) follow it in the table format and are extra keys of
-    the JSON record (CSV stays the parameter table)."""
+    the JSON record (CSV stays the parameter table); ``warnings_`` go to stderr after it."""
     if fmt is Format.json:
         print_json({**fit_record(result), "saved": str(saved), **{key: df for key, _, df in sections}})
     elif fmt is Format.csv:
@@ -569,6 +574,8 @@ def _print_fit(result: Any, fmt: Format, saved: Path, sections: list[tuple[str, 
             blank_line()
             print_table(df, title=title)
     _warn_quality(result, fmt)
+    for message in warnings_:
+        warn(message)
     note(f"saved {saved}")
 
 
