@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from scaling.errors import ScalingError
 from scaling.train.config import RunConfig, load_config, parse_overrides, run_id
 from scaling.train.loop import lr_multiplier, make_plan
 
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "runs" / "smoke.yaml"
 BASE = {"n_layer": 2, "d_model": 32, "tokens": 262_144}
 
 
 def test_smoke_config_loads():
-    cfg = load_config("configs/runs/smoke.yaml")
+    cfg = load_config(SMOKE)
     assert cfg.tokens_trained == cfg.tokens == 64 * 32 * 128
     assert cfg.steps == 64
 
 
 def test_overrides_are_yaml_and_counts_accept_exponents():
-    cfg = load_config("configs/runs/smoke.yaml", ["tokens=5e5", "lr=1e-3", "schedule=wsd", "branches=[2e5, 1e5]"])
+    cfg = load_config(SMOKE, ["tokens=5e5", "lr=1e-3", "schedule=wsd", "branches=[2e5, 1e5]"])
     assert cfg.tokens == 500_000 and cfg.lr == 1e-3
     assert cfg.branches == [100_000, 200_000]  # sorted
     # D rounds to whole steps; the exact D is recorded
