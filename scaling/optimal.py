@@ -431,7 +431,7 @@ def parametric(df: pd.DataFrame, *, n_bootstrap: int = 200, ci: float = 0.95, se
     if not q.get("converged", True):
         warnings.insert(0, f"the parametric fit did NOT converge: {q.get('message', '')}")
     return Allocation(3, float(a), float(b), log_kN, log_kD, draws=draws, ci=ci, n_rows=len(rows), warnings=warnings,
-                      bootstrap_failed_fraction=float(q.get("bootstrap_failed_fraction", 0.0)), fit=fit)
+                      bootstrap_failed_fraction=float(q.get("bootstrap_failed_fraction") or 0.0), fit=fit)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -190,3 +190,40 @@ def serve_command(
     note(f"serving {len(store.names())} fit(s) from {store.folder} at http://{host}:{port} (docs at /docs); "
          "read-only; Ctrl-C stops")
     serve(fits, host=host, port=port, log_level=log_level)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling report
+
+
+@app.command("report")
+def report_command(
+    results: Annotated[str, typer.Argument(help="Results table (CSV).", metavar="RESULTS.csv")],
+    fits: Annotated[Optional[list[str]], typer.Argument(help="Fit files or published names to show (default: fit the default law).", metavar="[FITS]...")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for index.html and figures/ (replaced if it holds a report).")] = Path("report"),
+    backtest_file: Annotated[Optional[Path], typer.Option("--backtest", help="Show this saved backtest (scaling backtest -o) instead of running one.")] = None,
+    no_backtest: Annotated[bool, typer.Option("--no-backtest", help="Leave the backtest out.")] = False,
+    holdout: Annotated[str, typer.Option("--holdout", help="Hold-out scheme of the backtest the report runs.")] = "largest-N",
+    compute: Annotated[Optional[list[str]], typer.Option("--compute", "-C", help="Budgets for the compute-optimal table (default 10x and 100x the largest in the table).")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for fits made by the report.")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    title: Annotated[Optional[str], typer.Option("--title", help="Page title.")] = None,
+    map_: MapOption = None,
+    where: WhereOption = None,
+) -> None:
+    """A self-contained HTML report: data, fitted curves with extrapolation bands, residuals, isoFLOP profiles, backtest."""
+    from scaling.backtest import Holdout, load_backtest
+    from scaling.cli.fitting import parse_values
+    from scaling.fitfile import load_fit
+    from scaling.report import build_report
+
+    if bootstrap < 0:
+        raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    Holdout.parse(holdout)
+    budgets = parse_values(compute, "--compute") if compute else []
+    loaded = [(Path(f).stem if f.endswith(".json") else f, load_fit(f)) for f in (fits or [])]
+    saved = load_backtest(backtest_file) if backtest_file is not None else None
+    df = _read(results, map_, where)
+    path = build_report(df, loaded, output, backtest_result=saved, run_backtest=not no_backtest, holdout=holdout,
+                        compute=budgets, n_bootstrap=bootstrap, seed=seed, title=title)
+    note(f"wrote {path} (figures as PNG and SVG in {path.parent / 'figures'})")
