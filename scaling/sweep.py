@@ -39,7 +39,7 @@ import difflib
 import itertools
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -337,7 +337,7 @@ def plan(
     sweep: SweepFile | str | os.PathLike,
     *,
     overrides: Mapping[str, Any] | None = None,
-    throughput: "Throughput | None" = None,
+    throughput: Throughput | None = None,
 ) -> Plan:
     """Expand a sweep into runs: grid (or isoFLOP, or transfer) x seeds x lr multipliers, ids from the trainer.
 
@@ -412,7 +412,7 @@ def _cartesian(axes: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
-def _apply(base: Mapping[str, Any], point: Mapping[str, Any], trainer: "_Trainer", where: str) -> dict[str, Any]:
+def _apply(base: Mapping[str, Any], point: Mapping[str, Any], trainer: _Trainer, where: str) -> dict[str, Any]:
     """A run config: base, then the grid point's values (model shape, tokens, U, repetition, seed, ...)."""
     cfg = dict(base)
     for name, value in point.items():
@@ -642,14 +642,28 @@ class Throughput:
         return f"rate = {self.r0:.3g} FLOP/s x (FLOPs per token / 1e6)^{self.p:.2f} per thread, {self.startup_s:g} s start-up ({self.source})"
 
 
+def submission_order(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """Longest estimated run first (the LPT rule: the sweep's end is not held up by a big run started last);
+    a run never comes before the runs it depends on."""
+    ordered = sorted(runs, key=lambda r: -r.est_seconds)
+    placed: set[str] = set()
+    out: list[PlannedRun] = []
+    while ordered:
+        run = next(r for r in ordered if all(d in placed or d not in {q.run_id for q in runs} for d in r.depends_on))
+        ordered.remove(run)
+        placed.add(run.run_id)
+        out.append(run)
+    return out
+
+
 def estimate_wall_seconds(plan: Plan, workers: int) -> float:
-    """Wall time of the plan on ``workers`` single-run slots: runs start in plan order as slots free up and
-    their dependencies finish (what :func:`scaling.sweep_backends.run_plan` does)."""
+    """Wall time of the plan on ``workers`` single-run slots: runs start in :func:`submission_order` as slots
+    free up and their dependencies finish (what :func:`scaling.sweep_backends.run_plan` does)."""
     import heapq
 
     slots = [0.0] * max(1, workers)
     end: dict[str, float] = {}
-    for run in plan.runs:
+    for run in submission_order(plan.runs):
         free = heapq.heappop(slots)
         start = max([free] + [end.get(d, 0.0) for d in run.depends_on])
         end[run.run_id] = start + run.est_seconds

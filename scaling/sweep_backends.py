@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 
 from scaling.errors import ScalingError
-from scaling.sweep import Plan, PlannedRun, finished_run_ids
+from scaling.sweep import Plan, PlannedRun, finished_run_ids, submission_order
 
 BACKENDS = ("local", "ray", "slurm")
 
@@ -61,8 +62,9 @@ class RunTask:
 class RunOutcome:
     run_id: str
     returncode: int
-    seconds: float
+    seconds: float  # wall time
     message: str  # the last line of the trainer's output: its one-line error when it failed
+    cpu_seconds: float = 0.0  # user + system CPU time of the trainer process(es): the cost on an idle machine
 
 
 def trainer_script() -> Path:
@@ -86,6 +88,20 @@ def trainer_command(task: RunTask, config_file: Path) -> list[str]:
     return [sys.executable] + args
 
 
+# Trainer processes started by execute_run in this process, so that a cancelled sweep can stop them.
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def terminate_live() -> None:
+    """SIGTERM every trainer this process started; the trainer saves a checkpoint and exits, so a re-run resumes."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+
+
 def execute_run(task: RunTask) -> RunOutcome:
     """Train one run in a subprocess; its output goes to ``task.log``. Never raises for a failed run."""
     start = time.monotonic()
@@ -97,12 +113,30 @@ def execute_run(task: RunTask) -> RunOutcome:
     threads = str(task.config.get("threads") or 1)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+    cpu = 0.0
     try:
         with open(log, "a") as out:
             out.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run {task.run_id} on {os.uname().nodename}\n")
             out.flush()
-            proc = subprocess.run(trainer_command(task, config_file), stdout=out, stderr=subprocess.STDOUT,
-                                  cwd=task.cwd, env=env, check=False)
+            proc = subprocess.Popen(trainer_command(task, config_file), stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=task.cwd, env=env)
+            with _LIVE_LOCK:
+                _LIVE.add(proc)
+            try:
+                # wait4 gives this child's own CPU time (getrusage(RUSAGE_CHILDREN) would mix in the other
+                # workers' runs); an accelerate launcher's CPU time includes the processes it started.
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                cpu = usage.ru_utime + usage.ru_stime
+            except ChildProcessError:  # already reaped elsewhere
+                proc.wait()
+            except BaseException:  # interrupted: do not leave the trainer running
+                proc.terminate()
+                proc.wait()
+                raise
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.discard(proc)
         code = proc.returncode
     except OSError as exc:  # the interpreter or accelerate could not start
         code, note = 127, f"could not start the trainer: {exc}"
@@ -110,7 +144,7 @@ def execute_run(task: RunTask) -> RunOutcome:
             out.write(note + "\n")
     finally:
         config_file.unlink(missing_ok=True)
-    return RunOutcome(task.run_id, code, time.monotonic() - start, _last_line(log))
+    return RunOutcome(task.run_id, code, time.monotonic() - start, _last_line(log), cpu)
 
 
 def _last_line(path: Path, limit: int = 20_000) -> str:
@@ -144,6 +178,10 @@ class LocalBackend:
 
     def submit(self, task: RunTask) -> cf.Future:
         return self._pool.submit(execute_run, task)
+
+    def cancel(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        terminate_live()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -179,9 +217,16 @@ class RayBackend:
             self._started = True
         self.slots = None  # Ray places tasks by their num_cpus
         self._remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        self._refs: list[Any] = []
 
     def submit(self, task: RunTask) -> cf.Future:
-        return self._remote.remote(task).future()
+        ref = self._remote.remote(task)
+        self._refs.append(ref)
+        return ref.future()
+
+    def cancel(self) -> None:
+        for ref in self._refs:
+            self._ray.cancel(ref, force=True)
 
     def close(self) -> None:
         if self._started:
@@ -235,6 +280,11 @@ class SlurmBackend:
         self.jobs.append(job)
         return self._waiters.submit(job.result)
 
+    def cancel(self) -> None:
+        for job in self.jobs:
+            if not job.done():
+                job.cancel(check=False)
+
     def close(self) -> None:
         self._waiters.shutdown(wait=True)
 
@@ -280,6 +330,7 @@ class SweepReport:
     blocked: list[str] = field(default_factory=list)  # never started: a dependency failed
     retried: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # run_id -> CPU time of its successful attempt
 
     @property
     def ok(self) -> bool:
@@ -308,7 +359,7 @@ def run_plan(
     finished = finished_run_ids(results)
     report = SweepReport(total=len(plan.runs))
     pending: dict[str, PlannedRun] = {}
-    for run in plan.runs:
+    for run in submission_order(plan.runs):
         if run.run_id in finished:
             report.skipped.append(run.run_id)
             note("skip", run, {})
@@ -358,14 +409,15 @@ def run_plan(
                 run = runs[rid]
                 try:
                     outcome = fut.result()
-                except Exception as exc:  # the backend lost the task (worker died, job cancelled)
+                except Exception as exc:  # noqa: BLE001 -- any backend error (worker died, job cancelled) is a failed attempt
                     outcome = RunOutcome(rid, -1, 0.0, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 # A zero exit status is not enough: the run must have written its final row(s).
                 ok = outcome.returncode == 0 and rid in finished_run_ids(results)
                 if ok:
                     complete.add(rid)
                     report.done.append(rid)
-                    note("done", run, {"seconds": outcome.seconds})
+                    report.cpu_seconds[rid] = outcome.cpu_seconds
+                    note("done", run, {"seconds": outcome.seconds, "cpu_seconds": outcome.cpu_seconds})
                 elif attempts[rid] <= retries:
                     report.retried.append(rid)
                     note("retry", run, {"message": outcome.message, "returncode": outcome.returncode})
@@ -377,6 +429,9 @@ def run_plan(
                     report.failed[rid] = message
                     note("fail", run, {"message": message, "log": str(logs / f'{rid}.log')})
                     block_dependents(rid)
+    except BaseException:  # Ctrl-C, SIGTERM: stop the runs in flight (they checkpoint and resume next time)
+        backend.cancel()
+        raise
     finally:
         backend.close()
     report.seconds = time.monotonic() - started

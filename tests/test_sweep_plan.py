@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from scaling.errors import ScalingError
-from scaling.sweep import estimate_wall_seconds, finished_run_ids, load_sweep, parse_sweep, plan
+from scaling.sweep import (
+    estimate_wall_seconds,
+    finished_run_ids,
+    load_sweep,
+    parse_sweep,
+    plan,
+)
 
 pytest.importorskip("torch", reason="sweep plans count parameters with the trainer's model (pip install 'scaling[train]')")
 
-from scaling.laws.kaplan import kaplan_learning_rate  # noqa: E402
-from scaling.train.config import RunConfig, load_config, run_id  # noqa: E402
+from scaling.laws.kaplan import kaplan_learning_rate
+from scaling.train.config import RunConfig, load_config, run_id
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"corpus": "english", "context": 32, "batch_size": 4, "eval_tokens": 256, "lr": 1e-3}
@@ -70,7 +75,7 @@ def test_lr_multipliers_scale_the_kaplan_rule():
     lr0 = kaplan_learning_rate(p.runs[0].N)
     assert sorted(r.lr for r in p.runs) == pytest.approx([0.5 * lr0, lr0, 2 * lr0], rel=1e-5)
     # Multiplier 1 leaves lr unset, so the id equals that of a hand-written config without lr.
-    unit = [r for r in p.runs if r.lr == pytest.approx(lr0, rel=1e-5)][0]
+    unit = next(r for r in p.runs if r.lr == pytest.approx(lr0, rel=1e-5))
     assert unit.config["lr"] is None
 
 

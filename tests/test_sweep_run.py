@@ -17,9 +17,15 @@ import yaml
 
 pytest.importorskip("torch", reason="sweeps run the trainer (pip install 'scaling[train]')")
 
-from scaling.errors import ScalingError  # noqa: E402
-from scaling.sweep import parse_sweep, plan  # noqa: E402
-from scaling.sweep_backends import LocalBackend, RayBackend, SlurmBackend, make_backend, run_plan  # noqa: E402
+from scaling.errors import ScalingError
+from scaling.sweep import parse_sweep, plan
+from scaling.sweep_backends import (
+    LocalBackend,
+    RayBackend,
+    SlurmBackend,
+    make_backend,
+    run_plan,
+)
 
 BASE = {"corpus": "english", "context": 32, "batch_size": 4, "eval_tokens": 1024, "eval_points": 0,
         "lr": 3e-3, "schedule": "wsd", "checkpoint_every": None}
@@ -111,9 +117,9 @@ def test_a_failing_run_is_retried_once_and_blocks_its_fine_tunes(tmp_path):
                      "pairs": [{"source": str(small), "target": "english", "finetune_tokens": [1024]}]},
     }, source="t")
     p = plan(sweep)
-    pre = [r for r in p.runs if r.role == "pretrain"][0]
-    fine = [r for r in p.runs if r.role == "finetune"][0]
-    scratch = [r for r in p.runs if r.role == "scratch"][0]
+    pre = next(r for r in p.runs if r.role == "pretrain")
+    fine = next(r for r in p.runs if r.role == "finetune")
+    scratch = next(r for r in p.runs if r.role == "scratch")
     backend = Recording(2)
     report = run_plan(p, backend, results=tmp_path / "results.csv", logs=tmp_path / "logs")
     assert not report.ok
@@ -131,13 +137,13 @@ def test_cli_sweep_run_end_to_end_and_failure_exit(tmp_path):
                                     "grid": {"model": SHAPES[:1], "tokens": [1024, 2048]}}))
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     out = subprocess.run([sys.executable, "-m", "scaling", "sweep", "run", str(good), "--results", str(tmp_path / "r.csv")],
-                         capture_output=True, text=True, env=env, cwd=tmp_path)
+                         capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert out.returncode == 0, out.stderr
     assert "1 trained" in out.stderr and len(final_rows(tmp_path / "r.csv")) == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "c", "base": BASE, "grid": {"model": SHAPES, "tokenz": [1024]}}))
     out = subprocess.run([sys.executable, "-m", "scaling", "sweep", "run", str(bad), "--results", str(tmp_path / "x.csv")],
-                         capture_output=True, text=True, env=env, cwd=tmp_path)
+                         capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1 and "tokenz" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "x.csv").exists()

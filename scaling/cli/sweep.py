@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,13 +23,13 @@ app.add_typer(sweep_app, name="sweep")
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table (for people), json or csv (for pipes).")]
 SweepFileArg = Annotated[Path, typer.Argument(help="Sweep file (YAML), e.g. configs/sweeps/demo.yaml.", metavar="FILE")]
 WorkersOption = Annotated[
-    Optional[int], typer.Option("--workers", "-k", help="Runs at once (local: pool size; default 2, one thread each).")
+    int | None, typer.Option("--workers", "-k", help="Runs at once (local: pool size; default 2, one thread each).")
 ]
 BackendOption = Annotated[str, typer.Option("--backend", help="local | ray | slurm.")]
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
@@ -42,7 +42,7 @@ def plan_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Show the runs a sweep file expands to: ids, N, D, FLOPs and estimated time on this machine."""
-    from scaling.sweep import short_count, estimate_wall_seconds, plan
+    from scaling.sweep import estimate_wall_seconds, plan, short_count
 
     p = plan(file)
     k = workers or 2
@@ -80,10 +80,21 @@ def run_command(
 
     p = plan(file)
     check_results(results)  # a results file with another header fails here, before anything trains
+    stop_on_sigterm()
     logs = logs_dir(p)
     be = make_backend(backend, workers=workers, folder=logs.parent, plan=p)
     report = run_plan(p, be, results=results, logs=logs, retries=retries, on_event=ProgressPrinter(p).event)
     _finish(report, results, logs)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`) stops a sweep like Ctrl-C: runs in flight checkpoint and stop."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _finish(report, results: Path, logs: Path) -> None:
@@ -100,7 +111,13 @@ class ProgressPrinter:
 
     def __init__(self, plan) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = Console(stderr=True, highlight=False)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -165,6 +182,7 @@ def demo_command(
 
     sweep_file = demo_sweep_file(quick)
     note(f"sweep {sweep_file}; output in {out}/")
+    stop_on_sigterm()
     result = run_demo(sweep_file, out=out, backend=backend, workers=workers, n_bootstrap=bootstrap,
                       on_event_factory=lambda p: ProgressPrinter(p).event)
     print_demo(result, fmt)
