@@ -339,6 +339,19 @@ def _vertices(budgets: np.ndarray, lnN: np.ndarray, loss: np.ndarray, min_points
     return pd.DataFrame(rows, columns=["C", "N_opt", "D_opt", "loss", "c2", "c1", "c0", "n_sizes"]), notes
 
 
+def _summarise_skips(notes: list[str], n_budgets: int) -> list[str]:
+    """One warning per reason rather than one per skipped budget (digitised tables have dozens)."""
+    if len(notes) <= 3:
+        return notes
+    reasons: dict[str, list[str]] = {}
+    for n in notes:
+        budget, _, reason = n.partition(": ")
+        key = "fewer than the minimum sizes" if "distinct sizes" in reason else reason.replace(", skipped", "")
+        reasons.setdefault(key, []).append(budget.replace("budget ", ""))
+    detail = "; ".join(f"{k}: {len(v)} (e.g. C = {', '.join(v[:3])})" for k, v in reasons.items())
+    return [f"skipped {len(notes)} of {n_budgets} budgets: {detail}"]
+
+
 def isoflop(
     df: pd.DataFrame,
     *,
@@ -389,7 +402,7 @@ def isoflop(
         return _frontier(np.log(v["C"]), np.log(v["N_opt"]), np.log(v["D_opt"]))
 
     draws, failed = _bootstrap(n_bootstrap, seed, one)
-    warnings = notes + _spread_warning(draws, ci)
+    warnings = _summarise_skips(notes, n_budgets=len(groups)) + _spread_warning(draws, ci)
     if len(vertices) == 2:
         warnings.append("only 2 usable budgets: the exponent is a line through two points")
     return Allocation(2, *est, draws=draws, ci=ci, points=vertices, profiles=data, n_rows=len(df),
