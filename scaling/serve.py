@@ -305,7 +305,9 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
         title="scaling prediction service",
         version=scaling.__version__,
         description="Forecasts and compute-optimal allocations from fitted scaling laws (read-only).",
-        max_body_size=MAX_BODY_BYTES,  # FastAPI's own limit: a larger body gets 413 before it is parsed
+        # FastAPI's own limit: a larger body gets 413 before it is parsed (Starlette answers a too-large
+        # Content-Length in plain text "Content Too Large", a too-long chunked body as JSON).
+        max_body_size=MAX_BODY_BYTES,
     )
     app.state.store = store
     errors = {400: {"model": Problem}, 404: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}}
