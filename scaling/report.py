@@ -271,8 +271,9 @@ def isoflop_figure(alloc, figs: _Figures) -> Figure:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     budgets = np.unique(prof["budget"])
     cmap = plt.get_cmap("viridis")
+    norm = LogNorm(vmin=budgets.min(), vmax=budgets.max()) if len(budgets) > 1 else None
     for i, b in enumerate(budgets):
-        color = cmap(i / max(1, len(budgets) - 1))
+        color = cmap(norm(b) if norm else 0.5)
         sel = prof["budget"] == b
         ax.scatter(prof.loc[sel, "N"], prof.loc[sel, "loss"], s=18, color=color, edgecolor="black", linewidth=0.3,
                    label=f"C = {b:.2g}")
@@ -287,7 +288,10 @@ def isoflop_figure(alloc, figs: _Figures) -> Figure:
     ax.set_ylabel(_label("loss"))
     ax.set_title("IsoFLOP profiles (approach 2): parabolas in log N, stars at their minima", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if len(budgets) <= 10:
+        ax.legend(fontsize=7, ncol=2)
+    elif norm is not None:  # dozens of budgets (digitised data): a colour bar instead of a legend
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=_label("C"))
     return figs.save(fig, "isoflop_profiles", "IsoFLOP profiles: at each compute budget, loss against model size with "
                      "the fitted parabola (in log N); the star is the budget's compute-optimal size (Hoffmann et al. "
                      "2022, approach 2).")
@@ -507,8 +511,9 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
         sec = Section(f"Fit: {name}", f"<code>{html.escape(fit.law.formula)}</code> &mdash; "
                                       f"{html.escape(str(fit.meta.get('reference') or fit.law.reference))}")
         sec.tables.append((f"parameters ({fit.ci:.0%} bootstrap intervals)", fit_table(fit)))
-        if fit.quality:
-            sec.tables.append(("fit quality", quality_table(fit)))
+        quality = quality_table(fit)
+        if len(quality):
+            sec.tables.append(("fit quality", quality))
         sec.notes.extend(fit.quality.get("warnings", []) if fit.quality else [])
         sec.figures.extend(fit_figures(df, name, fit, figs))
         if not sec.figures:
