@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 LABELS = {
     "N": "non-embedding parameters N",
@@ -88,7 +89,7 @@ def plot_loss_vs(
             if style == "--" and pred["lower"].notna().all():
                 ax.fill_between(grid, pred["lower"], pred["upper"], color=colors[i], alpha=0.15, linewidth=0)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_loss_axis(ax)
     ax.set_xlabel(LABELS[x])
     ax.set_ylabel(LABELS["loss"])
     ax.set_title(title or f"Loss against {x}: measured (points) and fitted {fit.law.name} (lines; dashed = extrapolation)",
@@ -100,6 +101,16 @@ def plot_loss_vs(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _log_loss_axis(ax) -> None:
+    """Log scale for losses, labelled with plain numbers: a loss axis spans less than a decade, where the
+    default log labels (2 x 10^0, 3 x 10^0) are hard to read."""
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    formatter = FormatStrFormatter("%.2f" if hi / lo < 1.5 else "%.1f")
+    ax.yaxis.set_major_formatter(formatter)
+    ax.yaxis.set_minor_formatter(formatter if hi / lo < 4 else NullFormatter())
 
 
 def plot_surface(df: pd.DataFrame, fit: Any, path: str | os.PathLike, *, extrapolate_to: float | None = None) -> Path:
@@ -117,13 +128,12 @@ def plot_surface(df: pd.DataFrame, fit: Any, path: str | os.PathLike, *, extrapo
     levels = np.geomspace(np.nanmin(surface), np.nanmax(surface), 16)
     cs = ax.contourf(NN, DD, surface, levels=levels, cmap="viridis_r", norm=LogNorm())
     fig.colorbar(cs, ax=ax, label="fitted " + LABELS["loss"], format="%.2f")
-    sc = ax.scatter(N, D, c=loss, cmap="viridis_r", norm=LogNorm(vmin=levels[0], vmax=levels[-1]), s=40,
-                    edgecolor="white", linewidth=0.8, zorder=3, label="measured runs")
-    del sc
-    for C in np.geomspace(6 * N.min() * D.min(), 6 * n_hi * D.max() * 4, 6):
-        ax.plot(n_grid, C / (6 * n_grid), color="white", linewidth=0.6, alpha=0.6)
-        ax.annotate(f"C={C:.1e}", (n_grid[-1], C / (6 * n_grid[-1])), fontsize=6, color="white",
-                    ha="right", va="bottom", clip_on=True)
+    # Points filled with the measured loss on the same colour scale: where the fit is good, a point's fill
+    # matches the contour around it.
+    ax.scatter(N, D, c=loss, cmap="viridis_r", norm=LogNorm(vmin=levels[0], vmax=levels[-1]), s=45,
+               edgecolor="black", linewidth=0.9, zorder=3, label="measured runs (fill: measured loss)")
+    for C in np.geomspace(6 * n_grid[0] * d_grid[0], 6 * n_grid[-1] * d_grid[-1], 9)[1:-1]:
+        ax.plot(n_grid, C / (6 * n_grid), color="white", linewidth=0.6, alpha=0.7)
     if getattr(fit.law, "optimal", None) is not None:
         comp = np.geomspace(6 * n_grid[0] * d_grid[0], 6 * n_grid[-1] * d_grid[-1], 80)
         opt = fit.optimal(compute=comp)
