@@ -46,7 +46,7 @@ POWER = register(
     Law(
         name="power",
         formula="L = A N^-a",
-        reference="pure power law; e.g. Kaplan et al. 2020, arXiv:2001.08361; Hestness et al. 2017, arXiv:1712.00409",
+        reference="power law as in Kaplan et al. 2020, arXiv:2001.08361 and Hestness et al. 2017, arXiv:1712.00409",
         inputs=("N",),
         params=(
             Param("A", 0.0, np.inf, _A_GRID, log_scale=True, description="scale: the loss at x = 1"),
