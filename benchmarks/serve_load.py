@@ -39,8 +39,14 @@ def make_fits(folder: Path) -> None:
     rng = np.random.default_rng(0)
     N, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e8, 6), np.geomspace(2e7, 2e9, 6)))
     p = load_fit("besiroglu2024").params
-    df = pd.DataFrame({"run_id": [f"r{i}" for i in range(len(N))], "N": N, "D": D,
-                       "loss": chinchilla_loss(N, D, **p) * np.exp(rng.normal(0, 0.01, len(N)))})
+    df = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(len(N))],
+            "N": N,
+            "D": D,
+            "loss": chinchilla_loss(N, D, **p) * np.exp(rng.normal(0, 0.01, len(N))),
+        }
+    )
     save_fit(fit_law(df, law="chinchilla", n_bootstrap=200, seed=0), folder / "mine.json")
     save_fit(load_fit("besiroglu2024"), folder / "besiroglu2024.json")
 
@@ -52,8 +58,12 @@ def free_port() -> int:
 
 
 def start_server(folder: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "scaling", "serve", "--fits", str(folder), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scaling", "serve", "--fits", str(folder), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -103,8 +113,12 @@ def main() -> None:
     points = [{"N": float(n), "D": float(20 * n)} for n in np.geomspace(1e7, 1e11, 100)]
     cases = [
         ("GET /health (baseline)", "GET", "/health", None),
-        ("POST forecast, published fit (no draws)", "POST", "/fits/besiroglu2024/forecast",
-         {"inputs": {"N": 7e10, "D": 1.4e12}}),
+        (
+            "POST forecast, published fit (no draws)",
+            "POST",
+            "/fits/besiroglu2024/forecast",
+            {"inputs": {"N": 7e10, "D": 1.4e12}},
+        ),
         ("POST forecast, fit with 200 draws", "POST", "/fits/mine/forecast", {"inputs": {"N": 7e10, "D": 1.4e12}}),
         ("POST forecast/batch, 100 points, 200 draws", "POST", "/fits/mine/forecast/batch", {"points": points}),
         ("POST optimal, 200 draws", "POST", "/fits/mine/optimal", {"compute": [5.76e23]}),
@@ -120,10 +134,19 @@ def main() -> None:
         try:
             for label, method, path, body in cases:
                 asyncio.run(drive(url, method, path, body, min(100, args.requests), 4, 10.0))  # warm-up (caches)
-                lat, errors, wall = asyncio.run(drive(url, method, path, body, args.requests, args.concurrency,
-                                                      args.max_seconds))
-                rows.append({"endpoint": label, "requests": len(lat), "errors": errors, "req/s": len(lat) / wall,
-                             "p50 ms": 1e3 * np.percentile(lat, 50), "p99 ms": 1e3 * np.percentile(lat, 99)})
+                lat, errors, wall = asyncio.run(
+                    drive(url, method, path, body, args.requests, args.concurrency, args.max_seconds)
+                )
+                rows.append(
+                    {
+                        "endpoint": label,
+                        "requests": len(lat),
+                        "errors": errors,
+                        "req/s": len(lat) / wall,
+                        "p50 ms": 1e3 * np.percentile(lat, 50),
+                        "p99 ms": 1e3 * np.percentile(lat, 99),
+                    }
+                )
                 print(f"{label}: {rows[-1]['req/s']:.0f} req/s", file=sys.stderr)
         finally:
             proc.send_signal(signal.SIGINT)
@@ -135,10 +158,15 @@ def main() -> None:
     base = table["req/s"].iloc[0]
     table["throughput vs baseline"] = table["req/s"] / base
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    header = (f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs, load average {load:.1f}, {args.concurrency} concurrent connections, "
-              f"<= {args.requests} requests per endpoint, one uvicorn process")
-    lines = ["| endpoint | requests | errors | req/s | p50 ms | p99 ms | throughput vs /health |", "|---|---|---|---|---|---|---|"]
+    header = (
+        f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f}, {args.concurrency} concurrent connections, "
+        f"<= {args.requests} requests per endpoint, one uvicorn process"
+    )
+    lines = [
+        "| endpoint | requests | errors | req/s | p50 ms | p99 ms | throughput vs /health |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in table.itertuples(index=False):
         lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:,.0f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.2f} |")
     text = "\n".join(lines)

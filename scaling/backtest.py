@@ -207,7 +207,9 @@ def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
     elif holdout.kind == "largest-C":
         C = _compute(df)
         if holdout.size >= 1:
-            from scaling.optimal import assign_budgets  # isoFLOP budgets: rows of one budget differ by rounding
+            from scaling.optimal import (
+                assign_budgets,  # isoFLOP budgets: rows of one budget differ by rounding
+            )
 
             mask = _largest(assign_budgets(C), holdout.size)
         else:
@@ -239,8 +241,9 @@ def _largest(values: np.ndarray, size: float) -> np.ndarray:
     return values >= np.quantile(values, 1 - size)
 
 
-def prepare(df: pd.DataFrame, *, min_tokens: float | None = None, average_seeds: bool = False,
-            columns: Sequence[str] = ()) -> pd.DataFrame:
+def prepare(
+    df: pd.DataFrame, *, min_tokens: float | None = None, average_seeds: bool = False, columns: Sequence[str] = ()
+) -> pd.DataFrame:
     """Drop checkpoints before ``min_tokens`` and optionally average seeds of the same configuration."""
     source = df.attrs.get("source", "table")
     out = df
@@ -249,8 +252,9 @@ def prepare(df: pd.DataFrame, *, min_tokens: float | None = None, average_seeds:
             raise ScalingError(f"{source}: --min-tokens needs a D column (tokens seen)")
         out = out[pd.to_numeric(out["D"]) >= min_tokens]
         if out.empty:
-            raise ScalingError(f"{source}: --min-tokens {min_tokens:g} drops every row (largest D is "
-                               f"{pd.to_numeric(df['D']).max():g})")
+            raise ScalingError(
+                f"{source}: --min-tokens {min_tokens:g} drops every row (largest D is {pd.to_numeric(df['D']).max():g})"
+            )
     if average_seeds:
         if "seed" not in out.columns:
             raise ScalingError(f"{source}: --average-seeds needs a seed column")
@@ -289,6 +293,7 @@ def seed_noise(df: pd.DataFrame, output: str = "loss") -> float:
 
 def default_laws(df: pd.DataFrame, holdout: Holdout) -> list[str]:
     """Two-input laws when N and D both vary; the single-input laws over the hold-out axis otherwise too."""
+
     def varies(c: str) -> bool:
         return c in df.columns and pd.to_numeric(df[c], errors="coerce").nunique() >= 2
 
@@ -299,8 +304,9 @@ def default_laws(df: pd.DataFrame, holdout: Holdout) -> list[str]:
     if axis and varies(axis):
         laws += [f"{name}:{axis}" for name in ("power", "saturating", "bnsl", "m4") if name in law_names()]
     if not laws:
-        raise ScalingError(f"{df.attrs.get('source', 'table')}: no default laws for this table and hold-out; "
-                           "name them with --law")
+        raise ScalingError(
+            f"{df.attrs.get('source', 'table')}: no default laws for this table and hold-out; name them with --law"
+        )
     return laws
 
 
@@ -328,13 +334,14 @@ def _intervals(fit, inputs: dict[str, np.ndarray], kind: str, rng: np.random.Gen
         sigma = float(rmse) * math.sqrt(n / (n - p)) if rmse is not None and n > p else math.nan
         base = logs if len(logs) else point[None, :]
         reps = max(1, 2000 // max(1, len(base)))  # enough noisy copies for stable 2.5%/97.5% quantiles
-        noisy = np.repeat(base, reps, axis=0) + rng.normal(0.0, sigma if math.isfinite(sigma) else 0.0,
-                                                           (len(base) * reps, base.shape[1]))
+        noisy = np.repeat(base, reps, axis=0) + rng.normal(
+            0.0, sigma if math.isfinite(sigma) else 0.0, (len(base) * reps, base.shape[1])
+        )
         samples = noisy if math.isfinite(sigma) else logs
     else:
         samples = logs
     for level in LEVELS:
-        tag = int(round(level * 100))
+        tag = round(level * 100)
         if len(samples):
             with np.errstate(all="ignore"):
                 lo, hi = np.nanquantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
@@ -348,12 +355,22 @@ def _law_groups(law: Law, df: pd.DataFrame) -> list[str]:
     """Columns that fix one curve for a single-input law: the table's other varying inputs."""
     if len(law.inputs) != 1:
         return []
-    return [c for c in CURVE_INPUTS if c in df.columns and c != law.inputs[0]
-            and pd.to_numeric(df[c], errors="coerce").nunique() > 1]
+    return [
+        c
+        for c in CURVE_INPUTS
+        if c in df.columns and c != law.inputs[0] and pd.to_numeric(df[c], errors="coerce").nunique() > 1
+    ]
 
 
-def _fit_and_predict(law: Law, name: str, train: pd.DataFrame, test: pd.DataFrame, fit_kwargs: dict,
-                     intervals: str, rng: np.random.Generator):
+def _fit_and_predict(
+    law: Law,
+    name: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    fit_kwargs: dict,
+    intervals: str,
+    rng: np.random.Generator,
+):
     """Fit on ``train`` (per curve for single-input laws) and predict ``test``; returns (predictions, fits, notes)."""
     from scaling.estimate import fit as fit_law
 
@@ -437,8 +454,13 @@ def backtest(
     for law, name in resolved:
         preds, law_fits, notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, rng)
         fits[name] = law_fits
-        row: dict[str, Any] = {"law": name, "formula": law.formula, "n_train": len(train), "n_test": len(test),
-                               "n_predicted": len(preds)}
+        row: dict[str, Any] = {
+            "law": name,
+            "formula": law.formula,
+            "n_train": len(train),
+            "n_test": len(test),
+            "n_predicted": len(preds),
+        }
         if len(preds):
             y = preds[law.output].to_numpy(float)
             yhat = preds["point"].to_numpy(float)
@@ -448,7 +470,7 @@ def backtest(
             row["abs_rel_error"] = float(np.mean(np.abs(y[ok] - yhat[ok]) / y[ok])) if ok.any() else math.nan
             row["rmse_log"] = float(np.sqrt(np.mean(err**2))) if ok.any() else math.nan
             for level in LEVELS:
-                tag = int(round(level * 100))
+                tag = round(level * 100)
                 lo, hi = preds[f"lower{tag}"].to_numpy(float), preds[f"upper{tag}"].to_numpy(float)
                 has = np.isfinite(lo) & np.isfinite(hi)
                 row[f"coverage_{tag}"] = float(np.mean((y >= lo) & (y <= hi))) if has.all() and len(y) else math.nan
@@ -458,27 +480,68 @@ def backtest(
             all_preds.append(preds)
         else:
             row["converged"] = False
-        row["within_2x_noise"] = (bool(row["rmse_log"] <= 2 * noise)
-                                  if math.isfinite(noise) and math.isfinite(row.get("rmse_log", math.nan)) else None)
+        row["within_2x_noise"] = (
+            bool(row["rmse_log"] <= 2 * noise)
+            if math.isfinite(noise) and math.isfinite(row.get("rmse_log", math.nan))
+            else None
+        )
         if len(preds) and row["n_predicted"] < len(test):
             notes.insert(0, f"predicted {row['n_predicted']} of {len(test)} held-out rows")
         row["notes"] = "; ".join(notes)
         rows.append(row)
 
-    columns = ["rank", "law", "formula", "n_train", "n_test", "n_predicted", "abs_rel_error", "rmse_log",
-               "coverage_80", "coverage_95", "in_sample_rmse_log", "within_2x_noise", "converged", "notes"]
+    columns = [
+        "rank",
+        "law",
+        "formula",
+        "n_train",
+        "n_test",
+        "n_predicted",
+        "abs_rel_error",
+        "rmse_log",
+        "coverage_80",
+        "coverage_95",
+        "in_sample_rmse_log",
+        "within_2x_noise",
+        "converged",
+        "notes",
+    ]
     table = pd.DataFrame(rows).reindex(columns=columns)
     # Rank by extrapolation error; a law that predicted nothing goes last. Laws that predicted only part of the
     # held-out rows are ranked on what they predicted, and their notes say so.
     table = table.sort_values(["rmse_log", "abs_rel_error"], na_position="last", kind="stable").reset_index(drop=True)
     table["rank"] = np.where(table["rmse_log"].notna(), np.arange(1, len(table) + 1), np.nan)
-    keep = [c for c in ("law", "run_id", "seed", *CURVE_INPUTS, "C", *sorted(outputs), "point", "lower80", "upper80",
-                        "lower95", "upper95") if all_preds and c in pd.concat(all_preds).columns]
+    keep = [
+        c
+        for c in (
+            "law",
+            "run_id",
+            "seed",
+            *CURVE_INPUTS,
+            "C",
+            *sorted(outputs),
+            "point",
+            "lower80",
+            "upper80",
+            "lower95",
+            "upper95",
+        )
+        if all_preds and c in pd.concat(all_preds).columns
+    ]
     predictions = pd.concat(all_preds, ignore_index=True)[keep] if all_preds else pd.DataFrame(columns=keep)
     settings = {
-        "source": source, "holdout": str(holdout), "laws": [n for _, n in resolved], "min_tokens": min_tokens,
-        "curve_fraction": curve_fraction, "average_seeds": average_seeds, "intervals": intervals,
-        "n_bootstrap": n_bootstrap, "seed": seed, "n_rows": len(df), "n_train": len(train), "n_test": len(test),
+        "source": source,
+        "holdout": str(holdout),
+        "laws": [n for _, n in resolved],
+        "min_tokens": min_tokens,
+        "curve_fraction": curve_fraction,
+        "average_seeds": average_seeds,
+        "intervals": intervals,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "n_rows": len(df),
+        "n_train": len(train),
+        "n_test": len(test),
         "held_out": _describe(test),
     }
     return BacktestResult(table, predictions, settings, noise, fits)
@@ -493,5 +556,15 @@ def _describe(test: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["Holdout", "BacktestResult", "backtest", "split", "prepare", "keep_last_fraction", "seed_noise",
-           "default_laws", "load_backtest", "HOLDOUTS"]
+__all__ = [
+    "HOLDOUTS",
+    "BacktestResult",
+    "Holdout",
+    "backtest",
+    "default_laws",
+    "keep_last_fraction",
+    "load_backtest",
+    "prepare",
+    "seed_noise",
+    "split",
+]

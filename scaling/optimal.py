@@ -83,8 +83,11 @@ class Allocation:
         ci = self.ci if ci is None else ci
         if self.fit is not None:  # approach 3: the engine's closed form with its own bootstrap
             out = self.fit.optimal(C, ci=ci)
-            keep = [c for c in out.columns if c.split("_lower")[0].split("_upper")[0] in
-                    ("compute", "N_opt", "D_opt", "tokens_per_param", "loss")]
+            keep = [
+                c
+                for c in out.columns
+                if c.split("_lower")[0].split("_upper")[0] in ("compute", "N_opt", "D_opt", "tokens_per_param", "loss")
+            ]
             return out[keep].reset_index(drop=True)
         lnC = np.log(C)
         out = pd.DataFrame({"compute": C})
@@ -112,8 +115,12 @@ class Allocation:
         return {
             "approach": self.approach,
             "method": self.name,
-            "a": self.a, "a_lower": a_lo, "a_upper": a_hi,
-            "b": self.b, "b_lower": b_lo, "b_upper": b_hi,
+            "a": self.a,
+            "a_lower": a_lo,
+            "a_upper": a_hi,
+            "b": self.b,
+            "b_lower": b_lo,
+            "b_upper": b_hi,
             "n_rows": self.n_rows,
             "n_frontier_points": len(self.points),
             "bootstrap_failed_fraction": self.bootstrap_failed_fraction,
@@ -290,8 +297,9 @@ def envelope(
     n_winners = points["N_opt"].nunique()
     if n_winners < 3:
         warnings.append(f"the envelope has only {n_winners} distinct winning sizes: the exponent rests on them alone")
-    return Allocation(1, *est, draws=draws, ci=ci, points=points, n_rows=len(df), warnings=warnings,
-                      bootstrap_failed_fraction=failed)
+    return Allocation(
+        1, *est, draws=draws, ci=ci, points=points, n_rows=len(df), warnings=warnings, bootstrap_failed_fraction=failed
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -313,7 +321,9 @@ def assign_budgets(C: np.ndarray, tol_dex: float = 0.02) -> np.ndarray:
     return budgets
 
 
-def _vertices(budgets: np.ndarray, lnN: np.ndarray, loss: np.ndarray, min_points: int) -> tuple[pd.DataFrame, list[str]]:
+def _vertices(
+    budgets: np.ndarray, lnN: np.ndarray, loss: np.ndarray, min_points: int
+) -> tuple[pd.DataFrame, list[str]]:
     """Parabola loss = c2 x^2 + c1 x + c0 in x = ln N per budget; the vertex is N_opt (Hoffmann Section 3.2).
 
     Plain arrays rather than a DataFrame groupby: the bootstrap calls this hundreds of times.
@@ -405,22 +415,35 @@ def isoflop(
     warnings = _summarise_skips(notes, n_budgets=len(groups)) + _spread_warning(draws, ci)
     if len(vertices) == 2:
         warnings.append("only 2 usable budgets: the exponent is a line through two points")
-    return Allocation(2, *est, draws=draws, ci=ci, points=vertices, profiles=data, n_rows=len(df),
-                      warnings=warnings, bootstrap_failed_fraction=failed)
+    return Allocation(
+        2,
+        *est,
+        draws=draws,
+        ci=ci,
+        points=vertices,
+        profiles=data,
+        n_rows=len(df),
+        warnings=warnings,
+        bootstrap_failed_fraction=failed,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Approach 3: the parametric fit (the fitting engine does the work)
 
 
-def parametric(df: pd.DataFrame, *, n_bootstrap: int = 200, ci: float = 0.95, seed: int = 0, **fit_kwargs) -> Allocation:
+def parametric(
+    df: pd.DataFrame, *, n_bootstrap: int = 200, ci: float = 0.95, seed: int = 0, **fit_kwargs
+) -> Allocation:
     """Approach 3 (Hoffmann et al. 2022, Section 3.3): fit L = E + A/N^alpha + B/D^beta to the final losses.
 
     The frontier follows in closed form: a = beta/(alpha+beta), b = alpha/(alpha+beta) and
     N_opt = G (C/6)^a, D_opt = (C/6)^b / G with G = (alpha A/(beta B))^(1/(alpha+beta)) (Eq. 4). The fit is the
     engine's (``scaling.fit``: Huber on log residuals, Hoffmann's grid, bootstrap over runs).
     """
-    from scaling.estimate import fit as fit_law  # the engine; imported here so approaches 1-2 work without it
+    from scaling.estimate import (
+        fit as fit_law,  # the engine; imported here so approaches 1-2 work without it
+    )
 
     df = _require(df, ["N", "D", "loss"], "approach 3")
     rows = _final_rows(df)
@@ -437,14 +460,31 @@ def parametric(df: pd.DataFrame, *, n_bootstrap: int = 200, ci: float = 0.95, se
         d = fit.draws
         da = d["beta"] / (d["alpha"] + d["beta"])
         dG = (d["alpha"] * d["A"] / (d["beta"] * d["B"])) ** (1.0 / (d["alpha"] + d["beta"]))
-        draws = pd.DataFrame({"a": da, "b": 1 - da, "log_kN": np.log(dG) - da * np.log(6.0),
-                              "log_kD": -np.log(dG) - (1 - da) * np.log(6.0)}).reset_index(drop=True)
+        draws = pd.DataFrame(
+            {
+                "a": da,
+                "b": 1 - da,
+                "log_kN": np.log(dG) - da * np.log(6.0),
+                "log_kD": -np.log(dG) - (1 - da) * np.log(6.0),
+            }
+        ).reset_index(drop=True)
     q = fit.quality
     warnings = list(q.get("warnings", []))
     if not q.get("converged", True):
         warnings.insert(0, f"the parametric fit did NOT converge: {q.get('message', '')}")
-    return Allocation(3, float(a), float(b), log_kN, log_kD, draws=draws, ci=ci, n_rows=len(rows), warnings=warnings,
-                      bootstrap_failed_fraction=float(q.get("bootstrap_failed_fraction") or 0.0), fit=fit)
+    return Allocation(
+        3,
+        float(a),
+        float(b),
+        log_kN,
+        log_kD,
+        draws=draws,
+        ci=ci,
+        n_rows=len(rows),
+        warnings=warnings,
+        bootstrap_failed_fraction=float(q.get("bootstrap_failed_fraction") or 0.0),
+        fit=fit,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -488,16 +528,38 @@ def compare(
                 raise
             results[k] = str(exc)
             for c in C:
-                rows.append({"approach": k, "method": APPROACH_NAMES[k], "compute": c, "warnings": f"not applicable: {exc}"})
+                rows.append(
+                    {"approach": k, "method": APPROACH_NAMES[k], "compute": c, "warnings": f"not applicable: {exc}"}
+                )
             continue
         results[k] = res
         head = res.summary_row()
         for _, opt in res.optimal(C, ci=ci).iterrows():
             rows.append({**head, **opt.to_dict()})
-    columns = ["approach", "method", "a", "a_lower", "a_upper", "b", "b_lower", "b_upper", "compute",
-               "N_opt", "N_opt_lower", "N_opt_upper", "D_opt", "D_opt_lower", "D_opt_upper",
-               "tokens_per_param", "tokens_per_param_lower", "tokens_per_param_upper",
-               "n_rows", "n_frontier_points", "bootstrap_failed_fraction", "warnings"]
+    columns = [
+        "approach",
+        "method",
+        "a",
+        "a_lower",
+        "a_upper",
+        "b",
+        "b_lower",
+        "b_upper",
+        "compute",
+        "N_opt",
+        "N_opt_lower",
+        "N_opt_upper",
+        "D_opt",
+        "D_opt_lower",
+        "D_opt_upper",
+        "tokens_per_param",
+        "tokens_per_param_lower",
+        "tokens_per_param_upper",
+        "n_rows",
+        "n_frontier_points",
+        "bootstrap_failed_fraction",
+        "warnings",
+    ]
     table = pd.DataFrame(rows).reindex(columns=columns)
     return table, results
 
@@ -536,9 +598,18 @@ def ensemble_gain_table(df: pd.DataFrame) -> pd.DataFrame:
         kk = float(r["ensemble_k"])
         L1 = float(same["loss"].mean())
         se = float(same["loss"].std(ddof=1) / np.sqrt(len(same))) if len(same) > 1 else np.nan
-        rows.append({"N": float(r["N"]), "D": float(r["D"]), "k": kk, "single_loss": L1,
-                     "ensemble_loss": float(r["loss"]), "V": (L1 - float(r["loss"])) / (1 - 1 / kk),
-                     "se": se, "n_seeds": len(same)})
+        rows.append(
+            {
+                "N": float(r["N"]),
+                "D": float(r["D"]),
+                "k": kk,
+                "single_loss": L1,
+                "ensemble_loss": float(r["loss"]),
+                "V": (L1 - float(r["loss"])) / (1 - 1 / kk),
+                "se": se,
+                "n_seeds": len(same),
+            }
+        )
     return pd.DataFrame(rows, columns=["N", "D", "k", "single_loss", "ensemble_loss", "V", "se", "n_seeds"])
 
 
@@ -546,7 +617,9 @@ def seed_spread(df: pd.DataFrame) -> float:
     """Median seed-to-seed standard deviation of the loss at a fixed (N, D) (NaN without repeated seeds)."""
     if "seed" not in df.columns:
         return np.nan
-    single = df if "ensemble_k" not in df.columns else df[pd.to_numeric(df["ensemble_k"], errors="coerce").fillna(1) <= 1]
+    single = (
+        df if "ensemble_k" not in df.columns else df[pd.to_numeric(df["ensemble_k"], errors="coerce").fillna(1) <= 1]
+    )
     sd = single.groupby(["N", "D"])["loss"].std(ddof=1).dropna()
     return float(sd.median()) if len(sd) else np.nan
 
@@ -577,16 +650,38 @@ def ensemble_plan(df: pd.DataFrame, fit, compute: float, k: int = 4, ci: float =
     need = Lm - L1  # the gain the ensemble must deliver to tie
     spread = seed_spread(df)
     gains = ensemble_gain_table(df)
-    rows = [{"option": "one model", "N": one["N_opt"], "D": one["D_opt"], "member_loss": L1, "ensemble_gain": 0.0,
-             "loss": L1, "lower": one.get("loss_lower", np.nan), "upper": one.get("loss_upper", np.nan)}]
+    rows = [
+        {
+            "option": "one model",
+            "N": one["N_opt"],
+            "D": one["D_opt"],
+            "member_loss": L1,
+            "ensemble_gain": 0.0,
+            "loss": L1,
+            "lower": one.get("loss_lower", np.nan),
+            "upper": one.get("loss_upper", np.nan),
+        }
+    ]
     label = f"ensemble of {k}"
     if gains.empty:
-        rows.append({"option": label, "N": member["N_opt"], "D": member["D_opt"], "member_loss": Lm,
-                     "ensemble_gain": np.nan, "loss": np.nan, "lower": np.nan, "upper": np.nan})
+        rows.append(
+            {
+                "option": label,
+                "N": member["N_opt"],
+                "D": member["D_opt"],
+                "member_loss": Lm,
+                "ensemble_gain": np.nan,
+                "loss": np.nan,
+                "lower": np.nan,
+                "upper": np.nan,
+            }
+        )
         noise = f"; seed-to-seed spread of the loss is {spread:.4f}" if np.isfinite(spread) else ""
-        reason = (f"the table has no ensemble evaluations (rows with ensemble_k > 1), so the ensemble's gain over its "
-                  f"members is unknown; {k} members of N={member['N_opt']:.3g} would have to gain more than "
-                  f"{need:.4f} nats over their own loss to beat one model of N={one['N_opt']:.3g}{noise}")
+        reason = (
+            f"the table has no ensemble evaluations (rows with ensemble_k > 1), so the ensemble's gain over its "
+            f"members is unknown; {k} members of N={member['N_opt']:.3g} would have to gain more than "
+            f"{need:.4f} nats over their own loss to beat one model of N={one['N_opt']:.3g}{noise}"
+        )
         return EnsembleVerdict(C, k, pd.DataFrame(rows), "cannot tell", reason)
 
     Nk = float(member["N_opt"])
@@ -598,20 +693,34 @@ def ensemble_plan(df: pd.DataFrame, fit, compute: float, k: int = 4, ci: float =
     else:
         nearest = by_size.iloc[int(np.argmin(np.abs(np.log(by_size["N"]) - np.log(Nk))))]
         V, where = float(nearest["V"]), f"taken from N={nearest['N']:.3g} (nearest measured size)"
-    se = float(np.nanmean(by_size["se"])) if by_size["se"].notna().any() else (spread if np.isfinite(spread) else np.nan)
+    se = (
+        float(np.nanmean(by_size["se"])) if by_size["se"].notna().any() else (spread if np.isfinite(spread) else np.nan)
+    )
     gain = V * (1 - 1 / k)
     Lk = Lm - gain
     # Interval: the member's loss interval (from the fit's bootstrap; none for a published fit) widened by the
     # seed noise of the gain estimate, in quadrature.
     half = float(np.hypot(_half_width(member, Lm), 2 * se if np.isfinite(se) else 0.0))
-    rows.append({"option": label, "N": Nk, "D": member["D_opt"], "member_loss": Lm, "ensemble_gain": gain,
-                 "loss": Lk, "lower": Lk - half, "upper": Lk + half})
+    rows.append(
+        {
+            "option": label,
+            "N": Nk,
+            "D": member["D_opt"],
+            "member_loss": Lm,
+            "ensemble_gain": gain,
+            "loss": Lk,
+            "lower": Lk - half,
+            "upper": Lk + half,
+        }
+    )
     diff = Lk - L1
     margin = float(np.hypot(half, _half_width(one, L1)))
     if abs(diff) <= margin:
         verdict = "cannot tell"
-        reason = (f"the ensemble's predicted loss differs from one model's by {diff:+.4f} nats, within the "
-                  f"uncertainty ({margin:.4f}); gain V {where}")
+        reason = (
+            f"the ensemble's predicted loss differs from one model's by {diff:+.4f} nats, within the "
+            f"uncertainty ({margin:.4f}); gain V {where}"
+        )
     else:
         verdict = label if diff < 0 else "one model"
         reason = f"the ensemble's loss is {diff:+.4f} nats from one model's (uncertainty {margin:.4f}); gain V {where}"

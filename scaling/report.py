@@ -30,13 +30,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
 
-import scaling  # noqa: E402
-from scaling.errors import ScalingError  # noqa: E402
+import scaling
+from scaling.errors import ScalingError
 
 LABELS = {
     "N": "parameters N",
@@ -124,7 +124,9 @@ def _scatter_by(ax, x, y, color, color_label, runs=None):
                 order = np.argsort(x[sel])
                 ax.plot(x[sel][order], y[sel][order], color="0.75", linewidth=0.6, zorder=1)
     positive = color[np.isfinite(color) & (color > 0)]
-    norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if len(positive) and positive.min() < positive.max() else None
+    norm = (
+        LogNorm(vmin=positive.min(), vmax=positive.max()) if len(positive) and positive.min() < positive.max() else None
+    )
     sc = ax.scatter(x, y, c=color, cmap="viridis", norm=norm, s=22, edgecolor="black", linewidth=0.3, zorder=3)
     ax.figure.colorbar(sc, ax=ax, label=color_label)
     ax.set_xscale("log")
@@ -153,8 +155,14 @@ def data_figures(df: pd.DataFrame, figs: _Figures) -> list[Figure]:
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label("loss"))
         ax.set_title(f"Measured loss against {x}", fontsize=10)
-        out.append(figs.save(fig, f"data_loss_vs_{x}", f"Every measured point: loss against {_label(x)}, "
-                                                        f"coloured by {_label(color)}; lines join evaluations of one run."))
+        out.append(
+            figs.save(
+                fig,
+                f"data_loss_vs_{x}",
+                f"Every measured point: loss against {_label(x)}, "
+                f"coloured by {_label(color)}; lines join evaluations of one run.",
+            )
+        )
     return out
 
 
@@ -181,25 +189,50 @@ def fit_figures(df: pd.DataFrame, name: str, fit, figs: _Figures) -> list[Figure
             top = 10 * rows[x].max()
             for ext in ("svg", "png"):
                 with plt.rc_context({"svg.fonttype": "none"}):
-                    path = plots.plot_loss_vs(rows, fit, x, figs.folder / f"fit_{slug}_vs_{x}.{ext}",
-                                              extrapolate_to=top,
-                                              title=f"{name}: loss against {x}; dashed = extrapolation with band")
-            out.append(figs.from_file(path, f"Fit {name}: measured loss (points) and the fitted {fit.law.name} "
-                                            f"(lines) against {_label(x)}, extrapolated to {top:.3g} with its "
-                                            f"{fit.ci:.0%} bootstrap band where the fit has draws."))
+                    path = plots.plot_loss_vs(
+                        rows,
+                        fit,
+                        x,
+                        figs.folder / f"fit_{slug}_vs_{x}.{ext}",
+                        extrapolate_to=top,
+                        title=f"{name}: loss against {x}; dashed = extrapolation with band",
+                    )
+            out.append(
+                figs.from_file(
+                    path,
+                    f"Fit {name}: measured loss (points) and the fitted {fit.law.name} "
+                    f"(lines) against {_label(x)}, extrapolated to {top:.3g} with its "
+                    f"{fit.ci:.0%} bootstrap band where the fit has draws.",
+                )
+            )
         if fit.law.optimal is not None or set(inputs) == {"N", "D"}:
             fig = _frontier_loss_figure(rows, name, fit)
             if fig is not None:
-                out.append(figs.save(fig, f"fit_{slug}_frontier", f"Fit {name}: loss of the compute-optimal model "
-                                     f"against compute, two decades beyond the data, with its {fit.ci:.0%} band; "
-                                     "points are the measured runs."))
+                out.append(
+                    figs.save(
+                        fig,
+                        f"fit_{slug}_frontier",
+                        f"Fit {name}: loss of the compute-optimal model "
+                        f"against compute, two decades beyond the data, with its {fit.ci:.0%} band; "
+                        "points are the measured runs.",
+                    )
+                )
     elif len(inputs) == 1:
-        out.append(figs.save(_single_input_figure(rows, name, fit), f"fit_{slug}_curve",
-                             f"Fit {name}: measured points and the fitted curve, extrapolated one decade with its "
-                             f"{fit.ci:.0%} band where the fit has draws."))
-    out.append(figs.save(_residual_figure(rows, name, fit), f"fit_{slug}_residuals",
-                         f"Fit {name}: log residuals log(measured / fitted) against each input; a law that fits "
-                         "leaves no trend."))
+        out.append(
+            figs.save(
+                _single_input_figure(rows, name, fit),
+                f"fit_{slug}_curve",
+                f"Fit {name}: measured points and the fitted curve, extrapolated one decade with its "
+                f"{fit.ci:.0%} band where the fit has draws.",
+            )
+        )
+    out.append(
+        figs.save(
+            _residual_figure(rows, name, fit),
+            f"fit_{slug}_residuals",
+            f"Fit {name}: log residuals log(measured / fitted) against each input; a law that fits leaves no trend.",
+        )
+    )
     return out
 
 
@@ -216,8 +249,9 @@ def _frontier_loss_figure(rows: pd.DataFrame, name: str, fit):
     ax.plot(grid[inside], opt["loss"][inside], color="C3", label="fitted, compute-optimal")
     ax.plot(grid[~inside], opt["loss"][~inside], "--", color="C3", label="extrapolation")
     if opt["loss_lower"].notna().all():
-        ax.fill_between(grid, opt["loss_lower"], opt["loss_upper"], color="C3", alpha=0.15, linewidth=0,
-                        label=f"{fit.ci:.0%} band")
+        ax.fill_between(
+            grid, opt["loss_lower"], opt["loss_upper"], color="C3", alpha=0.15, linewidth=0, label=f"{fit.ci:.0%} band"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_label("C"))
@@ -239,7 +273,9 @@ def _single_input_figure(rows: pd.DataFrame, name: str, fit):
     ax.plot(grid[inside], pred["point"][inside], color="C3", label=f"fitted {fit.law.name}")
     ax.plot(grid[~inside], pred["point"][~inside], "--", color="C3", label="extrapolation")
     if pred["lower"].notna().all():
-        ax.fill_between(grid, pred["lower"], pred["upper"], color="C3", alpha=0.15, linewidth=0, label=f"{fit.ci:.0%} band")
+        ax.fill_between(
+            grid, pred["lower"], pred["upper"], color="C3", alpha=0.15, linewidth=0, label=f"{fit.ci:.0%} band"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_label(x))
@@ -275,8 +311,15 @@ def isoflop_figure(alloc, figs: _Figures) -> Figure:
     for i, b in enumerate(budgets):
         color = cmap(norm(b) if norm else 0.5)
         sel = prof["budget"] == b
-        ax.scatter(prof.loc[sel, "N"], prof.loc[sel, "loss"], s=18, color=color, edgecolor="black", linewidth=0.3,
-                   label=f"C = {b:.2g}")
+        ax.scatter(
+            prof.loc[sel, "N"],
+            prof.loc[sel, "loss"],
+            s=18,
+            color=color,
+            edgecolor="black",
+            linewidth=0.3,
+            label=f"C = {b:.2g}",
+        )
         v = pts[np.isclose(pts["C"], b)]
         if len(v):
             x = np.linspace(np.log(prof.loc[sel, "N"].min()), np.log(prof.loc[sel, "N"].max()), 50)
@@ -292,9 +335,13 @@ def isoflop_figure(alloc, figs: _Figures) -> Figure:
         ax.legend(fontsize=7, ncol=2)
     elif norm is not None:  # dozens of budgets (digitised data): a colour bar instead of a legend
         fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=_label("C"))
-    return figs.save(fig, "isoflop_profiles", "IsoFLOP profiles: at each compute budget, loss against model size with "
-                     "the fitted parabola (in log N); the star is the budget's compute-optimal size (Hoffmann et al. "
-                     "2022, approach 2).")
+    return figs.save(
+        fig,
+        "isoflop_profiles",
+        "IsoFLOP profiles: at each compute budget, loss against model size with "
+        "the fitted parabola (in log N); the star is the budget's compute-optimal size (Hoffmann et al. "
+        "2022, approach 2).",
+    )
 
 
 def frontier_figure(allocations: dict, figs: _Figures, budgets: Sequence[float]) -> Figure:
@@ -319,9 +366,13 @@ def frontier_figure(allocations: dict, figs: _Figures, budgets: Sequence[float])
     ax.set_title("Compute-optimal model size: the three approaches", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return figs.save(fig, "frontier", "Compute-optimal parameters against compute from each approach (lines, with "
-                     "bootstrap bands); points are what each frontier was fitted to (envelope winners, isoFLOP "
-                     "minima); dotted lines mark the budgets asked for.")
+    return figs.save(
+        fig,
+        "frontier",
+        "Compute-optimal parameters against compute from each approach (lines, with "
+        "bootstrap bands); points are what each frontier was fitted to (envelope winners, isoFLOP "
+        "minima); dotted lines mark the budgets asked for.",
+    )
 
 
 def backtest_figure(result, figs: _Figures) -> Figure | None:
@@ -335,8 +386,17 @@ def backtest_figure(result, figs: _Figures) -> Figure | None:
     for i, law in enumerate(pd.unique(p["law"])):
         q = p[p["law"] == law]
         err = np.vstack([q["point"] - q["lower95"], q["upper95"] - q["point"]]).clip(min=0)
-        ax.errorbar(q[output], q["point"], yerr=np.nan_to_num(err), fmt="o", markersize=4, capsize=2,
-                    color=f"C{i}", label=law, alpha=0.8)
+        ax.errorbar(
+            q[output],
+            q["point"],
+            yerr=np.nan_to_num(err),
+            fmt="o",
+            markersize=4,
+            capsize=2,
+            color=f"C{i}",
+            label=law,
+            alpha=0.8,
+        )
     both = np.concatenate([p[output].to_numpy(float), p["point"].to_numpy(float)])
     both = both[np.isfinite(both) & (both > 0)]
     lims = [both.min() / 1.05, both.max() * 1.05]
@@ -350,8 +410,12 @@ def backtest_figure(result, figs: _Figures) -> Figure | None:
     ax.set_title(f"Backtest, held out {result.settings.get('holdout')}: forecast against measured", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return figs.save(fig, "backtest", "Held-out points: each law's forecast (with its 95% interval) against the "
-                     "measured value; points on the diagonal were forecast exactly.")
+    return figs.save(
+        fig,
+        "backtest",
+        "Held-out points: each law's forecast (with its 95% interval) against the "
+        "measured value; points on the diagonal were forecast exactly.",
+    )
 
 
 def special_figures(df: pd.DataFrame, figs: _Figures) -> list[tuple[str, Figure]]:
@@ -360,12 +424,33 @@ def special_figures(df: pd.DataFrame, figs: _Figures) -> list[tuple[str, Figure]
     runs = df["run_id"].astype(str).to_numpy() if "run_id" in df.columns else None
     color = _numeric(df, "N") if "N" in df.columns else np.ones(len(df))
     specs = [
-        ("Transfer", "D_F", "loss", "transfer", "Loss after fine-tuning against fine-tuning tokens, coloured by model "
-         "size (Hernandez et al. 2021: the effective data transferred shows as a shift of these curves)."),
-        ("Repetition", "epochs", "loss", "repetition", "Loss against epochs over the unique data, coloured by model "
-         "size (Muennighoff et al. 2023: repeated tokens are worth less than new ones)."),
-        ("Calibration", "N", "ece", "calibration", "Expected calibration error of next-token predictions against "
-         "model size (Kadavath et al. 2022)."),
+        (
+            "Transfer",
+            "D_F",
+            "loss",
+            "transfer",
+            (
+                "Loss after fine-tuning against fine-tuning tokens, coloured by "
+                "model size (Hernandez et al. 2021: the effective data transferred shows as a shift of these curves)."
+            ),
+        ),
+        (
+            "Repetition",
+            "epochs",
+            "loss",
+            "repetition",
+            (
+                "Loss against epochs over the unique data, coloured by model "
+                "size (Muennighoff et al. 2023: repeated tokens are worth less than new ones)."
+            ),
+        ),
+        (
+            "Calibration",
+            "N",
+            "ece",
+            "calibration",
+            ("Expected calibration error of next-token predictions against model size (Kadavath et al. 2022)."),
+        ),
     ]
     data = df.copy()
     if "epochs" not in data.columns and {"D", "U"} <= set(data.columns):
@@ -402,8 +487,13 @@ def fit_table(fit) -> pd.DataFrame:
 def quality_table(fit) -> pd.DataFrame:
     q = fit.quality or {}
     keys = ["n_points", "n_params_free", "rmse_log", "objective", "converged", "at_bound", "bootstrap_failed_fraction"]
-    return pd.DataFrame([{"quantity": k, "value": q[k] if not isinstance(q[k], list) else ", ".join(q[k]) or "none"}
-                         for k in keys if k in q])
+    return pd.DataFrame(
+        [
+            {"quantity": k, "value": q[k] if not isinstance(q[k], list) else ", ".join(q[k]) or "none"}
+            for k in keys
+            if k in q
+        ]
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -425,16 +515,20 @@ def with_intervals(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     out = table.copy()
     for n in names:
         lo, hi = table[f"{n}_lower"], table[f"{n}_upper"]
-        out[n] = [_fmt(v) + (f" [{_fmt(a)}, {_fmt(b)}]" if np.isfinite(a) and np.isfinite(b) else "")
-                  for v, a, b in zip(table[n], lo.astype(float), hi.astype(float))]
+        out[n] = [
+            _fmt(v) + (f" [{_fmt(a)}, {_fmt(b)}]" if np.isfinite(a) and np.isfinite(b) else "")
+            for v, a, b in zip(table[n], lo.astype(float), hi.astype(float))
+        ]
         out = out.drop(columns=[f"{n}_lower", f"{n}_upper"])
     return out
 
 
 def _html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -495,7 +589,8 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
 
     problems = []
     if not fits:
-        from scaling.estimate import default_law, fit as fit_law
+        from scaling.estimate import default_law
+        from scaling.estimate import fit as fit_law
 
         try:
             law = default_law(df)
@@ -504,12 +599,16 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
             problems.append(f"no fit shown: the default law could not be fitted ({exc}); pass fit files to show")
 
     if "loss" in df.columns:
-        sections.append(Section("Data", f"{len(df)} rows from {html.escape(source)}.", data_figures(df, figs),
-                                notes=problems))
+        sections.append(
+            Section("Data", f"{len(df)} rows from {html.escape(source)}.", data_figures(df, figs), notes=problems)
+        )
 
     for name, fit in fits:
-        sec = Section(f"Fit: {name}", f"<code>{html.escape(fit.law.formula)}</code> &mdash; "
-                                      f"{html.escape(str(fit.meta.get('reference') or fit.law.reference))}")
+        sec = Section(
+            f"Fit: {name}",
+            f"<code>{html.escape(fit.law.formula)}</code> &mdash; "
+            f"{html.escape(str(fit.meta.get('reference') or fit.law.reference))}",
+        )
         sec.tables.append((f"parameters ({fit.ci:.0%} bootstrap intervals)", fit_table(fit)))
         quality = quality_table(fit)
         if len(quality):
@@ -532,10 +631,15 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
         except ScalingError as exc:
             sections.append(Section("Backtest", notes=[f"not run: {exc}"]))
     if backtest_result is not None:
-        sec = Section("Backtest", f"Each law fitted without the held-out rows ({html.escape(backtest_result.settings.get('holdout', ''))}: "
-                                  f"{html.escape(str(backtest_result.settings.get('held_out', '')))}) and scored on them; ranked by "
-                                  "held-out RMSE of log loss (Alabdulmohsin et al. 2022), not by in-sample fit.")
-        sec.tables.append(("laws ranked by extrapolation error", backtest_result.table.drop(columns=["formula"], errors="ignore")))
+        sec = Section(
+            "Backtest",
+            f"Each law fitted without the held-out rows ({html.escape(backtest_result.settings.get('holdout', ''))}: "
+            f"{html.escape(str(backtest_result.settings.get('held_out', '')))}) and scored on them; ranked by "
+            "held-out RMSE of log loss (Alabdulmohsin et al. 2022), not by in-sample fit.",
+        )
+        sec.tables.append(
+            ("laws ranked by extrapolation error", backtest_result.table.drop(columns=["formula"], errors="ignore"))
+        )
         fig = backtest_figure(backtest_result, figs)
         if fig:
             sec.figures.append(fig)
@@ -547,13 +651,18 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
     (out / "index.html").write_text(_page(title or f"Scaling report: {Path(source).name}", source, sections))
 
 
-def _planning_section(df: pd.DataFrame, figs: _Figures, compute: Sequence[float], n_bootstrap: int, seed: int) -> Section:
+def _planning_section(
+    df: pd.DataFrame, figs: _Figures, compute: Sequence[float], n_bootstrap: int, seed: int
+) -> Section:
     from scaling.optimal import compare
 
     C = _compute(df)
     budgets = list(compute) or [float(C.max() * 10), float(C.max() * 100)]
-    sec = Section("Compute-optimal planning", "Chinchilla approaches 1 (envelope of training curves), 2 (isoFLOP "
-                  "parabolas) and 3 (parametric fit) on the same table, with bootstrap intervals.")
+    sec = Section(
+        "Compute-optimal planning",
+        "Chinchilla approaches 1 (envelope of training curves), 2 (isoFLOP "
+        "parabolas) and 3 (parametric fit) on the same table, with bootstrap intervals.",
+    )
     table, results = compare(df, budgets, n_bootstrap=n_bootstrap, seed=seed)
     shown = with_intervals(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
     shown = shown.drop(columns=["n_frontier_points", "bootstrap_failed_fraction", "warnings"])
@@ -586,10 +695,16 @@ nav a{margin-right:1rem}
 
 def _page(title: str, source: str, sections: list[Section]) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             f"<p class='meta'>source {html.escape(source)} &middot; generated {now} by scaling "
-             f"{html.escape(scaling.__version__)}</p>", "<nav>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        (
+            f"<p class='meta'>source {html.escape(source)} &middot; generated {now} by scaling "
+            f"{html.escape(scaling.__version__)}</p>"
+        ),
+        "<nav>",
+    ]
     parts += [f"<a href='#s{i}'>{html.escape(s.title)}</a>" for i, s in enumerate(sections)]
     parts.append("</nav>")
     for i, s in enumerate(sections):
@@ -601,8 +716,10 @@ def _page(title: str, source: str, sections: list[Section]) -> str:
         for note in s.notes:
             parts.append(f"<p class='note'>note: {html.escape(note)}</p>")
         for f in s.figures:
-            parts.append(f"<figure><img alt='{html.escape(f.name)}' src='data:image/png;base64,{f.png_b64}'>"
-                         f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img alt='{html.escape(f.name)}' src='data:image/png;base64,{f.png_b64}'>"
+                f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+            )
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -25,7 +25,6 @@ and translates. Design rules:
 - **Loopback by default**; there is no authentication, so exposing it is the operator's explicit choice.
 """
 
-
 import json
 import math
 import os
@@ -35,11 +34,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Path as PathParam, Request
+from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import scaling
 from scaling.errors import ScalingError
@@ -68,7 +68,7 @@ class _Strict(BaseModel):
 
 class ForecastRequest(_Strict):
     inputs: dict[InputName, Value] = Field(
-        ..., description="the law's inputs, e.g. {\"N\": 7e10, \"D\": 1.4e12}", examples=[{"N": 7e10, "D": 1.4e12}]
+        ..., description='the law\'s inputs, e.g. {"N": 7e10, "D": 1.4e12}', examples=[{"N": 7e10, "D": 1.4e12}]
     )
     ci: Level | None = Field(None, description="interval level; default: the level the fit was made with")
 
@@ -79,8 +79,9 @@ class BatchRequest(_Strict):
 
 
 class OptimalRequest(_Strict):
-    compute: list[Compute] = Field(..., min_length=1, max_length=MAX_BATCH, description="training FLOPs (C = 6ND)",
-                                 examples=[[5.76e23]])
+    compute: list[Compute] = Field(
+        ..., min_length=1, max_length=MAX_BATCH, description="training FLOPs (C = 6ND)", examples=[[5.76e23]]
+    )
     ci: Level | None = None
 
 
@@ -174,7 +175,7 @@ class FitStore:
         if not _NAME_RE.match(name) or name in (".", ".."):
             return None
         folder = self.folder / sub if sub else self.folder
-        stem = name[: -len(suffix)] if name.endswith(suffix) else name
+        stem = name.removesuffix(suffix)
         path = (folder / f"{stem}{suffix}").resolve()
         if path.parent != folder.resolve() or not path.is_file():
             return None
@@ -214,10 +215,16 @@ def _num(value: Any) -> float | None:
 def _summary(name: str, fit) -> dict:
     q = fit.quality or {}
     return {
-        "name": name, "law": fit.law_name, "formula": fit.law.formula, "inputs": list(fit.law.inputs),
-        "output": fit.law.output, "kind": str(fit.meta.get("kind", "fitted")),
-        "n_points": q.get("n_points"), "rmse_log": _num(q["rmse_log"]) if q.get("rmse_log") is not None else None,
-        "converged": q.get("converged"), "n_draws": len(fit.draws),
+        "name": name,
+        "law": fit.law_name,
+        "formula": fit.law.formula,
+        "inputs": list(fit.law.inputs),
+        "output": fit.law.output,
+        "kind": str(fit.meta.get("kind", "fitted")),
+        "n_points": q.get("n_points"),
+        "rmse_log": _num(q["rmse_log"]) if q.get("rmse_log") is not None else None,
+        "converged": q.get("converged"),
+        "n_draws": len(fit.draws),
     }
 
 
@@ -244,8 +251,9 @@ def _check_inputs(fit, name: str, points: list[dict[str, float]]) -> dict[str, n
         where = f"points[{i}]: " if len(points) > 1 else ""
         unknown = sorted(set(p) - set(law.inputs))
         if unknown:
-            raise ScalingError(f"{where}fit {name} ({law.formula}) has no input {unknown[0]!r}; its inputs are "
-                               f"{', '.join(law.inputs)}")
+            raise ScalingError(
+                f"{where}fit {name} ({law.formula}) has no input {unknown[0]!r}; its inputs are {', '.join(law.inputs)}"
+            )
         missing = [c for c in law.inputs if c not in p]
         if missing:
             raise ScalingError(f"{where}fit {name} ({law.formula}) needs {', '.join(missing)}")
@@ -262,12 +270,21 @@ def _forecast(store: FitStore, name: str, points: list[dict[str, float]], ci: fl
         shown = ", ".join(f"{c}={inputs[c][i]:g}" for c in fit.law.inputs)
         raise ScalingError(f"the prediction at {shown} is not a finite number: the inputs are outside the law's range")
     preds = [
-        {"inputs": {c: float(r[c]) for c in fit.law.inputs}, "point": float(r["point"]),
-         "lower": _num(r["lower"]), "upper": _num(r["upper"])}
+        {
+            "inputs": {c: float(r[c]) for c in fit.law.inputs},
+            "point": float(r["point"]),
+            "lower": _num(r["lower"]),
+            "upper": _num(r["upper"]),
+        }
         for r in table.to_dict("records")
     ]
-    return {"fit": name, "law": fit.law_name, "output": fit.law.output, "ci": fit.ci if ci is None else ci,
-            "predictions": preds}
+    return {
+        "fit": name,
+        "law": fit.law_name,
+        "output": fit.law.output,
+        "ci": fit.ci if ci is None else ci,
+        "predictions": preds,
+    }
 
 
 def _get(store: FitStore, name: str):
@@ -313,10 +330,22 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
     errors = {400: {"model": Problem}, 404: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}}
     # The schema's example names are the files present at start-up, so generated clients (and fuzzers) reach
     # real fits rather than only 404s.
-    Name = Annotated[str, PathParam(pattern=NAME_PATTERN, description="file name in the fits folder, without .json",
-                                    examples=store.names()[:3] or ["chinchilla"])]
-    BacktestName = Annotated[str, PathParam(pattern=NAME_PATTERN, description="file name in FITS/backtests/",
-                                            examples=store.names(sub="backtests")[:3] or ["demo"])]
+    Name = Annotated[
+        str,
+        PathParam(
+            pattern=NAME_PATTERN,
+            description="file name in the fits folder, without .json",
+            examples=store.names()[:3] or ["chinchilla"],
+        ),
+    ]
+    BacktestName = Annotated[
+        str,
+        PathParam(
+            pattern=NAME_PATTERN,
+            description="file name in FITS/backtests/",
+            examples=store.names(sub="backtests")[:3] or ["demo"],
+        ),
+    ]
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError):
@@ -355,17 +384,19 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
     @app.get("/fits/{name}", response_model=FitDetail, responses=errors)
     def show_fit(name: Name) -> dict:
         fit = _get(store, name)
-        return _clean({
-            **_summary(name, fit),
-            "reference": str(fit.meta.get("reference") or fit.law.reference),
-            "params": fit.params,
-            "intervals": {k: list(v) for k, v in fit.intervals.items()},
-            "derived": fit.derived,
-            "ci": fit.ci,
-            "quality": {k: v for k, v in (fit.quality or {}).items()},
-            "data_summary": fit.data_summary,
-            "notes": str(fit.meta.get("notes") or ""),
-        })
+        return _clean(
+            {
+                **_summary(name, fit),
+                "reference": str(fit.meta.get("reference") or fit.law.reference),
+                "params": fit.params,
+                "intervals": {k: list(v) for k, v in fit.intervals.items()},
+                "derived": fit.derived,
+                "ci": fit.ci,
+                "quality": {k: v for k, v in (fit.quality or {}).items()},
+                "data_summary": fit.data_summary,
+                "notes": str(fit.meta.get("notes") or ""),
+            }
+        )
 
     @app.post("/fits/{name}/forecast", response_model=ForecastResponse, responses=errors)
     def forecast(name: Name, body: ForecastRequest) -> dict:
@@ -383,8 +414,12 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
         if not np.isfinite(core).all():
             bad = float(table["compute"][~np.isfinite(core).all(axis=1)].iloc[0])
             raise ScalingError(f"no finite compute-optimal allocation at compute {bad:g}: outside the law's range")
-        return {"fit": name, "law": fit.law_name, "ci": fit.ci if body.ci is None else body.ci,
-                "allocations": [_clean(r) for r in table.to_dict("records")]}
+        return {
+            "fit": name,
+            "law": fit.law_name,
+            "ci": fit.ci if body.ci is None else body.ci,
+            "allocations": [_clean(r) for r in table.to_dict("records")],
+        }
 
     @app.get("/backtests")
     def list_backtests() -> dict[str, list[str]]:
@@ -409,7 +444,9 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def serve(fits_dir: str | os.PathLike = "fits", host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
+def serve(
+    fits_dir: str | os.PathLike = "fits", host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"
+) -> None:
     """Run the service with uvicorn until interrupted (what ``scaling serve`` calls)."""
     import uvicorn
 
@@ -419,4 +456,4 @@ def serve(fits_dir: str | os.PathLike = "fits", host: str = "127.0.0.1", port: i
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
-__all__ = ["create_app", "serve", "FitStore", "MAX_BATCH", "MAX_BODY_BYTES", "MAX_VALUE", "LOOPBACK"]
+__all__ = ["LOOPBACK", "MAX_BATCH", "MAX_BODY_BYTES", "MAX_VALUE", "FitStore", "create_app", "serve"]

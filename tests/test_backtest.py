@@ -8,12 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.backtest import Holdout, backtest, keep_last_fraction, load_backtest, prepare, split
+from scaling.backtest import (
+    Holdout,
+    backtest,
+    keep_last_fraction,
+    load_backtest,
+    prepare,
+    split,
+)
 from scaling.errors import ScalingError
 from scaling.laws import law_names
 from scaling.laws.chinchilla import chinchilla_loss
 
-BESIROGLU = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
 
 def grid_table(sizes=6, tokens=6, seeds=2, noise=0.005, seed=0):
@@ -23,8 +30,15 @@ def grid_table(sizes=6, tokens=6, seeds=2, noise=0.005, seed=0):
     for i, N in enumerate(np.geomspace(1e4, 1e6, sizes)):
         for j, D in enumerate(np.geomspace(1e6, 1e8, tokens)):
             for s in range(seeds):
-                rows.append({"run_id": f"n{i}-d{j}-s{s}", "seed": s, "N": N, "D": D,
-                             "loss": chinchilla_loss(N, D, **BESIROGLU) * np.exp(rng.normal(0, noise))})
+                rows.append(
+                    {
+                        "run_id": f"n{i}-d{j}-s{s}",
+                        "seed": s,
+                        "N": N,
+                        "D": D,
+                        "loss": chinchilla_loss(N, D, **BESIROGLU) * np.exp(rng.normal(0, noise)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -34,8 +48,16 @@ def curves_table(sizes=5, evals=10, noise=0.003, seed=0):
     rows = []
     for i, N in enumerate(np.geomspace(1e4, 1e6, sizes)):
         for k, D in enumerate(np.geomspace(1e6, 1e8, evals)):
-            rows.append({"run_id": f"run{i}", "N": N, "D": D, "step": k, "final": int(k == evals - 1),
-                         "loss": chinchilla_loss(N, D, **BESIROGLU) * np.exp(rng.normal(0, noise))})
+            rows.append(
+                {
+                    "run_id": f"run{i}",
+                    "N": N,
+                    "D": D,
+                    "step": k,
+                    "final": int(k == evals - 1),
+                    "loss": chinchilla_loss(N, D, **BESIROGLU) * np.exp(rng.normal(0, noise)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -48,9 +70,13 @@ def test_holdout_parse():
     assert Holdout.parse("largest-C") == Holdout("largest-C", 0.2)
     assert Holdout.parse("last-fraction:0.3") == Holdout("last-fraction", 0.3)
     assert str(Holdout.parse("largest-N:2")) == "largest-N:2"
-    for bad, msg in [("smallest-N", "expected one of"), ("largest-N:x", "must be a number"),
-                     ("largest-N:-1", "positive"), ("last-fraction:2", "fraction below 1"),
-                     ("largest-N:1.5", "must be whole")]:
+    for bad, msg in [
+        ("smallest-N", "expected one of"),
+        ("largest-N:x", "must be a number"),
+        ("largest-N:-1", "positive"),
+        ("last-fraction:2", "fraction below 1"),
+        ("largest-N:1.5", "must be whole"),
+    ]:
         with pytest.raises(ScalingError, match=msg):
             Holdout.parse(bad)
 
@@ -138,7 +164,9 @@ def test_prediction_intervals_cover_held_out_runs():
     assert pred["coverage_80"] <= pred["coverage_95"]
     test = df[split(df, "largest-N:2")]
     band = result.fits["chinchilla"]["all"].predict(ci=0.95, N=test["N"].to_numpy(), D=test["D"].to_numpy())
-    inside = (test["loss"].to_numpy() >= band["lower"].to_numpy()) & (test["loss"].to_numpy() <= band["upper"].to_numpy())
+    inside = (test["loss"].to_numpy() >= band["lower"].to_numpy()) & (
+        test["loss"].to_numpy() <= band["upper"].to_numpy()
+    )
     assert inside.mean() <= pred["coverage_95"]
     p = result.predictions
     assert ((p["upper95"] - p["lower95"]).to_numpy() > (band["upper"] - band["lower"]).to_numpy()).all()
@@ -180,9 +208,10 @@ def test_m4_beats_m2_on_an_m4_curve():
     from scaling.laws import get_law
 
     x = np.geomspace(1e3, 1e7, 20)
-    y = get_law("m4").predict(dict(beta=30, c=-0.45, alpha=0.6, eps_inf=0.15, eps_0=0.99), D=x)
-    t = backtest(pd.DataFrame({"D": x, "loss": y}), ["saturating:D", "m4:D"], "last-fraction:0.5",
-                 n_bootstrap=0).table.set_index("law")
+    y = get_law("m4").predict({"beta": 30, "c": -0.45, "alpha": 0.6, "eps_inf": 0.15, "eps_0": 0.99}, D=x)
+    t = backtest(
+        pd.DataFrame({"D": x, "loss": y}), ["saturating:D", "m4:D"], "last-fraction:0.5", n_bootstrap=0
+    ).table.set_index("law")
     assert (t["n_train"] == 10).all() and (t["n_predicted"] == 10).all()
     assert t.loc["m4:D", "rank"] == 1 and t.loc["m4:D", "rmse_log"] < 1e-6
     assert 0.15 < t.loc["saturating:D", "rmse_log"] < 0.35  # LAWS.md measured 0.225 (least squares)
@@ -196,7 +225,7 @@ def test_save_and_load(tmp_path):
     back = load_backtest(path)
     pd.testing.assert_series_equal(back.table["rmse_log"], result.table["rmse_log"], check_dtype=False)
     assert list(back.table["law"]) == list(result.table["law"])
-    (tmp_path / "bad.json").write_text("{\"format\": \"other\"}")
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(ScalingError, match="not a backtest file"):
         load_backtest(tmp_path / "bad.json")
 

@@ -11,12 +11,12 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from scaling.estimate import fit as fit_law  # noqa: E402
-from scaling.fitfile import save_fit  # noqa: E402
-from scaling.laws.chinchilla import chinchilla_loss  # noqa: E402
+from scaling.estimate import fit as fit_law
+from scaling.fitfile import save_fit
+from scaling.laws.chinchilla import chinchilla_loss
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "notebook.ipynb"
-TRUTH = dict(E=1.9, A=500.0, B=3000.0, alpha=0.34, beta=0.38)
+TRUTH = {"E": 1.9, "A": 500.0, "B": 3000.0, "alpha": 0.34, "beta": 0.38}
 
 
 def _outputs(nb, kind):
@@ -30,8 +30,15 @@ def test_notebook_runs_on_a_users_results_and_fit(tmp_path, monkeypatch):
     # The user's sweep (final rows of a 5 x 5 grid) and the fit they made of it with `scaling fit`.
     rng = np.random.default_rng(0)
     N, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e8, 5), np.geomspace(2e7, 2e9, 5)))
-    df = pd.DataFrame({"run_id": [f"r{i}" for i in range(25)], "N": N, "D": D, "final": 1,
-                       "loss": chinchilla_loss(N, D, **TRUTH) * np.exp(rng.normal(0, 0.01, 25))})
+    df = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(25)],
+            "N": N,
+            "D": D,
+            "final": 1,
+            "loss": chinchilla_loss(N, D, **TRUTH) * np.exp(rng.normal(0, 0.01, 25)),
+        }
+    )
     df.to_csv(tmp_path / "results.csv", index=False)
     mine = fit_law(df, law="chinchilla", n_bootstrap=30, seed=0)
     save_fit(mine, tmp_path / "mine.json")
@@ -40,8 +47,9 @@ def test_notebook_runs_on_a_users_results_and_fit(tmp_path, monkeypatch):
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError, with the failing cell, if any cell fails
 
     streams = "".join(o["text"] for o in _outputs(nb, "stream"))

@@ -11,8 +11,8 @@ from scaling.laws.chinchilla import chinchilla_loss, chinchilla_optimal
 from scaling.optimal import assign_budgets, compare, envelope, isoflop
 
 # Hoffmann et al. 2022 Eq. 10 as printed (rounded): the constants LAWS.md 2.4's prefactor ratios were computed with.
-HOFFMANN_ROUNDED = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
-BESIROGLU = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+HOFFMANN_ROUNDED = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
 
 def a_of(p):
@@ -41,8 +41,18 @@ def curves_table(p, sizes, d_min=1e5, d_max=1e10, n_eval=40, noise=0.0, seed=0):
     for i, N in enumerate(sizes):
         D = np.geomspace(d_min, d_max, n_eval)
         L = chinchilla_loss(N, D, **p) * np.exp(rng.normal(0, noise, n_eval) if noise else 0.0)
-        rows.append(pd.DataFrame({"run_id": f"run{i}", "N": N, "D": D, "loss": L, "step": np.arange(n_eval),
-                                  "final": (np.arange(n_eval) == n_eval - 1).astype(int)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "run_id": f"run{i}",
+                    "N": N,
+                    "D": D,
+                    "loss": L,
+                    "step": np.arange(n_eval),
+                    "final": (np.arange(n_eval) == n_eval - 1).astype(int),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -73,8 +83,10 @@ def test_approach2_prefactor_bias(half_width, ratio):
 def test_approach2_noisy_p90():
     # LAWS.md 2.8 item 6: Besiroglu constants, budgets 1e13-1e17, 9 points +-1 dex, 1% noise: p90 |da| <= 0.008.
     errors = [
-        abs(isoflop(isoflop_table(BESIROGLU, np.geomspace(1e13, 1e17, 5), 1.0, noise=0.01, seed=s),
-                    n_bootstrap=0).a - a_of(BESIROGLU))
+        abs(
+            isoflop(isoflop_table(BESIROGLU, np.geomspace(1e13, 1e17, 5), 1.0, noise=0.01, seed=s), n_bootstrap=0).a
+            - a_of(BESIROGLU)
+        )
         for s in range(100)
     ]
     assert np.quantile(errors, 0.9) <= 0.008
@@ -109,8 +121,9 @@ def test_approach2_budget_column_and_skipped_budgets():
     # A sixth budget sampled only on one side of its optimum: its vertex is outside the sizes and is skipped.
     N0, _ = chinchilla_optimal(BESIROGLU, 1e18)
     N = N0 * 10 ** np.linspace(-2.0, -1.0, 5)
-    lopsided = pd.DataFrame({"N": N, "D": 1e18 / (6 * N), "loss": chinchilla_loss(N, 1e18 / (6 * N), **BESIROGLU),
-                             "budget": 1e18})
+    lopsided = pd.DataFrame(
+        {"N": N, "D": 1e18 / (6 * N), "loss": chinchilla_loss(N, 1e18 / (6 * N), **BESIROGLU), "budget": 1e18}
+    )
     res = isoflop(pd.concat([table, lopsided], ignore_index=True), budget_column="budget", n_bootstrap=0)
     assert len(res.points) == 5
     assert any("outside the sampled sizes" in w for w in res.warnings)
@@ -184,8 +197,17 @@ def isoflop_runs_table(p, budgets, half_width=1.0, n=7, fractions=(1 / 16, 1 / 8
         for j, N in enumerate(N0 * 10 ** np.linspace(-half_width, half_width, n)):
             D_end = C / (6 * N)
             D = D_end * np.asarray(fractions)
-            rows.append(pd.DataFrame({"run_id": f"C{C:.0e}-{j}", "N": N, "D": D, "loss": chinchilla_loss(N, D, **p),
-                                      "final": (D == D_end).astype(int)}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "run_id": f"C{C:.0e}-{j}",
+                        "N": N,
+                        "D": D,
+                        "loss": chinchilla_loss(N, D, **p),
+                        "final": (D == D_end).astype(int),
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 

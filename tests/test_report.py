@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from scaling.errors import ScalingError
 from scaling.laws.chinchilla import chinchilla_loss, chinchilla_optimal
 from scaling.report import build_report
 
-BESIROGLU = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 # Axis-label vocabulary: every figure must name a quantity with its unit on both axes.
 UNITS = ("nats/token", "parameters", "tokens", "FLOPs", "log(measured / fitted)", "calibration error", "epochs")
 
@@ -34,8 +33,15 @@ def sweep_table(budgets=(1e13, 1e14, 1e15, 1e16), sizes=5, evals=(0.25, 0.5, 1.0
         for j, N in enumerate(N0 * np.geomspace(0.1, 10, sizes)):
             for f in evals:
                 D = f * C / (6 * N)
-                rows.append({"run_id": f"{C:.0e}-{j}", "N": N, "D": D, "final": int(f == 1.0),
-                             "loss": chinchilla_loss(N, D, **BESIROGLU) * np.exp(rng.normal(0, 0.005))})
+                rows.append(
+                    {
+                        "run_id": f"{C:.0e}-{j}",
+                        "N": N,
+                        "D": D,
+                        "final": int(f == 1.0),
+                        "loss": chinchilla_loss(N, D, **BESIROGLU) * np.exp(rng.normal(0, 0.005)),
+                    }
+                )
     df = pd.DataFrame(rows)
     df.attrs["source"] = "sweep.csv"
     return df
@@ -66,8 +72,14 @@ def test_figures_written_as_png_and_svg_with_labelled_axes(report):
     folder = report.parent / "figures"
     pngs = sorted(p.stem for p in folder.glob("*.png"))
     svgs = sorted(p.stem for p in folder.glob("*.svg"))
-    assert pngs == svgs and {"data_loss_vs_N", "isoflop_profiles", "frontier", "backtest",
-                             "fit_chinchilla_residuals", "fit_chinchilla_frontier"} <= set(pngs)
+    assert pngs == svgs and {
+        "data_loss_vs_N",
+        "isoflop_profiles",
+        "frontier",
+        "backtest",
+        "fit_chinchilla_residuals",
+        "fit_chinchilla_frontier",
+    } <= set(pngs)
     for svg in folder.glob("*.svg"):
         text = svg.read_text()
         found = {u for u in UNITS if u in text.replace("&gt;", ">")}
@@ -84,10 +96,22 @@ def test_rendered_in_headless_chromium(report, tmp_path):
     if exe is None:
         pytest.skip("no Chromium found (apt-get install chromium) to render the report")
     shot = tmp_path / "page.png"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp()}",
-           "--hide-scrollbars", "--window-size=1280,4000", f"--screenshot={shot}", report.resolve().as_uri()]
-    subprocess.run(cmd, capture_output=True, timeout=120)
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tempfile.mkdtemp()}",
+        "--hide-scrollbars",
+        "--window-size=1280,4000",
+        f"--screenshot={shot}",
+        report.resolve().as_uri(),
+    ]
+    subprocess.run(cmd, check=False, capture_output=True, timeout=120)
     assert shot.is_file(), "Chromium wrote no screenshot"
     im = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     assert im.shape[:2] == (4000, 1280)
@@ -108,15 +132,24 @@ def test_transfer_repetition_and_calibration_sections(tmp_path):
     for N in (1e5, 1e6, 1e7):
         for i, D_F in enumerate((1e5, 1e6, 1e7)):
             epochs = 2.0**i
-            rows.append({"N": N, "D": 1e8, "D_F": D_F, "U": 1e8 / epochs, "epochs": epochs,
-                         "loss": 3 * N**-0.05 * D_F**-0.02 * np.exp(rng.normal(0, 0.01)),
-                         "ece": 0.2 * N**-0.1})
+            rows.append(
+                {
+                    "N": N,
+                    "D": 1e8,
+                    "D_F": D_F,
+                    "U": 1e8 / epochs,
+                    "epochs": epochs,
+                    "loss": 3 * N**-0.05 * D_F**-0.02 * np.exp(rng.normal(0, 0.01)),
+                    "ece": 0.2 * N**-0.1,
+                }
+            )
     df = pd.DataFrame(rows)
     df.attrs["source"] = "special.csv"
     from scaling.fitfile import load_fit
 
-    path = build_report(df, [("kaplan2020-n", load_fit("kaplan2020-n"))], out_dir=tmp_path / "r", n_bootstrap=0,
-                        run_backtest=False)
+    path = build_report(
+        df, [("kaplan2020-n", load_fit("kaplan2020-n"))], out_dir=tmp_path / "r", n_bootstrap=0, run_backtest=False
+    )
     text = path.read_text()
     for title in ("Transfer", "Repetition", "Calibration"):
         assert f"<h2>{title}</h2>" in text
@@ -145,8 +178,21 @@ def test_cli_report_with_saved_backtest(tmp_path, capsys):
     csv = tmp_path / "sweep.csv"
     df.to_csv(csv, index=False)
     saved = backtest(df, ["chinchilla", "power:N"], "largest-N", n_bootstrap=0).save(tmp_path / "bt.json")
-    main(["report", str(csv), "chinchilla", "-o", str(tmp_path / "rep"), "--backtest", str(saved), "--bootstrap", "0",
-          "--compute", "1e17"])
+    main(
+        [
+            "report",
+            str(csv),
+            "chinchilla",
+            "-o",
+            str(tmp_path / "rep"),
+            "--backtest",
+            str(saved),
+            "--bootstrap",
+            "0",
+            "--compute",
+            "1e17",
+        ]
+    )
     text = (tmp_path / "rep" / "index.html").read_text()
     assert "Fit: chinchilla" in text and "power:N" in text and "1e+17" in text
     assert "wrote" in capsys.readouterr().err

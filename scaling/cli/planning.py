@@ -8,19 +8,31 @@ law); given a results table it hands over to :func:`optimal_from_results` here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import typer
 
 from scaling.cli import app
-from scaling.cli.output import Format, blank_line, emit, format_number, note, print_json, print_table, warn
+from scaling.cli.output import (
+    Format,
+    blank_line,
+    emit,
+    format_number,
+    note,
+    print_json,
+    print_table,
+    warn,
+)
 from scaling.errors import ScalingError
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table (for people), json or csv (for pipes).")]
-MapOption = Annotated[Optional[list[str]], typer.Option("--map", "-m", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).')]
-WhereOption = Annotated[Optional[str], typer.Option("--where", "-w", help='Row selection (pandas query), e.g. "N > 1e4".')]
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option("--map", "-m", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).'),
+]
+WhereOption = Annotated[str | None, typer.Option("--where", "-w", help='Row selection (pandas query), e.g. "N > 1e4".')]
 
 
 def _read(results: str, map_: list[str] | None, where: str | None) -> pd.DataFrame:
@@ -35,8 +47,9 @@ def _with_interval(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     for n in names:
         lo, hi = table.get(f"{n}_lower"), table.get(f"{n}_upper")
         out[n] = [
-            "" if pd.isna(v) else format_number(v) + ("" if lo is None or pd.isna(a) else
-                                                     f" [{format_number(a)}, {format_number(b)}]")
+            ""
+            if pd.isna(v)
+            else format_number(v) + ("" if lo is None or pd.isna(a) else f" [{format_number(a)}, {format_number(b)}]")
             for v, a, b in zip(table[n], lo if lo is not None else table[n], hi if hi is not None else table[n])
         ]
         out = out.drop(columns=[c for c in (f"{n}_lower", f"{n}_upper") if c in out.columns])
@@ -55,8 +68,9 @@ def parse_approaches(text: str) -> tuple[int, ...]:
     for part in text.split(","):
         part = part.strip()
         if part not in ("1", "2", "3"):
-            raise ScalingError(f"--approach {text!r}: expected 1 (envelope), 2 (isoFLOP), 3 (parametric), a list "
-                               "such as 1,2, or all")
+            raise ScalingError(
+                f"--approach {text!r}: expected 1 (envelope), 2 (isoFLOP), 3 (parametric), a list such as 1,2, or all"
+            )
         out.append(int(part))
     return tuple(dict.fromkeys(out))
 
@@ -97,8 +111,10 @@ def optimal_from_results(
     if fmt is Format.json:
         payload: dict[str, Any] = {"ci": level, "allocations": table}
         if verdicts:
-            payload["ensembles"] = [{"compute": v.compute, "k": v.k, "verdict": v.verdict, "reason": v.reason,
-                                     "options": v.table} for v in verdicts]
+            payload["ensembles"] = [
+                {"compute": v.compute, "k": v.k, "verdict": v.verdict, "reason": v.reason, "options": v.table}
+                for v in verdicts
+            ]
         print_json(payload)
         return
     if fmt is Format.csv:
@@ -106,8 +122,11 @@ def optimal_from_results(
     else:
         shown = _with_interval(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
         shown = shown.drop(columns=["warnings", "n_rows", "n_frontier_points", "bootstrap_failed_fraction"])
-        print_table(shown, title=f"compute-optimal allocation from {results}: Chinchilla approaches side by side",
-                    caption=f"[lower, upper]: {level:.0%} bootstrap intervals ({bootstrap} resamples)")
+        print_table(
+            shown,
+            title=f"compute-optimal allocation from {results}: Chinchilla approaches side by side",
+            caption=f"[lower, upper]: {level:.0%} bootstrap intervals ({bootstrap} resamples)",
+        )
     for k, res in fitted.items():
         if isinstance(res, str):
             warn(f"approach {k}: not applicable: {res}")
@@ -128,17 +147,42 @@ def optimal_from_results(
 @app.command("backtest")
 def backtest_command(
     results: Annotated[str, typer.Argument(help="Results table (CSV).", metavar="RESULTS.csv")],
-    law: Annotated[Optional[list[str]], typer.Option("--law", "-l", help="Laws to compare, comma-separated or repeated (e.g. chinchilla,bnsl:D); default: picked from the columns.")] = None,
-    holdout: Annotated[str, typer.Option("--holdout", help="largest-N[:k] | largest-C[:f or k] | last-fraction[:f].")] = "largest-N",
-    min_tokens: Annotated[Optional[float], typer.Option("--min-tokens", help="Drop checkpoints with D below this.")] = None,
-    curve_fraction: Annotated[Optional[float], typer.Option("--curve-fraction", help="Fit only the last fraction of each training curve (by tokens).")] = None,
-    average_seeds: Annotated[bool, typer.Option("--average-seeds", help="Average the seeds of one configuration before fitting.")] = False,
-    intervals: Annotated[str, typer.Option("--intervals", help="prediction (curve + run-to-run scatter) or band (curve only).")] = "prediction",
+    law: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--law",
+            "-l",
+            help="Laws to compare, comma-separated or repeated (e.g. chinchilla,bnsl:D); default: picked from the columns.",
+        ),
+    ] = None,
+    holdout: Annotated[
+        str, typer.Option("--holdout", help="largest-N[:k] | largest-C[:f or k] | last-fraction[:f].")
+    ] = "largest-N",
+    min_tokens: Annotated[
+        float | None, typer.Option("--min-tokens", help="Drop checkpoints with D below this.")
+    ] = None,
+    curve_fraction: Annotated[
+        float | None,
+        typer.Option("--curve-fraction", help="Fit only the last fraction of each training curve (by tokens)."),
+    ] = None,
+    average_seeds: Annotated[
+        bool, typer.Option("--average-seeds", help="Average the seeds of one configuration before fitting.")
+    ] = False,
+    intervals: Annotated[
+        str, typer.Option("--intervals", help="prediction (curve + run-to-run scatter) or band (curve only).")
+    ] = "prediction",
     bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples per fit (intervals).")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     map_: MapOption = None,
     where: WhereOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the backtest as JSON (e.g. fits/backtests/NAME.json, which `scaling serve` shows).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Save the backtest as JSON (e.g. fits/backtests/NAME.json, which `scaling serve` shows).",
+        ),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit each law on the small end of the table, predict the held-out large end, rank laws by extrapolation error."""
@@ -151,8 +195,17 @@ def backtest_command(
     df = _read(results, map_, where)
     if output is not None and output.is_dir():
         raise ScalingError(f"-o {output}: is a folder; give a file name such as {output / 'backtest.json'}")
-    result = backtest(df, laws or None, spec, min_tokens=min_tokens, curve_fraction=curve_fraction,
-                      average_seeds=average_seeds, intervals=intervals, n_bootstrap=bootstrap, seed=seed)
+    result = backtest(
+        df,
+        laws or None,
+        spec,
+        min_tokens=min_tokens,
+        curve_fraction=curve_fraction,
+        average_seeds=average_seeds,
+        intervals=intervals,
+        n_bootstrap=bootstrap,
+        seed=seed,
+    )
     if output is not None:
         result.save(output)
     table = result.table.drop(columns=["formula"])
@@ -163,9 +216,12 @@ def backtest_command(
     else:
         s = result.settings
         noise = f"; seed-to-seed noise (log loss) {result.noise_floor:.4g}" if np.isfinite(result.noise_floor) else ""
-        print_table(table, title=f"backtest of {results}: held out {s['holdout']} ({s['held_out']})",
-                    caption=f"ranked by held-out RMSE of log loss; coverage = share of held-out points inside the "
-                            f"80%/95% {s['intervals']} intervals{noise}")
+        print_table(
+            table,
+            title=f"backtest of {results}: held out {s['holdout']} ({s['held_out']})",
+            caption=f"ranked by held-out RMSE of log loss; coverage = share of held-out points inside the "
+            f"80%/95% {s['intervals']} intervals{noise}",
+        )
     if output is not None:
         note(f"saved {output}")
 
@@ -187,8 +243,10 @@ def serve_command(
     store = FitStore(fits)  # fails here, before uvicorn starts, if the folder is missing
     if host not in LOOPBACK:
         warn(f"listening on {host}: the API has no authentication; anyone who can reach this address can use it")
-    note(f"serving {len(store.names())} fit(s) from {store.folder} at http://{host}:{port} (docs at /docs); "
-         "read-only; Ctrl-C stops")
+    note(
+        f"serving {len(store.names())} fit(s) from {store.folder} at http://{host}:{port} (docs at /docs); "
+        "read-only; Ctrl-C stops"
+    )
     serve(fits, host=host, port=port, log_level=log_level)
 
 
@@ -199,15 +257,36 @@ def serve_command(
 @app.command("report")
 def report_command(
     results: Annotated[str, typer.Argument(help="Results table (CSV).", metavar="RESULTS.csv")],
-    fits: Annotated[Optional[list[str]], typer.Argument(help="Fit files or published names to show (default: fit the default law).", metavar="[FITS]...")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for index.html and figures/ (replaced if it holds a report).")] = Path("report"),
-    backtest_file: Annotated[Optional[Path], typer.Option("--backtest", help="Show this saved backtest (scaling backtest -o) instead of running one.")] = None,
+    fits: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Fit files or published names to show (default: fit the default law).", metavar="[FITS]..."
+        ),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for index.html and figures/ (replaced if it holds a report).")
+    ] = Path("report"),
+    backtest_file: Annotated[
+        Path | None,
+        typer.Option("--backtest", help="Show this saved backtest (scaling backtest -o) instead of running one."),
+    ] = None,
     no_backtest: Annotated[bool, typer.Option("--no-backtest", help="Leave the backtest out.")] = False,
-    holdout: Annotated[str, typer.Option("--holdout", help="Hold-out scheme of the backtest the report runs.")] = "largest-N",
-    compute: Annotated[Optional[list[str]], typer.Option("--compute", "-C", help="Budgets for the compute-optimal table (default 10x and 100x the largest in the table).")] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for fits made by the report.")] = 50,
+    holdout: Annotated[
+        str, typer.Option("--holdout", help="Hold-out scheme of the backtest the report runs.")
+    ] = "largest-N",
+    compute: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compute",
+            "-C",
+            help="Budgets for the compute-optimal table (default 10x and 100x the largest in the table).",
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for fits made by the report.")
+    ] = 50,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    title: Annotated[Optional[str], typer.Option("--title", help="Page title.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
     map_: MapOption = None,
     where: WhereOption = None,
 ) -> None:
@@ -224,6 +303,16 @@ def report_command(
     loaded = [(Path(f).stem if f.endswith(".json") else f, load_fit(f)) for f in (fits or [])]
     saved = load_backtest(backtest_file) if backtest_file is not None else None
     df = _read(results, map_, where)
-    path = build_report(df, loaded, output, backtest_result=saved, run_backtest=not no_backtest, holdout=holdout,
-                        compute=budgets, n_bootstrap=bootstrap, seed=seed, title=title)
+    path = build_report(
+        df,
+        loaded,
+        output,
+        backtest_result=saved,
+        run_backtest=not no_backtest,
+        holdout=holdout,
+        compute=budgets,
+        n_bootstrap=bootstrap,
+        seed=seed,
+        title=title,
+    )
     note(f"wrote {path} (figures as PNG and SVG in {path.parent / 'figures'})")
