@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
+from scaling.estimate import LawFitter
 from scaling.laws import get_law, law_names
 from scaling.laws.kaplan import (
     KAPLAN_L_ND,
@@ -82,10 +83,12 @@ def test_log_function_matches_function(name, params, inputs):
 def test_kaplan_formulas_by_hand():
     """Eq. 1.1, 1.2, 1.5 written out directly (LAWS.md 1.1) at the published constants."""
     N, D = np.array([1e4, 5e6, 1e9]), np.array([1e5, 1e8, 1e11])
-    np.testing.assert_allclose(get_law("kaplan-n").predict({"alpha_N": 0.076, "N_c": 8.8e13}, N=N),
-                               (8.8e13 / N) ** 0.076, rtol=1e-14)
-    np.testing.assert_allclose(get_law("kaplan-d").predict({"alpha_D": 0.095, "D_c": 5.4e13}, D=D),
-                               (5.4e13 / D) ** 0.095, rtol=1e-14)
+    np.testing.assert_allclose(
+        get_law("kaplan-n").predict({"alpha_N": 0.076, "N_c": 8.8e13}, N=N), (8.8e13 / N) ** 0.076, rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        get_law("kaplan-d").predict({"alpha_D": 0.095, "D_c": 5.4e13}, D=D), (5.4e13 / D) ** 0.095, rtol=1e-14
+    )
     expected = ((6.4e13 / N) ** (0.076 / 0.103) + 1.8e13 / D) ** 0.103
     np.testing.assert_allclose(get_law("kaplan-nd").predict(KAPLAN_L_ND, N=N, D=D), expected, rtol=1e-13)
 
@@ -153,7 +156,9 @@ def test_overfitting_penalty_monotone_and_exact_inverse():
     ratio = data_needed_to_avoid_overfitting(8e6, penalty=0.02) / data_needed_to_avoid_overfitting(1e6, penalty=0.02)
     assert ratio == pytest.approx(8 ** (0.076 / 0.103), rel=1e-12)
     for N in (1e4, 1e7):
-        assert overfitting_penalty(N, data_needed_to_avoid_overfitting(N, penalty=0.01)) == pytest.approx(0.01, rel=1e-10)
+        assert overfitting_penalty(N, data_needed_to_avoid_overfitting(N, penalty=0.01)) == pytest.approx(
+            0.01, rel=1e-10
+        )
     with pytest.raises(ScalingError):
         data_needed_to_avoid_overfitting(1e6, penalty=0.0)
 
@@ -163,8 +168,10 @@ def test_kaplan_learning_rate():
     assert kaplan_learning_rate(1e6) == pytest.approx(1.31e-3, abs=1e-5)
     assert kaplan_learning_rate(5e6) == pytest.approx(1.09e-3, abs=1e-5)
     assert isinstance(kaplan_learning_rate(100_000), float)
-    np.testing.assert_allclose(kaplan_learning_rate(np.array([1e4, 1e6])), [0.003239 - 0.0001395 * np.log(1e4),
-                                                                           0.003239 - 0.0001395 * np.log(1e6)])
+    np.testing.assert_allclose(
+        kaplan_learning_rate(np.array([1e4, 1e6])),
+        [0.003239 - 0.0001395 * np.log(1e4), 0.003239 - 0.0001395 * np.log(1e6)],
+    )
     for bad in (0, -5.0, float("nan"), 1e11):
         with pytest.raises(ScalingError):
             kaplan_learning_rate(bad)
@@ -181,8 +188,6 @@ def test_compute_efficient_frontier_table6():
 
 # ---------------------------------------------------------------------------------------------------------------
 # Recovery with the real estimator (LAWS.md 1.5 items 4-5, 7.1, 7.2, 7.4)
-
-from scaling.estimate import LawFitter  # noqa: E402
 
 
 def _synthetic(law_name: str, truth: dict, inputs: dict, noise: float, seed: int) -> pd.DataFrame:
@@ -262,12 +267,14 @@ def test_K4_kaplan_nd_noisy(n_seeds):
         fit = _fit("kaplan-nd", _synthetic("kaplan-nd", KAPLAN_L_ND, {"N": N6, "D": D6}, 0.01, seed))
         assert fit.quality["converged"], fit.quality["message"]
         p = fit.params
-        rows.append({
-            "alpha_N": abs(p["alpha_N"] - 0.076),
-            "alpha_D": abs(p["alpha_D"] - 0.103),
-            "log10 N_c": abs(np.log10(p["N_c"] / 6.4e13)),
-            "log10 D_c": abs(np.log10(p["D_c"] / 1.8e13)),
-        })
+        rows.append(
+            {
+                "alpha_N": abs(p["alpha_N"] - 0.076),
+                "alpha_D": abs(p["alpha_D"] - 0.103),
+                "log10 N_c": abs(np.log10(p["N_c"] / 6.4e13)),
+                "log10 D_c": abs(np.log10(p["D_c"] / 1.8e13)),
+            }
+        )
     _check_p90(pd.DataFrame(rows), {"alpha_N": 0.005, "alpha_D": 0.005, "log10 N_c": 0.6, "log10 D_c": 0.35}, n_seeds)
 
 
@@ -371,7 +378,7 @@ def test_A1_m4_noiseless_beats_m2():
     assert _m4_extrapolation(y, "saturating:D") == pytest.approx(0.225, abs=0.01)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _m4_noisy_errors(n_seeds: int, free: bool) -> pd.DataFrame:
     law = get_law("m4")
     rows = []

@@ -53,11 +53,19 @@ BNSL = register(
         params=(
             # a is not log-scale: a = 0 (no floor) must be reachable.
             Param("a", 0.0, np.inf, (0.0, 0.3, 1.0, 2.5), description="limit of the curve (unimprovable loss)"),
-            Param("b", 0.0, np.inf, (0.1, 1.0, 10.0, 100.0, 1000.0), log_scale=True, description="offset on log-log axes"),
+            Param(
+                "b", 0.0, np.inf, (0.1, 1.0, 10.0, 100.0, 1000.0), log_scale=True, description="offset on log-log axes"
+            ),
             Param("c0", 0.0, 5.0, (0.0, 0.1, 0.3, 0.8), description="log-log slope before the break"),
             Param("c1", 0.0, 20.0, (0.5, 1.5, 4.0, 10.0), description="change of slope at the break"),
-            Param("d1", 0.0, np.inf, tuple(10.0 ** np.arange(1.0, 10.01, 0.5)), log_scale=True,
-                  description="location of the break, in units of the input"),
+            Param(
+                "d1",
+                0.0,
+                np.inf,
+                tuple(10.0 ** np.arange(1.0, 10.01, 0.5)),
+                log_scale=True,
+                description="location of the break, in units of the input",
+            ),
             Param("f1", 0.0, 100.0, (0.03, 0.1, 0.3, 1.0), log_scale=True, description="sharpness (smaller = sharper)"),
         ),
         function=bnsl_loss,

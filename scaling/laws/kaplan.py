@@ -50,7 +50,9 @@ def kaplan_learning_rate(N):
         raise ScalingError(f"kaplan_learning_rate: N must be a positive parameter count, got {N!r}")
     lr = 0.003239 - 0.0001395 * np.log(N_arr)
     if np.any(lr <= 0):
-        raise ScalingError(f"kaplan_learning_rate: Eq. D.1 gives a non-positive learning rate at N={N!r} (valid below ~1.2e10)")
+        raise ScalingError(
+            f"kaplan_learning_rate: Eq. D.1 gives a non-positive learning rate at N={N!r} (valid below ~1.2e10)"
+        )
     return float(lr) if lr.ndim == 0 else lr
 
 
@@ -207,8 +209,14 @@ KAPLAN_N = register(
         inputs=("N",),
         params=(
             _exponent("alpha_N", _EXPONENT_GRID, "parameter exponent (published 0.076)"),
-            Param("N_c", 0.0, np.inf, _SCALE_GRID, log_scale=True,
-                  description="non-embedding params at which L = 1 nat (published 8.8e13)"),
+            Param(
+                "N_c",
+                0.0,
+                np.inf,
+                _SCALE_GRID,
+                log_scale=True,
+                description="non-embedding params at which L = 1 nat (published 8.8e13)",
+            ),
         ),
         function=kaplan_n_loss,
         log_function=kaplan_n_log_loss,
@@ -225,8 +233,14 @@ KAPLAN_D = register(
         inputs=("D",),
         params=(
             _exponent("alpha_D", _EXPONENT_GRID, "data exponent (published 0.095)"),
-            Param("D_c", 0.0, np.inf, _SCALE_GRID, log_scale=True,
-                  description="tokens at which L = 1 nat (published 5.4e13)"),
+            Param(
+                "D_c",
+                0.0,
+                np.inf,
+                _SCALE_GRID,
+                log_scale=True,
+                description="tokens at which L = 1 nat (published 5.4e13)",
+            ),
         ),
         function=kaplan_d_loss,
         log_function=kaplan_d_log_loss,
@@ -243,8 +257,14 @@ KAPLAN_C = register(
         inputs=("C",),
         params=(
             _exponent("alpha_C", _EXPONENT_GRID, "compute exponent (published 0.057 at fixed batch)"),
-            Param("C_c", 0.0, np.inf, tuple(10.0 ** np.arange(10.0, 31.0, 4.0)), log_scale=True,
-                  description="FLOPs at which L = 1 nat (published 1.6e7 PF-days = 1.4e27 FLOPs)"),
+            Param(
+                "C_c",
+                0.0,
+                np.inf,
+                tuple(10.0 ** np.arange(10.0, 31.0, 4.0)),
+                log_scale=True,
+                description="FLOPs at which L = 1 nat (published 1.6e7 PF-days = 1.4e27 FLOPs)",
+            ),
         ),
         function=kaplan_c_loss,
         log_function=kaplan_c_log_loss,

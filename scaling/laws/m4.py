@@ -107,8 +107,14 @@ M4 = register(
         inputs=("D",),
         params=(
             # beta D^c ~ 0.1-1 over the data: beta ~ D^-c spans decades.
-            Param("beta", 0.0, np.inf, tuple(10.0 ** np.arange(-1.0, 6.1, 1.0)), log_scale=True,
-                  description="scale of the transformed power law"),
+            Param(
+                "beta",
+                0.0,
+                np.inf,
+                tuple(10.0 ** np.arange(-1.0, 6.1, 1.0)),
+                log_scale=True,
+                description="scale of the transformed power law",
+            ),
             Param("c", -5.0, 0.0, (-0.1, -0.3, -0.6, -1.0), description="exponent (negative)"),
             Param("alpha", 0.0, 10.0, (0.0, 0.3, 0.7, 1.5), description="bend near the ceiling (0 = plain M2)"),
             Param("eps_inf", 0.0, np.inf, (0.0, 0.1, 0.5, 1.5), description="loss the curve tends to"),
