@@ -201,3 +201,25 @@ def test_backend_not_reachable(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     with pytest.raises(ScalingError, match="sbatch not found"):
         SlurmBackend(tmp_path, cluster="slurm")
+
+
+def test_demo_pipeline_fits_checks_forecasts_and_plots(tmp_path, capsys):
+    """The main job's machinery on a tiny sweep: train, fit chinchilla, leave-largest-out, forecast, PNGs."""
+    from scaling.demo import print_demo, run_demo
+
+    sweep_file = tmp_path / "mini.yaml"
+    sweep_file.write_text(yaml.safe_dump({"name": "mini", "base": BASE, "grid": {
+        "model": [*SHAPES, {"n_layer": 2, "d_model": 24}], "tokens": [1024, 2048, 4096]}}))
+    result = run_demo(sweep_file, out=tmp_path / "demo", workers=2, n_bootstrap=20)
+    assert result.report.ok and len(result.data) == 9  # 3 sizes x 3 budgets, one final row each
+    assert result.fit.law.name == "chinchilla" and (tmp_path / "demo" / "fit-chinchilla.json").exists()
+    assert result.checks["rmse_log"]["value"] == pytest.approx(result.fit.quality["rmse_log"])
+    h = result.holdout
+    assert h["N"] == result.data["N"].max() and len(h["table"]) == 3 and h["n_train"] == 6
+    assert h["max_abs_rel_error"] == pytest.approx(float(h["table"]["rel_error"].abs().max()))
+    assert result.forecast["N"].iloc[0] == pytest.approx(100 * result.data["N"].max())
+    for png in result.plots:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    print_demo(result, "table")
+    out = capsys.readouterr().out
+    assert "RMSE (log)" in out and "leave-largest-out" in out and "forecast" in out
