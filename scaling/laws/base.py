@@ -131,6 +131,7 @@ class Law:
             log_function=renamed(self.log_function),
             # whole-word rename only: "N" -> "D" must not turn "N_c" into "D_c"
             formula=re.sub(rf"\b{re.escape(old)}\b", column, self.formula),
+            min_distinct={(column if k == old else k): v for k, v in self.min_distinct.items()},
         )
 
 
