@@ -53,7 +53,8 @@ from scaling.errors import ScalingError
 
 # The named axes of a grid, with what each sets. Any run-config key is an axis too (except those below).
 AXES: dict[str, str] = {
-    "model": "model size or shape: a target non-embedding N (number) or a shape {n_layer, d_model, n_head, d_ff}",
+    "model": "model size or shape: a target non-embedding N (number) or a shape {n_layer, d_model, n_head, d_ff}, "
+    "optionally with per-size run-config keys ({n_layer: 5, d_model: 128, lr: 2e-3})",
     "tokens": "training tokens D",
     "unique_tokens": "unique tokens U (Muennighoff et al. 2023): D/U epochs over a nested subset",
     "epochs": "epochs over the unique data: U = D / epochs",
@@ -363,6 +364,9 @@ def plan(
         raise ScalingError(f"{where}: no token budget: give a grid axis 'tokens', base.tokens, isoflop or transfer")
 
     base = {**sweep.base, **(overrides or {})}
+    for key in ("tokens", "unique_tokens"):  # `tokens: 1e6` is a string to PyYAML; the grid axes parse it, so here too
+        if base.get(key) is not None:
+            base[key] = parse_count(base[key], what=f"{where}: base.{key}")
     for key in ("name", "init_from", "branches"):
         if key in base:
             raise ScalingError(f"{where}: base.{key} is set by the sweep itself; remove it")
@@ -421,11 +425,21 @@ def _apply(base: Mapping[str, Any], point: Mapping[str, Any], trainer: _Trainer,
             for k in SHAPE_KEYS:
                 cfg.pop(k, None)
             if isinstance(value, Mapping):
-                unknown = [k for k in value if k not in SHAPE_KEYS]
+                # A shape, plus settings that belong to that size (a learning rate tuned per size, say).
+                settings = [k for k in trainer.config_keys() if k not in NOT_AXES and k not in SHAPE_KEYS]
+                unknown = [k for k in value if k not in SHAPE_KEYS and k not in settings]
                 if unknown:
-                    raise ScalingError(f"{what}: unknown shape key {unknown[0]!r}; a shape has {', '.join(SHAPE_KEYS)}")
+                    hint = difflib.get_close_matches(unknown[0], [*SHAPE_KEYS, *settings], n=1)
+                    did = f" (did you mean {hint[0]!r}?)" if hint else ""
+                    raise ScalingError(f"{what}: unknown key {unknown[0]!r}{did}; a model entry has shape keys "
+                                       f"{', '.join(SHAPE_KEYS)} and per-size run-config keys such as lr, batch_size")
                 for k, v in value.items():
-                    cfg[k] = parse_number(v, what=f"{what}.{k}") if k in ("target_N", "aspect") else parse_count(v, what=f"{what}.{k}")
+                    if k in ("target_N", "aspect"):
+                        cfg[k] = parse_number(v, what=f"{what}.{k}")
+                    elif k in SHAPE_KEYS:
+                        cfg[k] = parse_count(v, what=f"{what}.{k}")
+                    else:
+                        cfg[k] = v
             else:
                 cfg["target_N"] = parse_number(value, what=what)
         elif name in ("tokens", "unique_tokens", "repeat_count"):
@@ -552,6 +566,8 @@ def _finalise(sweep, specs, trainer, throughput, where) -> list[PlannedRun]:
         if "_epochs" in cfg:
             cfg["unique_tokens"] = trainer.round_tokens(cfg, cfg["tokens"] / cfg.pop("_epochs"))
         cfg.pop("_budget_C", None)
+        if not cfg.get("repeat_fraction"):  # k means nothing at f = 0: one baseline run, not one per repeat_count
+            cfg.pop("repeat_count", None)
         init_key = cfg.pop("_init_from", None)
         depends: tuple[str, ...] = ()
         if init_key is not None:
