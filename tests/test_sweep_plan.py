@@ -79,6 +79,15 @@ def test_lr_multipliers_scale_the_kaplan_rule():
     assert unit.config["lr"] is None
 
 
+def test_model_entries_carry_per_size_settings():
+    p = plan(sweep(grid={"model": [{**SHAPES[0], "lr": 4e-3}, {**SHAPES[1], "lr": 2e-3, "batch_size": 8}],
+                         "tokens": [2048], "lr_mult": [1, 0.5]}))
+    by = {(r.shape["d_model"], r.lr) for r in p.runs}
+    assert by == {(16, 4e-3), (16, 2e-3), (32, 2e-3), (32, 1e-3)}
+    assert {r.config["batch_size"] for r in p.runs if r.shape["d_model"] == 32} == {8}
+    assert {r.config["batch_size"] for r in p.runs if r.shape["d_model"] == 16} == {BASE["batch_size"]}
+
+
 def test_target_N_and_epochs_and_repetition_axes():
     p = plan(sweep(grid={"model": [2e4], "tokens": [4096], "epochs": [1, 4], "repeat_fraction": [0.0, 0.25],
                          "repeat_count": [4]}))
@@ -215,7 +224,7 @@ def test_conflicting_modes_and_unknown_keys(tmp_path):
     assert "unknown key 'gird'" in one_line(exc) and "did you mean 'grid'" in str(exc.value)
     with pytest.raises(ScalingError, match="unknown key 'transfer.pairs.0.tgt'"):
         parse_sweep({"name": "t", "transfer": {"pretrain": {}, "pairs": [{"source": "a", "tgt": "b"}]}}, source="t.yaml")
-    with pytest.raises(ScalingError, match="unknown shape key 'layers'"):
+    with pytest.raises(ScalingError, match="unknown key 'layers'"):
         plan(sweep(grid={"model": [{"layers": 2}], "tokens": [1024]}))
     with pytest.raises(ScalingError, match="run t-grid.*key 'batch_size'"):
         plan(sweep(grid={"model": SHAPES, "tokens": [1024], "batch_size": [0]}))
