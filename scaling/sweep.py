@@ -742,7 +742,16 @@ class _Trainer:
 
     def validate(self, cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
         """The run config as the trainer will see it: validated, defaults filled in, plain JSON values."""
-        return self._validated(cfg, where).model_dump(mode="json")
+        config = self._validated(cfg, where)
+        # The schedule checks (a WSD branch whose cooldown starts inside the warmup, ...) live in the trainer's
+        # make_plan, not in RunConfig: run them here so that the plan refuses the file instead of runs failing.
+        from scaling.train.loop import make_plan
+
+        try:
+            make_plan(config)
+        except ScalingError as exc:
+            raise ScalingError(f"{where}: run {cfg.get('name', '?')}: {exc}") from None
+        return config.model_dump(mode="json")
 
     def run_id(self, config: Mapping[str, Any]) -> str:
         return self._config.run_id(self._config.RunConfig.model_validate(dict(config)))
