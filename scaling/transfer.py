@@ -80,6 +80,14 @@ def split_runs(
     df = data
     if "target" in df.columns:
         targets = sorted(df["target"].dropna().astype(str).unique())
+        if target is None and len(targets) > 1 and "source" in df.columns:
+            # A transfer sweep's table also holds the pretraining runs, scored on their source corpus: when every
+            # fine-tuned row measures one target, that is the target (the pretraining rows are left out).
+            src = df["source"]
+            tuned = src.notna() & (src.astype(str).str.strip() != "")
+            tuned_targets = sorted(df.loc[tuned, "target"].dropna().astype(str).unique())
+            if len(tuned_targets) == 1:
+                target = tuned_targets[0]
         if target is None:
             if len(targets) > 1:
                 raise ScalingError(
