@@ -99,7 +99,8 @@ class _Space:
                 raise ScalingError(f"fix {name}={value!r}: not a number") from None
             if not math.isfinite(value):
                 raise ScalingError(f"fix {name}={value!r}: must be finite")
-            if p.log_scale and value <= 0:
+            # 0 is allowed where the bounds allow it: a fit can drive E to 0, and a two-stage fit freezes that value.
+            if p.log_scale and value < 0:
                 raise ScalingError(f"fix {name}={value!r}: {name} is a positive scale constant of law {law.name}")
             self.fixed[name] = value
         self.tied: dict[str, str] = {}
