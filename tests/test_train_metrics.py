@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from scaling.errors import ScalingError
 from scaling.train.metrics import NextTokenStats, bits_per_byte, brier, ece
 
 
@@ -44,7 +45,7 @@ def test_brier_matches_closed_form():
 def test_ece_edge_cases():
     assert ece(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.0  # conf 1.0 goes to the last bin
     assert ece(np.array([0.95]), np.array([0.0])) == pytest.approx(0.95)
-    with pytest.raises(ValueError):
+    with pytest.raises(ScalingError, match="confidences"):
         ece(np.array([]), np.array([]))
 
 

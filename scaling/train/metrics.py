@@ -8,7 +8,7 @@ arXiv 2207.05221), applied to next-token prediction as in LAWS.md 6.4: for every
           = sum_m |sum(correct in bin m) - sum(conf in bin m)| / n
     Brier = mean((conf - correct)^2)                                          (binary, top-1 prediction)
 
-:func:`ece` and :func:`brier` are the plain numpy definitions. :class:`NextTokenStats` accumulates the same
+:func:`ece` and :func:`brier` are the plain numpy definitions (from :mod:`scaling.laws.calibration`). :class:`NextTokenStats` accumulates the same
 quantities from logits batch by batch (held-out sets are larger than one batch) and gives identical numbers: it
 keeps, per bin, the count and the sums of conf and correct, which is all the ECE needs.
 """
@@ -21,30 +21,8 @@ import numpy as np
 import torch
 
 
-def _bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:
-    # conf == 1.0 belongs to the last bin, not to a bin of its own.
-    return np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
-
-
-def ece(conf: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
-    """Expected calibration error with ``n_bins`` equal-width bins on [0, 1] (LAWS.md 6.3).
-
-    ``conf``: predicted probability of the chosen answer, in [0, 1]; ``correct``: 1 where it was right.
-    """
-    conf = np.asarray(conf, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    if conf.shape != correct.shape or conf.ndim != 1 or conf.size == 0:
-        raise ValueError("ece: conf and correct must be non-empty 1-D arrays of the same length")
-    b = _bin_index(conf, n_bins)
-    gap = np.bincount(b, weights=correct, minlength=n_bins) - np.bincount(b, weights=conf, minlength=n_bins)
-    return float(np.abs(gap).sum() / conf.size)
-
-
-def brier(conf: np.ndarray, correct: np.ndarray) -> float:
-    """Brier score of the top-1 prediction: ``mean((conf - correct)^2)`` (LAWS.md 6.3)."""
-    conf = np.asarray(conf, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    return float(np.mean((conf - correct) ** 2))
+# The plain numpy definitions live with the calibration law (one definition for the trainer and the fitter).
+from scaling.laws.calibration import brier, ece  # noqa: E402,F401
 
 
 class NextTokenStats:
