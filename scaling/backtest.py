@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
+from scaling.fitfile import write_text_atomic
 from scaling.laws import get_law, law_names
 from scaling.laws.base import Law
 
@@ -113,27 +113,7 @@ class BacktestResult:
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON (``scaling serve`` shows files in ``FITS/backtests/``); nothing is written on failure."""
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
-        return write_atomic(Path(path), text)
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``: never half a file."""
-    if path.is_dir():
-        raise ScalingError(f"{path}: is a folder; give a file name such as {path / 'backtest.json'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ScalingError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ScalingError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    return path
+        return write_text_atomic(Path(path), text, example="backtest.json")
 
 
 def load_backtest(path: str | os.PathLike) -> BacktestResult:

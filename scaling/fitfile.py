@@ -184,12 +184,19 @@ def fit_from_dict(d: Any, *, source: str = "fit") -> Fit:
 
 
 def save_fit(fit: Fit, path: str | os.PathLike) -> Path:
-    """Write ``fit`` to ``path`` as JSON. The text is built first and written to a temporary file that replaces
-    the target in one step, so a failure leaves nothing behind (and never half a file)."""
-    path = Path(path)
+    """Write ``fit`` to ``path`` as JSON; a failure leaves nothing behind (and never half a file)."""
     text = json.dumps(fit_to_dict(fit), indent=1, allow_nan=False) + "\n"
+    return write_text_atomic(Path(path), text, example="myfit.json")
+
+
+def write_text_atomic(path: Path, text: str, *, example: str = "out.json") -> Path:
+    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path`` in one step.
+
+    The result files of this package (fits, backtests) go through here, so a crash or a full disk never leaves
+    half a file; errors are one line naming the path.
+    """
     if path.is_dir():
-        raise ScalingError(f"{path}: is a folder; give a file name such as {path / 'myfit.json'}")
+        raise ScalingError(f"{path}: is a folder; give a file name such as {path / example}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -198,6 +205,7 @@ def save_fit(fit: Fit, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; result files are meant to be shared like any other
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
