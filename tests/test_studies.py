@@ -217,3 +217,22 @@ def test_transfer_study_through_the_console_commands(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "transfer fit on the" in out.stdout and (tmp_path / "fits" / "r-transfer.json").exists()
+
+
+def test_a_stage_one_base_with_E_at_zero_can_be_frozen():
+    """A one-epoch chinchilla fit may drive E to 0 (toy runs do); stage 2 must accept that base with --fix E=0."""
+    import numpy as np
+
+    from scaling.estimate import LawFitter
+    from scaling.laws import get_law
+    from scaling.laws.data_constrained import data_constrained_loss
+
+    base = {"E": 0.0, "A": 13.0, "B": 80.0, "alpha": 0.29, "beta": 0.34}
+    N, D, e = np.meshgrid([4e3, 1.6e4, 3.3e4], [8e3, 1.6e4, 3.3e4], [1, 4, 16])
+    N, D, e = N.ravel(), D.ravel(), e.ravel()
+    loss = data_constrained_loss(N, D, D / e, **base, R_D=5.0, R_N=3.0)
+    table = pd.DataFrame({"N": N, "D": D, "U": D / e, "loss": loss})
+    fit = LawFitter(get_law("data-constrained"), fix=base, n_bootstrap=0).fit(table)
+    assert fit.params["R_D"] == pytest.approx(5.0, rel=1e-3) and fit.params["R_N"] == pytest.approx(3.0, rel=1e-3)
+    with pytest.raises(ScalingError, match="positive scale constant"):
+        LawFitter(get_law("data-constrained"), fix={**base, "E": -0.1}, n_bootstrap=0).fit(table)
