@@ -93,11 +93,12 @@ def leave_largest_out(data: pd.DataFrame, law: str = LAW, **fit_kwargs: Any) -> 
 
 
 def forecast_larger(fit: Any, data: pd.DataFrame, factor: float = FORECAST_FACTOR) -> pd.DataFrame:
-    """The fitted loss of a model ``factor`` x the largest N trained: at the largest D trained, and at the
-    compute-optimal D for that N under the fit (C = 6ND), with bootstrap intervals."""
+    """The fitted loss of a model ``factor`` x the largest N trained, with bootstrap intervals: at the largest D
+    trained, at 20 tokens per parameter (Hoffmann et al.'s rule of thumb), and at the compute-optimal D for that
+    N under the fit itself (C = 6ND; far outside the data when the fitted exponents say so)."""
     N = factor * float(data["N"].max())
     d_max = float(data["D"].max())
-    rows = [("largest D trained", d_max)]
+    rows = [("largest D trained", d_max), ("20 tokens per parameter", 20.0 * N)]
     d_opt = compute_optimal_tokens(fit, N)
     if d_opt is not None:
         rows.append(("compute-optimal D for this N", d_opt))
@@ -175,10 +176,10 @@ def print_demo(result: DemoResult, fmt: Any = "table") -> None:
         Format,
         blank_line,
         note,
+        print_csv,
         print_fields,
         print_json,
         print_table,
-        to_jsonable,
     )
 
     fmt = Format(fmt)
@@ -190,21 +191,21 @@ def print_demo(result: DemoResult, fmt: Any = "table") -> None:
             "quality": result.fit.quality, "checks": result.checks,
             "leave_largest_out": {k: v for k, v in result.holdout.items() if k != "table"} | {"table": result.holdout["table"]},
             "forecast": result.forecast, "fit_file": str(result.fit_path), "plots": [str(p) for p in result.plots],
-            "seconds": result.seconds,
+            "seconds": result.seconds, "cpu_seconds_training": sum(result.report.cpu_seconds.values()),
         })
         return
     if fmt is Format.csv:
-        from scaling.cli.output import print_csv
-
         print_csv(result.forecast)
         return
     _print_fit(result.fit, Format.table, result.fit_path)
     blank_line()
     h = result.holdout
+    per_size = result.data.groupby("N")["D"].nunique()
+    span = (f"{len(sizes)} ({sizes[0]:.3g} to {sizes[-1]:.3g} non-embedding parameters, "
+            f"{np.log10(sizes[-1] / sizes[0]):.2f} decades)")
     print_fields([
-        ("sizes trained", f"{len(sizes)} ({sizes[0]:.3g} to {sizes[-1]:.3g} non-embedding parameters, "
-                          f"{np.log10(sizes[-1] / sizes[0]):.2f} decades)"),
-        ("budgets per size", f"{result.data.groupby('N')['D'].nunique().min()} to {result.data.groupby('N')['D'].nunique().max()}"),
+        ("sizes trained", span),
+        ("budgets per size", str(per_size.min()) if per_size.min() == per_size.max() else f"{per_size.min()} to {per_size.max()}"),
         ("residual RMSE (log)", _check_text(result.checks["rmse_log"], "{:.4f}")),
         (f"leave-largest-out (N={h['N']:.3g})", _check_text(result.checks["leave_largest_out"], "{:.2%}")
          + f"; mean {h['mean_abs_rel_error']:.2%} over {len(h['table'])} points, fitted on {h['n_train']}"),
@@ -213,9 +214,9 @@ def print_demo(result: DemoResult, fmt: Any = "table") -> None:
     print_table(result.forecast, title=f"forecast: a model {FORECAST_FACTOR:g}x larger than the largest trained")
     blank_line()
     note(f"plots: {', '.join(str(p) for p in result.plots)}")
+    cpu = sum(result.report.cpu_seconds.values())
     note(f"demo finished in {result.seconds / 60:.1f} min ({len(result.report.done)} runs trained, "
-         f"{len(result.report.skipped)} already done)")
-    del to_jsonable
+         f"{len(result.report.skipped)} already done; the training runs used {cpu / 60:.1f} CPU-minutes)")
 
 
 def _check_text(check: dict[str, Any], pattern: str) -> str:

@@ -210,7 +210,7 @@ def test_demo_pipeline_fits_checks_forecasts_and_plots(tmp_path, capsys):
     sweep_file = tmp_path / "mini.yaml"
     sweep_file.write_text(yaml.safe_dump({"name": "mini", "base": BASE, "grid": {
         "model": [*SHAPES, {"n_layer": 2, "d_model": 24}], "tokens": [1024, 2048, 4096]}}))
-    result = run_demo(sweep_file, out=tmp_path / "demo", workers=2, n_bootstrap=20)
+    result = run_demo(sweep_file, out=tmp_path / "demo", workers=2, n_bootstrap=10)
     assert result.report.ok and len(result.data) == 9  # 3 sizes x 3 budgets, one final row each
     assert result.fit.law.name == "chinchilla" and (tmp_path / "demo" / "fit-chinchilla.json").exists()
     assert result.checks["rmse_log"]["value"] == pytest.approx(result.fit.quality["rmse_log"])

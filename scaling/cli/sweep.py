@@ -7,6 +7,7 @@ The plan comes from :mod:`scaling.sweep`, execution from :mod:`scaling.sweep_bac
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -83,7 +84,11 @@ def run_command(
     stop_on_sigterm()
     logs = logs_dir(p)
     be = make_backend(backend, workers=workers, folder=logs.parent, plan=p)
-    report = run_plan(p, be, results=results, logs=logs, retries=retries, on_event=ProgressPrinter(p).event)
+    printer = ProgressPrinter(p)
+    try:
+        report = run_plan(p, be, results=results, logs=logs, retries=retries, on_event=printer.event)
+    finally:
+        printer.close()
     _finish(report, results, logs)
 
 
@@ -107,7 +112,8 @@ def _finish(report, results: Path, logs: Path) -> None:
 
 
 class ProgressPrinter:
-    """Overall progress on stderr: a bar weighted by each run's estimated time, one line per finished run."""
+    """Overall progress on stderr. On a terminal: a bar weighted by each run's estimated time with an ETA, and
+    one line per finished run above it. Otherwise (a log file, CI): one plain line per event, flushed at once."""
 
     def __init__(self, plan) -> None:
         from rich.console import Console
@@ -120,51 +126,49 @@ class ProgressPrinter:
         )
 
         self.console = Console(stderr=True, highlight=False)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
-                                 transient=False)
         self.total = len(plan.runs)
-        self.task = self.progress.add_task("", total=sum(r.est_seconds for r in plan.runs) or 1.0)
         self.counts = {"done": 0, "skip": 0, "running": 0, "fail": 0}
-        self.started = False
         self.t0 = time.monotonic()
-        self._describe()
+        self.progress = None
+        if self.console.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                     console=self.console)
+            self.task = self.progress.add_task(self._status(), total=sum(r.est_seconds for r in plan.runs) or 1.0)
+            self.progress.start()
 
-    def _describe(self) -> None:
+    def _status(self) -> str:
         c = self.counts
-        finished = c["done"] + c["skip"]
-        self.progress.update(self.task, description=f"runs {finished}/{self.total} ({c['running']} running, {c['fail']} failed)")
+        return f"runs {c['done'] + c['skip']}/{self.total} ({c['running']} running, {c['fail']} failed)"
+
+    def _line(self, text: str, style: str | None = None) -> None:
+        if self.progress is None:
+            text = f"[{_duration(time.monotonic() - self.t0)}] {text} | {self._status()}"
+        self.console.print(text, markup=False, style=style, soft_wrap=True)
 
     def event(self, kind: str, run, info: dict) -> None:
-        if not self.started:
-            self.progress.start()
-            self.started = True
         label = f"{run.run_id} {run.config.get('name', '')}"
-        if kind == "skip":
-            self.counts["skip"] += 1
-            self.progress.advance(self.task, run.est_seconds)
-        elif kind == "start":
-            self.counts["running"] += 1
+        finished = kind in ("skip", "done", "fail", "block")
+        self.counts["running"] += {"start": 1, "done": -1, "retry": -1, "fail": -1}.get(kind, 0)
+        self.counts["skip"] += kind == "skip"
+        self.counts["done"] += kind == "done"
+        self.counts["fail"] += kind in ("fail", "block")
+        if kind == "start" and self.progress is None:
+            self._line(f"start   {label} (estimated {_duration(run.est_seconds)})")
         elif kind == "done":
-            self.counts["running"] -= 1
-            self.counts["done"] += 1
-            self.progress.advance(self.task, run.est_seconds)
-            self.progress.console.print(f"done    {label} ({_duration(info.get('seconds', 0))})", markup=False)
+            cpu = info.get("cpu_seconds")
+            self._line(f"done    {label} ({_duration(info.get('seconds', 0))}" + (f", {cpu:.0f} CPU-s)" if cpu else ")"))
         elif kind == "retry":
-            self.counts["running"] -= 1
-            self.progress.console.print(f"retry   {label}: {info.get('message', '')}", markup=False, style="yellow")
+            self._line(f"retry   {label}: {info.get('message', '')}", style="yellow")
         elif kind == "fail":
-            self.counts["running"] -= 1
-            self.counts["fail"] += 1
-            self.progress.advance(self.task, run.est_seconds)
-            self.progress.console.print(f"FAILED  {label}: {info.get('message', '')} (log: {info.get('log')})",
-                                        markup=False, style="red")
+            self._line(f"FAILED  {label}: {info.get('message', '')} (log: {info.get('log')})", style="red")
         elif kind == "block":
-            self.counts["fail"] += 1
-            self.progress.advance(self.task, run.est_seconds)
-            self.progress.console.print(f"blocked {label}: {info.get('because')} failed", markup=False, style="red")
-        self._describe()
-        if self.started and self.counts["done"] + self.counts["skip"] + self.counts["fail"] >= self.total:
+            self._line(f"blocked {label}: {info.get('because')} failed", style="red")
+        if self.progress is not None:
+            self.progress.update(self.task, description=self._status(), advance=run.est_seconds if finished else 0)
+
+    def close(self) -> None:
+        if self.progress is not None:
             self.progress.stop()
 
 
@@ -183,8 +187,18 @@ def demo_command(
     sweep_file = demo_sweep_file(quick)
     note(f"sweep {sweep_file}; output in {out}/")
     stop_on_sigterm()
-    result = run_demo(sweep_file, out=out, backend=backend, workers=workers, n_bootstrap=bootstrap,
-                      on_event_factory=lambda p: ProgressPrinter(p).event)
+    printers: list[ProgressPrinter] = []
+
+    def progress(p) -> Callable:
+        printers.append(ProgressPrinter(p))
+        return printers[-1].event
+
+    try:
+        result = run_demo(sweep_file, out=out, backend=backend, workers=workers, n_bootstrap=bootstrap,
+                          on_event_factory=progress)
+    finally:
+        for printer in printers:
+            printer.close()
     print_demo(result, fmt)
     if not result.report.ok:
         warn(f"{len(result.report.failed)} run(s) failed; the fit used the {len(result.data)} rows that exist")
