@@ -15,11 +15,11 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from scaling.transfer import analyze_transfer  # noqa: E402
+from scaling.transfer import analyze_transfer
 
 
 def main(results: str, out: str) -> None:
@@ -36,19 +36,56 @@ def main(results: str, out: str) -> None:
     for N, c in zip(sizes, colours):
         s = scratch[scratch["N"] == N].sort_values("D")
         ax.plot(s["D"], s["loss"], "o", color=c, label=f"N = {N:,.0f} from scratch")
-        ax.plot(d, a.scratch_fit.predict(N=np.full_like(d, N), D=d)["point"], "-", color=c, lw=1)
+        ax.plot(
+            d,
+            a.scratch_fit.predict(N=np.full_like(d, N), D=d)["point"],
+            "-",
+            color=c,
+            lw=1,
+        )
         r = a.runs[a.runs["N"] == N].sort_values("D_F")
-        ax.plot(r["D_F"], r["loss"], "s", mfc="none", color=c, ms=7, label=f"N = {N:,.0f} fine-tuned")
+        ax.plot(
+            r["D_F"],
+            r["loss"],
+            "s",
+            mfc="none",
+            color=c,
+            ms=7,
+            label=f"N = {N:,.0f} fine-tuned",
+        )
         ok = r[r["class"] == "ok"]
-        bx.errorbar(r["D_F"], r["D_T"], yerr=[r["D_T"] - r["D_T_lower"], r["D_T_upper"] - r["D_T"]], fmt="o",
-                    color=c, mfc="none" if ok.empty else c, capsize=2, label=f"N = {N:,.0f}")
+        bx.errorbar(
+            r["D_F"],
+            r["D_T"],
+            yerr=[r["D_T"] - r["D_T_lower"], r["D_T_upper"] - r["D_T"]],
+            fmt="o",
+            color=c,
+            mfc="none" if ok.empty else c,
+            capsize=2,
+            label=f"N = {N:,.0f}",
+        )
         xf = np.geomspace(r["D_F"].min(), r["D_F"].max(), 50)
-        bx.plot(xf, a.fit.predict(D_F=xf, N=np.full_like(xf, N))["point"], "-", color=c, lw=1)
-    ax.set(xscale="log", xlabel="Python tokens (bytes): D from scratch, D_F fine-tuned",
-           ylabel="held-out Python loss (nats/byte)", title=f"from scratch vs fine-tuned after {pre:,.0f} tokens of {src}")
+        bx.plot(
+            xf,
+            a.fit.predict(D_F=xf, N=np.full_like(xf, N))["point"],
+            "-",
+            color=c,
+            lw=1,
+        )
+    ax.set(
+        xscale="log",
+        xlabel="Python tokens (bytes): D from scratch, D_F fine-tuned",
+        ylabel="held-out Python loss (nats/byte)",
+        title=f"from scratch vs fine-tuned after {pre:,.0f} tokens of {src}",
+    )
     ax.legend(fontsize=7)
-    bx.set(xscale="log", yscale="log", xlabel="D_F (fine-tuning bytes of Python)", ylabel="D_T (effective bytes transferred)",
-           title="D_T = k D_F^alpha N^beta (lines); 95% intervals from the from-scratch fit")
+    bx.set(
+        xscale="log",
+        yscale="log",
+        xlabel="D_F (fine-tuning bytes of Python)",
+        ylabel="D_T (effective bytes transferred)",
+        title="D_T = k D_F^alpha N^beta (lines); 95% intervals from the from-scratch fit",
+    )
     bx.title.set_fontsize(9)
     bx.legend(fontsize=7)
     fig.tight_layout()
