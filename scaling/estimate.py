@@ -763,6 +763,15 @@ class LawFitter:
             warnings_.append(f"{n_failed} of {self.n_bootstrap} bootstrap resamples failed; intervals are unreliable")
         if self.group and self.group in df.columns and group_used is None:
             warnings_.append(f"column {self.group!r} has one value: bootstrap resampled rows instead of runs")
+        n_groups = int(df[group_used].nunique()) if group_used else 0
+        if self.n_bootstrap and group_used and n_groups <= 2 * space.size:
+            # Resampling K whole runs (e.g. one WSD run per size carrying several budgets) with K close to the number
+            # of free parameters gives degenerate or failed resamples: say so rather than print narrow intervals.
+            warnings_.append(
+                f"only {n_groups} distinct {group_used!r} values to resample for {space.size} free parameters: "
+                f"intervals are coarse; group=None (--group \"\") resamples rows instead, which understates "
+                "correlated errors within a run"
+            )
 
         data_summary = self._data_summary(df, law, source, group_used)
         fit = Fit(

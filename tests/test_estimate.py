@@ -238,3 +238,21 @@ def test_a_scale_constant_driven_to_zero_is_flagged():
     assert fit.params["E"] < 1e-6
     assert "E" in fit.quality["at_bound"]
     assert any("E is driven to 0" in w for w in fit.quality["warnings"])
+
+
+def test_few_runs_to_resample_is_warned():
+    """One WSD run per size carries several budgets: resampling 4 runs for 5 parameters must be flagged."""
+    import pandas as pd
+
+    import scaling
+
+    rows = [
+        dict(N=N, D=D, run_id=f"r{i}", loss=1.5 + 400 / N**0.35 + 300 / D**0.3)
+        for i, N in enumerate([1e4, 3e4, 1e5, 3e5])
+        for D in [1e6, 2e6, 4e6]
+    ]
+    df = pd.DataFrame(rows)
+    by_run = scaling.fit(df, law="chinchilla", n_bootstrap=10)
+    assert any("distinct 'run_id' values" in w for w in by_run.quality["warnings"])
+    by_row = scaling.fit(df, law="chinchilla", n_bootstrap=10, group=None)
+    assert not any("distinct" in w for w in by_row.quality["warnings"])
