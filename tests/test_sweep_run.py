@@ -174,6 +174,17 @@ def test_ray_local_cluster_runs_a_tiny_sweep(tmp_path):
     assert sorted(final["run_id"].unique()) == sorted(r.run_id for r in p.runs)
 
 
+@pytest.mark.slow
+def test_accelerate_launcher_with_two_processes(tmp_path):
+    """launch: {launcher: accelerate, num_processes: 2}: two gloo processes train one run (D counted over both)."""
+    p = plan(tiny(tmp_path, shapes=SHAPES[:1], launch={"launcher": "accelerate", "num_processes": 2}))
+    report = run_plan(p, LocalBackend(1), results=tmp_path / "results.csv", logs=tmp_path / "logs")
+    assert report.ok
+    log = (tmp_path / "logs" / f"{p.runs[0].run_id}.log").read_text()
+    assert "2 process(es)" in log
+    assert sorted(final_rows(tmp_path / "results.csv")["D"]) == list(p.runs[0].budgets)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Backends that are unknown, not installed or not reachable: one line, before anything runs
 

@@ -186,6 +186,8 @@ def demo_command(
 
     sweep_file = demo_sweep_file(quick)
     note(f"sweep {sweep_file}; output in {out}/")
+    if quick:
+        note("--quick: a one-minute check of the whole pipeline; models this small do not meet the quality targets")
     stop_on_sigterm()
     printers: list[ProgressPrinter] = []
 
