@@ -234,3 +234,47 @@ def test_conflicting_modes_and_unknown_keys(tmp_path):
         load_sweep(bad)
     with pytest.raises(ScalingError, match="no such sweep file"):
         load_sweep(tmp_path / "missing.yaml")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scaling sweep plan (in-process through the CLI entry point)
+
+
+def run_cli(args, capsys):
+    from scaling.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err
+
+
+def test_cli_plan_formats(capsys):
+    import io
+    import json
+
+    import pandas as pd
+
+    tiny = str(REPO / "configs" / "sweeps" / "tiny.yaml")
+    code, out, err = run_cli(["sweep", "plan", tiny, "--format", "json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert len(data["runs"]) == 3 and data["estimated_seconds"] > 0 and data["total_flops"] > 0
+    run = data["runs"][0]
+    assert run["budgets"] == [16384, 32768, 65536] and run["config"]["branches"] == [16384, 32768]
+    assert run["run_id"] == run_id(RunConfig.model_validate(run["config"]))
+    code, out, err = run_cli(["sweep", "plan", tiny, "--format", "csv", "--workers", "1"], capsys)
+    df = pd.read_csv(io.StringIO(out))
+    assert code == 0 and list(df.columns[:5]) == ["run_id", "role", "N", "shape", "D"] and len(df) == 3
+    assert "3 runs" in err and "with 1 workers" in err  # the summary goes to stderr, not into the CSV
+    code, out, err = run_cli(["sweep", "plan", tiny], capsys)
+    assert code == 0 and "run_id" in out and "est_s" in out and "3 runs" in out
+
+
+def test_cli_plan_bad_input_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbase: {corpus: english}\ngrid: {model: [3e4], tokenz: [1e6]}\n")
+    code, out, err = run_cli(["sweep", "plan", str(bad)], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "unknown grid axis 'tokenz'" in err

@@ -53,7 +53,12 @@ def plan_command(
     summary = (f"{len(p)} runs, {total_flops:.3g} training FLOPs, about {_duration(wall)} with {k} workers "
                f"on this machine (estimate: {p.settings['throughput']})")
     if fmt is Format.json:
-        print_json({"name": p.name, "runs": df, "total_flops": total_flops, "estimated_seconds": wall, "workers": k,
+        runs = df.to_dict(orient="records")
+        for row, run in zip(runs, p.runs):  # JSON gets lists and each run's full config (for tools)
+            row["budgets"] = list(run.budgets)
+            row["depends_on"] = list(run.depends_on)
+            row["config"] = run.config
+        print_json({"name": p.name, "runs": runs, "total_flops": total_flops, "estimated_seconds": wall, "workers": k,
                     "throughput_model": p.settings["throughput"]})
         return
     if fmt is Format.table:
