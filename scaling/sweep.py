@@ -267,6 +267,8 @@ def _pydantic_line(exc: ValidationError, model: type[BaseModel]) -> str:
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """The field names of the (nested) model at an error location, e.g. ("transfer", "pairs", 0) -> TransferPair's
+    fields; [] where the location holds no model (a plain dict such as ``base``)."""
     for part in loc:
         if isinstance(part, int):
             continue
