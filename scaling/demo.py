@@ -174,7 +174,7 @@ def run_demo(
 
 def print_demo(result: DemoResult, fmt: Any = "table") -> None:
     """Parameter table, fit quality with the two checks, the forecast and where the files are."""
-    from scaling.cli.fitting import _print_fit
+    from scaling.cli.fitting import print_fit
     from scaling.cli.output import (
         Format,
         blank_line,
@@ -200,7 +200,7 @@ def print_demo(result: DemoResult, fmt: Any = "table") -> None:
     if fmt is Format.csv:
         print_csv(result.forecast)
         return
-    _print_fit(result.fit, Format.table, result.fit_path)
+    print_fit(result.fit, Format.table, result.fit_path)
     blank_line()
     h = result.holdout
     per_size = result.data.groupby("N")["D"].nunique()

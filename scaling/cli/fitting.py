@@ -315,7 +315,7 @@ def fit_command(
         if column in chosen.inputs:
             note(f"{column} derived as {formula}")
     sections, warnings_ = _calibration_floor(data, mapping) if chosen.name == "calibration" else ([], [])
-    _print_fit(result, fmt, out_path, sections, warnings_)
+    print_fit(result, fmt, out_path, sections, warnings_)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -555,7 +555,7 @@ def _warn_quality(result: Any, fmt: Format) -> None:
         warn("the fit did NOT converge (see fit quality above)")
 
 
-def _print_fit(
+def print_fit(
     result: Any,
     fmt: Format,
     saved: Path,
