@@ -8,7 +8,6 @@ calls) with small bootstraps; one test runs the console script in a subprocess.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
@@ -21,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.cli import main
 from scaling.errors import ScalingError
 from scaling.estimate import LawFitter
 from scaling.fitfile import load_fit
@@ -29,45 +27,9 @@ from scaling.laws import get_law
 from scaling.laws.data_constrained import MUENNIGHOFF_C4
 from scaling.laws.kaplan import KAPLAN_L_ND, kaplan_nd_loss
 from scaling.laws.repetition import PUBLISHED_BOUNDARIES, power_boundary
+from cli_helpers import assert_user_error, invoke, run
 
 ENV = {**os.environ, "NO_COLOR": "1"}
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """In-process ``scaling ARGS``: (exit status, stdout, stderr)."""
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_user_error(code: int, out: str, err: str, *fragments: str) -> str:
-    """Exit 2, nothing on stdout, exactly one line on stderr starting with 'error:', no traceback."""
-    assert code == 2, (code, out, err)
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
-def invoke(*args: str, cwd: Path) -> tuple[int, str, str]:
-    """``scaling ARGS`` in-process from ``cwd`` without capsys (for module-scoped fixtures that share one fit)."""
-    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
-    code = 0
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        os.chdir(here)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.cli import main
+from cli_helpers import assert_user_error, run
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
 
@@ -49,29 +49,6 @@ def scaling_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Complet
     exe = Path(sys.executable).with_name("scaling")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "scaling"]
     return subprocess.run([*cmd, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """In-process ``scaling ARGS``: (exit status, stdout, stderr)."""
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_user_error(code: int, out: str, err: str, *fragments: str) -> str:
-    """Exit 2, nothing on stdout, exactly one line on stderr starting with 'error:', no traceback."""
-    assert code == 2, (code, out, err)
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ fits and their files, the refusals), not values.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -27,10 +25,10 @@ import pytest
 
 pytest.importorskip("torch", reason="the studies train models (pip install 'scaling[train]')")
 
-from scaling.cli import main
 from scaling.errors import ScalingError
 from scaling.sweep import estimate_wall_seconds, parse_sweep, plan
 from scaling.train import train
+from cli_helpers import invoke
 
 SWEEPS = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
 
@@ -39,21 +37,6 @@ SWEEPS = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
-def invoke(*args: str, cwd: Path) -> tuple[int, str, str]:
-    """``scaling ARGS`` in-process from ``cwd``: (exit code, stdout, stderr)."""
-    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
-    code = 0
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        os.chdir(here)
-    return code, out.getvalue(), err.getvalue()
 
 
 def train_plan(sweep_file: Path, folder: Path) -> Path:
