@@ -46,7 +46,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from scaling.errors import ScalingError
@@ -231,12 +230,9 @@ def load_sweep(path: str | os.PathLike) -> SweepFile:
         raise ScalingError(f"{path}: no such sweep file")
     if path.is_dir():
         raise ScalingError(f"{path}: is a folder, expected a sweep YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ScalingError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    from scaling.train.config import read_yaml  # torch-free; one YAML reader for run configs and sweep files
+
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ScalingError(f"{path}: expected a mapping with name, base and grid, got {type(data).__name__}")
     return parse_sweep(data, source=str(path))

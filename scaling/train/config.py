@@ -237,6 +237,16 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file (run config or sweep file); a syntax error is one line naming the file and the line."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ScalingError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
@@ -249,12 +259,7 @@ def load_config(
         source = str(path)
         if not path.is_file():
             raise ScalingError(f"{path}: no such config file")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ScalingError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+        loaded = read_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
