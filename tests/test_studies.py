@@ -1,6 +1,6 @@
 """The issue-5 studies: their sweep files plan within budget, and each pipeline runs end to end at toy scale.
 
-configs/sweeps/{transfer,epochs,repetition}.yaml are the real studies (docs/studies.md); the *-tiny.yaml files are
+configs/sweeps/{transfer,epochs,repetition,calibration}.yaml are the real studies (docs/studies.md); the *-tiny.yaml files are
 the same designs at toy scale. Here the toy sweeps are trained for real (torch + transformers on the shipped
 English corpus and the Python standard library) and the results go through `scaling fit` exactly as a user's
 would. The fast tests train the plan's runs in this process (the trainer's own `train`, in the plan's order:
@@ -103,6 +103,19 @@ def test_repetition_study_plan():
     base = df[df["f"] == 0]
     assert len(base) == df["N"].nunique() >= 4 and set(base["k"]) == {1}  # one unique-data baseline per size
     assert len(df[df["f"] > 0].groupby(["N", "f", "k"])) == len(df) - len(base)
+
+
+def test_calibration_study_plan():
+    p = plan(SWEEPS / "calibration.yaml")
+    assert estimate_wall_seconds(p, 2) < 3600
+    df = pd.DataFrame([{"N": r.N, "D": r.D, "seed": r.config["seed"], "lr": r.lr} for r in p.runs])
+    # enough sizes for a 3-parameter ECE(N) fit (LAWS.md 6.4), over 2 decades, each with several seeds
+    assert df["N"].nunique() >= 5 and df["N"].max() / df["N"].min() > 100
+    assert (df.groupby("N")["seed"].nunique() >= 3).all()
+    assert df["D"].nunique() == 1  # calibration at equal data
+    # no base lr: every size gets Kaplan's rule (Eq. D.1), which falls with N
+    assert df.groupby("N")["lr"].first().is_monotonic_decreasing
+    assert p.runs[0].config["eval_tokens"] >= 2e5  # finite-sample ECE floor well under the differences sought
 
 
 def test_plan_refuses_a_branch_inside_the_warmup(tmp_path):
