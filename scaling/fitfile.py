@@ -214,8 +214,15 @@ def write_text_atomic(path: Path, text: str, *, example: str = "out.json") -> Pa
 
 
 def published_dir() -> Path:
-    """The repository's ``fits/`` folder (next to the ``scaling`` package)."""
-    return Path(scaling.__file__).resolve().parents[1] / "fits"
+    """The published fits: ``scaling/published``, a link to the repository's ``fits/`` that a wheel copies in.
+
+    From a checkout (editable install) the link resolves to ``fits/``; an installed wheel holds the files
+    themselves. Where the link could not be made (a Windows checkout without symlinks) it is a one-line text
+    file, and the repository's ``fits/`` is used directly.
+    """
+    package = Path(scaling.__file__).resolve().parent
+    linked = package / "published"
+    return linked if linked.is_dir() else package.parent / "fits"
 
 
 def published_names() -> list[str]:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -153,3 +158,35 @@ def test_to_lmfit_carries_fixed_tied_and_stderr(fitted):
     assert p["E"].vary is False and p["E"].value == 1.8172
     assert p["alpha"].stderr == pytest.approx(float(np.std(fitted.draws["alpha"], ddof=1)))
     assert p["alpha"].value == fitted.params["alpha"]
+
+
+def test_an_installed_wheel_finds_the_published_fits_by_name(tmp_path):
+    """A non-editable install has no repository beside it: the wheel must carry fits/ (as scaling/published)."""
+    repo = Path(scaling.__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    shutil.copytree(repo / "fits", src / "fits", ignore=shutil.ignore_patterns("results*"))
+    shutil.copytree(repo / "scaling", src / "scaling", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src)]
+    subprocess.run([*build, "-w", str(tmp_path / "dist")], check=True, cwd=tmp_path, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)  # a wheel is a zip of the installed tree
+    shipped = {p.stem for p in (site / "scaling" / "published").glob("*.json")}
+    assert shipped == {p.stem for p in (src / "fits").glob("*.json")} and "chinchilla" in shipped
+    probe = (
+        "import scaling; from scaling.fitfile import load_fit; f = load_fit('chinchilla');"
+        "print(scaling.__file__, f.law_name, f.params['E'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,  # no ./fits here
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == [str(site / "scaling" / "__init__.py"), "chinchilla", "1.6934"]
