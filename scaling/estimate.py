@@ -707,6 +707,14 @@ class LawFitter:
             or (is_log and not np.isfinite(lo) and t < g0 - 20.0)
         ]
         warnings_: list[str] = []
+        n_distinct = len(df[list(law.inputs)].drop_duplicates())
+        if n_distinct <= space.size:
+            # e.g. ECE(N) = ECE_inf + a N^-b through 3 sizes: any 3 points are matched exactly, whatever the truth
+            warnings_.append(
+                f"{n_distinct} distinct input point{'s' if n_distinct != 1 else ''} for {space.size} free parameters: "
+                "the law can pass through every one, so the fit tests nothing and extrapolates blindly; "
+                "add points or fix parameters"
+            )
         converged = bool(check["ok"]) and best.status != 1  # status 1: iteration or evaluation limit reached
         measures = (f"Newton step {check['newton_step']:.1e} (tol {STEP_TOL:.0e}), relative gradient "
                     f"{check['relative_gradient']:.1e} (tol {GRAD_TOL:.0e}), restart gain {check['restart_gain']:.1e} "

@@ -256,3 +256,20 @@ def test_few_runs_to_resample_is_warned():
     assert any("distinct 'run_id' values" in w for w in by_run.quality["warnings"])
     by_row = scaling.fit(df, law="chinchilla", n_bootstrap=10, group=None)
     assert not any("distinct" in w for w in by_row.quality["warnings"])
+
+
+def test_as_many_free_parameters_as_distinct_points_is_warned():
+    """ECE(N) = ECE_inf + a N^-b through 3 sizes (3 seeds each) matches any data: say the fit tests nothing."""
+    rng = np.random.default_rng(0)
+    rows = [
+        dict(N=N, ece=0.01 + 2 * N**-0.5 * np.exp(rng.normal(0, 0.05)), run_id=f"{N}-{s}")
+        for N in (1e4, 1e5, 1e6)
+        for s in range(3)
+    ]
+    three = scaling.fit(pd.DataFrame(rows), law="calibration", n_bootstrap=0)
+    assert any("3 distinct input points for 3 free parameters" in w for w in three.quality["warnings"])
+    four = pd.DataFrame(rows + [dict(N=3e6, ece=0.01 + 2 * 3e6**-0.5, run_id="x")])
+    assert not any("distinct input" in w for w in scaling.fit(four, law="calibration", n_bootstrap=0).quality["warnings"])
+    # fixing a parameter leaves 2 free for 3 sizes: no warning
+    fixed = scaling.fit(pd.DataFrame(rows), law="calibration", n_bootstrap=0, fix={"ECE_inf": 0.01})
+    assert not any("distinct input" in w for w in fixed.quality["warnings"])
