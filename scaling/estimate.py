@@ -541,6 +541,10 @@ class LawFitter:
             al. 2024).
         delta: Huber threshold on log residuals (1e-3, as Hoffmann et al.).
         fix: parameters held at a value, e.g. ``{"alpha": 0.35}``.
+        fix_draws: bootstrap draws of fixed parameters (columns: some of ``fix``), e.g. the draws of a stage-1 fit
+            whose point values are frozen in ``fix``. Bootstrap resample i holds those parameters at row i (cycled),
+            so the intervals carry the stage-1 uncertainty instead of treating the frozen values as exact. The two
+            stages are resampled independently (a plug-in propagation; it ignores runs shared by both stages).
         tie: parameters made equal to another, e.g. ``{"beta": "alpha"}`` makes beta == alpha.
         bounds: ``{name: (lower, upper)}`` overriding the law's bounds (natural units).
         n_bootstrap: bootstrap resamples for intervals (0: none).
@@ -567,6 +571,7 @@ class LawFitter:
         fix: Mapping[str, float] | None = None,
         tie: Mapping[str, str] | None = None,
         bounds: Mapping[str, tuple[float, float]] | None = None,
+        fix_draws: pd.DataFrame | None = None,
         n_bootstrap: int = 200,
         ci: float = 0.95,
         seed: int = 0,
@@ -585,6 +590,7 @@ class LawFitter:
         self.fix = dict(fix or {})
         self.tie = dict(tie or {})
         self.bounds = dict(bounds or {})
+        self.fix_draws = fix_draws
         self.n_bootstrap = n_bootstrap
         self.ci = ci
         self.seed = seed
@@ -614,6 +620,14 @@ class LawFitter:
             raise ScalingError(f"reduction {self.reduction!r}: expected 'sum' or 'mean'")
         if not (isinstance(self.n_refine, (int, np.integer)) and self.n_refine >= 1):
             raise ScalingError(f"n_refine {self.n_refine!r}: must be a whole number >= 1")
+        if self.fix_draws is not None:
+            if not isinstance(self.fix_draws, pd.DataFrame) or self.fix_draws.empty:
+                raise ScalingError("fix_draws: expected a non-empty table of draws (one column per fixed parameter)")
+            unfixed = [c for c in self.fix_draws.columns if c not in self.fix]
+            if unfixed:
+                raise ScalingError(f"fix_draws: column {unfixed[0]!r} is not a fixed parameter (fix={{...}} first)")
+            if not np.isfinite(self.fix_draws.to_numpy(dtype=float)).all():
+                raise ScalingError("fix_draws: every draw must be a finite number")
 
     def settings(self, law_key: str, group_used: str | None, grid_size: int, ref_compute: float | None) -> dict:
         return {
@@ -622,6 +636,7 @@ class LawFitter:
             "delta": self.delta,
             "reduction": self.reduction,
             "fix": dict(self.fix),
+            "fix_draws": None if self.fix_draws is None else len(self.fix_draws),
             "tie": dict(self.tie),
             "bounds": {k: [float(a), float(b)] for k, (a, b) in self.bounds.items()},
             "n_bootstrap": int(self.n_bootstrap),
@@ -878,15 +893,23 @@ class LawFitter:
             codes, n_units = np.arange(len(df)), len(df)
         distinct = [(df[col].to_numpy(), k) for col, k in _min_distinct(law).items() if col in df.columns]
         alternatives = other_optima[: self.n_bootstrap_starts]
+        draw_spaces = []  # one space per draw of the frozen parameters (fix_draws); built first so a bad draw fails early
+        for k, row in enumerate([] if self.fix_draws is None else self.fix_draws.to_dict("records")):
+            try:
+                draw_spaces.append(_Space(law, {**self.fix, **row}, self.tie, self.bounds))
+            except ScalingError as exc:
+                raise ScalingError(f"fix_draws row {k}: {exc}") from None
         rows, failed = [], 0
-        for _ in range(self.n_bootstrap):
+        for i in range(self.n_bootstrap):
             counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
             weights = counts[codes].astype(float)
             used = weights > 0
             if used.sum() < space.size or any(np.unique(v[used]).size < k for v, k in distinct):
                 failed += 1
                 continue
-            sub = _Objective(space, obj.inputs, obj.log_y, loss=obj.loss, delta=obj.delta,
+            # this resample's values of the frozen parameters (stage-1 draws), else the frozen point values
+            sub_space = draw_spaces[i % len(draw_spaces)] if draw_spaces else space
+            sub = _Objective(sub_space, obj.inputs, obj.log_y, loss=obj.loss, delta=obj.delta,
                              reduction=self.reduction, weights=weights)
             best = None
             if hess_inv is not None:
@@ -906,7 +929,7 @@ class LawFitter:
             if best is None:
                 failed += 1
                 continue
-            natural = space.natural(best.x[None, : space.size])
+            natural = sub_space.natural(best.x[None, : space.size])
             rows.append([float(natural[c][0]) for c in columns])
         return pd.DataFrame(rows, columns=columns, dtype=float), failed
 

@@ -478,6 +478,63 @@ def test_data_constrained_fit_and_forecast(workdir, capsys):
     assert row["lower"] < row["point"] < row["upper"]
 
 
+def test_two_stage_data_constrained_with_fix_from(workdir, capsys):
+    """Stage 1 on the one-epoch runs, stage 2 frozen on it with --fix-from: its draws widen stage 2's intervals."""
+    table = data_constrained_table()
+    table["epochs"] = table["D"] / table["U"]
+    table.to_csv("dc.csv", index=False)
+    code, out, err = run(
+        capsys, "fit", "dc.csv", "--law", "chinchilla", "--where", "epochs == 1", "-o", "fits/base.json", "-b", "40"
+    )
+    assert code == 0, err
+    base = load_fit("fits/base.json")
+    assert len(base.draws) == 40
+    code, out, err = run(
+        capsys, "fit", "dc.csv", "--law", "data-constrained", "--fix-from", "fits/base.json", "-b", "40", "-f", "json"
+    )
+    assert code == 0, err
+    assert "frozen from fits/base.json: E, A, B, alpha, beta; its 40 bootstrap draws carried into the intervals" in err
+    carried = json.loads(out)
+    p = carried["params"]
+    assert all(p[n]["kind"] == "fixed" and p[n]["value"] == base.params[n] for n in ("E", "A", "B", "alpha", "beta"))
+    # near the truth, not at it: a plain chinchilla on one-epoch runs absorbs the excess-parameter decay (R_N) of
+    # the runs with N above N_opt(U), so the base is not exactly the generating one
+    assert 0.5 < p["R_D"]["value"] / MUENNIGHOFF_C4["R_D"] < 1.5
+    # each resample used one stage-1 draw: the frozen parameters vary across the saved draws as in stage 1
+    saved = load_fit("fits/dc-data-constrained.json")
+    assert saved.draws["alpha"].nunique() > 1
+    assert sorted(saved.draws["alpha"]) == sorted(base.draws["alpha"])
+    assert saved.settings["fix_draws"] == 40
+    # the same point values frozen with --fix alone: exact base, narrower R_D interval
+    fix = ",".join(f"{n}={base.params[n]!r}" for n in ("E", "A", "B", "alpha", "beta"))
+    code, out, err = run(capsys, "fit", "dc.csv", "--law", "data-constrained", "--fix", fix, "-b", "40", "-f", "json")
+    assert code == 0, err
+    exact = json.loads(out)["params"]
+    assert exact["R_D"]["value"] == pytest.approx(p["R_D"]["value"], rel=1e-9)
+    assert exact["R_D"]["upper"] - exact["R_D"]["lower"] < p["R_D"]["upper"] - p["R_D"]["lower"]
+    # --fix wins over --fix-from for the parameters it names
+    code, out, err = run(
+        capsys, "fit", "dc.csv", "--law", "data-constrained", "--fix-from", "fits/base.json", "--fix", "E=1.9",
+        "-b", "0", "-f", "json", "-o", "fits/e.json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["params"]["E"]["value"] == 1.9
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("--fix-from", "nosuchfit"), ("nosuchfit", "no such fit file")),
+        (("--fix-from", "hernandez2021"), ("--fix-from hernandez2021", "law transfer models D_T", "not a stage 1")),
+        (("--fix-from", "chinchilla"), ("--fix-from chinchilla", "total", "--param-def")),
+    ],
+)
+def test_fix_from_refusals(workdir, capsys, args, fragments):
+    data_constrained_table().to_csv("dc.csv", index=False)
+    code, out, err = run(capsys, "fit", "dc.csv", "--law", "data-constrained", *args, "-b", "0")
+    assert_user_error(code, out, err, *fragments)
+    assert_nothing_written(workdir)
+
 def test_published_data_constrained_golden(capsys):
     """The datablations README's golden value: L(N = 6.34e9, D = 242e9, U = 25e9) = 2.2256440889984477."""
     code, out, err = run(

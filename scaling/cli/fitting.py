@@ -213,6 +213,15 @@ def fit_command(
             "--tie", metavar="NAME=OTHER", help="Make a parameter equal to another, NAME=OTHER, e.g. beta=alpha."
         ),
     ] = None,
+    fix_from: Annotated[
+        str | None,
+        typer.Option(
+            "--fix-from",
+            metavar="FIT",
+            help="Freeze every parameter this law shares with a fit file or name (a stage-1 base, e.g. "
+            "fits/epochs-chinchilla.json); its bootstrap draws carry into the intervals. --fix overrides.",
+        ),
+    ] = None,
     loss: Annotated[
         str, typer.Option("--loss", metavar="NAME", help="Objective: huber | least_squares | huber_likelihood.")
     ] = "huber",
@@ -269,6 +278,10 @@ def fit_command(
     chosen = _resolve_law(law, x)
     fixed = parse_assignments(fix or [], "--fix", chosen, numeric=True)
     tied = parse_assignments(tie or [], "--tie", chosen, numeric=False)
+    fix_draws, from_base = None, []
+    if fix_from is not None:
+        from_base, fix_draws = _fixed_from_fit(fix_from, chosen, fixed, tied, param_def)
+        fixed = {**from_base, **fixed}
     clash = sorted(set(fixed) & set(tied))
     if clash:
         raise ScalingError(f"--fix and --tie both set {clash[0]}; choose one")
@@ -300,6 +313,7 @@ def fit_command(
             loss=loss,
             delta=delta,
             fix=fixed,
+            fix_draws=fix_draws,
             tie=tied,
             n_bootstrap=bootstrap,
             ci=ci,
@@ -311,11 +325,45 @@ def fit_command(
     # Notes only after success, so that a failure prints exactly one line (the error).
     if picked:
         note(f"law: {result.law_name} ({chosen.formula}), picked from the columns; choose another with --law")
+    if fix_from is not None:
+        carried = f"its {len(fix_draws)} bootstrap draws carried into the intervals" if fix_draws is not None else (
+            "it has no bootstrap draws, so the intervals treat them as exact")
+        note(f"frozen from {fix_from}: {', '.join(from_base)}; {carried}")
     for column, formula in data.attrs.get("derived", {}).items():
         if column in chosen.inputs:
             note(f"{column} derived as {formula}")
     sections, warnings_ = _calibration_floor(data, mapping) if chosen.name == "calibration" else ([], [])
     print_fit(result, fmt, out_path, sections, warnings_)
+
+
+def _fixed_from_fit(
+    name: str, law: Law, fixed: dict[str, float], tied: dict[str, str], param_def: str
+) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """``--fix-from FIT``: the parameters ``law`` shares with FIT at FIT's values (those set by --fix or --tie are
+    left out), and FIT's draws of them for the bootstrap (None when FIT has none, e.g. a published fit)."""
+    from scaling.fitfile import load_fit
+
+    base = load_fit(name)
+    # Parameter names alone do not make a base (transfer's alpha is not chinchilla's): the fit must model the same
+    # output from some of this law's inputs, as chinchilla's L(N, D) is the base of data-constrained L(N, D, U).
+    if base.law.output != law.output or not set(base.law.inputs) <= set(law.inputs):
+        raise ScalingError(
+            f"--fix-from {name}: law {base.law_name} models {base.law.output} from {', '.join(base.law.inputs)}; "
+            f"not a stage 1 of law {law.name} ({law.output} from {', '.join(law.inputs)})"
+        )
+    shared = [n for n in law.param_names if n in base.params and n not in fixed and n not in tied]
+    if not shared:
+        raise ScalingError(
+            f"--fix-from {name}: law {base.law_name} shares no free parameter with law {law.name} "
+            f"({', '.join(law.param_names)})"
+        )
+    if "N" in law.inputs and base.param_def != param_def:
+        raise ScalingError(
+            f"--fix-from {name}: that fit counts N as {base.param_def}, this one as {param_def} (--param-def)"
+        )
+    frozen = {n: float(base.params[n]) for n in shared}
+    draws = base.draws[shared].dropna() if len(base.draws) and set(shared) <= set(base.draws.columns) else None
+    return frozen, (draws if draws is not None and len(draws) else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
