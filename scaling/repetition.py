@@ -28,6 +28,7 @@ import pandas as pd
 from scaling.errors import ScalingError
 from scaling.estimate import LawFitter
 from scaling.fit import Fit
+from scaling.interpolate import amount_at_loss
 from scaling.laws.repetition import BOUNDARY, REPETITION, effective_params, poor_performance_region
 from scaling.results import read_results, validate_columns
 
@@ -42,7 +43,9 @@ class RepetitionAnalysis:
     Attributes:
         baseline: the ``repetition`` law L_u(N) fitted on the unique-data runs.
         runs: one row per run with repeated data: N, repeat_fraction, repeat_count, loss, N_eff (with
-            ``N_eff_lower``/``N_eff_upper``), m, lost (= 1 - m), extrapolated.
+            ``N_eff_lower``/``N_eff_upper``), m, lost (= 1 - m), extrapolated, and N_eff_interp: the size at which
+            the *measured* unique-data runs reach the same loss (monotone interpolation; NaN outside their range),
+            the model-free check of N_eff where the baseline law misfits by as much as the effect.
         regions: one row per (N, repeat_fraction): left, right, left_open, right_open, peak_E, peak_lost.
         boundaries: ``{(repeat_fraction, "left"|"right"): Fit}`` of E = k N^alpha, where at least 2 sizes have
             a closed edge.
@@ -143,6 +146,8 @@ def analyze_repetition(
     runs["lost"] = 1.0 - runs["m"]
     lo, hi = base["N"].min(), base["N"].max()
     runs["extrapolated"] = (runs["N_eff"] < lo) | (runs["N_eff"] > hi)
+    measured = pd.Series(base["loss"].to_numpy(dtype=float), index=base["N"].to_numpy(dtype=float))
+    runs["N_eff_interp"] = [amount_at_loss(measured, loss) for loss in runs["loss"]]
     runs["N_eff_lower"], runs["N_eff_upper"] = np.nan, np.nan
     if len(baseline.draws):
         draws = np.array(

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.interpolate import PchipInterpolator
 
 from scaling.errors import ScalingError
 from scaling.estimate import LawFitter
 from scaling.fit import Fit
+from scaling.interpolate import amount_at_loss
 from scaling.laws import get_law
 from scaling.laws.transfer import CLASSES, OK, TRANSFER, classify_runs, data_multiplier, transfer_fraction
 from scaling.results import _where, read_results, validate_columns  # _where: 'line 7, column ...' of a file
@@ -143,17 +143,9 @@ def effective_transfer(
 
 
 def _interpolated_data(scratch: pd.DataFrame, N: float, loss: float) -> float:
-    """ln D at ``loss`` by monotone (PCHIP) interpolation of the measured from-scratch points at size N.
-
-    NaN when the points at N are fewer than 2, not monotone in D (noise), or do not bracket ``loss``.
-    """
-    pts = scratch[scratch["N"] == N].groupby("D")["loss"].mean().sort_index()
-    if len(pts) < 2 or not np.all(np.diff(pts.to_numpy()) < 0):
-        return float("nan")
-    losses, log_d = pts.to_numpy()[::-1], np.log(pts.index.to_numpy(dtype=float))[::-1]  # loss increasing
-    if not losses[0] <= loss <= losses[-1]:
-        return float("nan")
-    return float(np.exp(PchipInterpolator(losses, log_d)(loss)))
+    """D at ``loss`` interpolated between the measured from-scratch points at size N (NaN where they cannot say)."""
+    at_n = scratch[scratch["N"] == N]
+    return amount_at_loss(pd.Series(at_n["loss"].to_numpy(), index=at_n["D"].to_numpy(dtype=float)), loss)
 
 
 def analyze_transfer(

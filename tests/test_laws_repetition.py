@@ -163,3 +163,30 @@ def test_effective_size_intervals_from_the_baseline_bootstrap():
     assert len(ok) == len(a.runs)
     assert ((ok["N_eff_lower"] <= ok["N_eff"]) & (ok["N_eff"] <= ok["N_eff_upper"])).all()
     assert a.baseline.params["L_inf"] == 1.6 and "a_N" in a.baseline.intervals
+
+
+def test_interpolated_effective_size_checks_the_law_inversion():
+    """N_eff_interp reads N off the measured unique-data runs: equal to N_eff on an exact baseline (up to the
+    interpolant), NaN outside their losses, and unaffected by a baseline law that misfits."""
+    table = _table()
+    a = analyze_repetition(table, n_bootstrap=0)
+    inside = a.runs.dropna(subset=["N_eff_interp"])
+    assert len(inside) > len(a.runs) // 2
+    assert np.allclose(inside["N_eff_interp"], inside["N_eff"], rtol=0.05)
+    below = a.runs["loss"] > table[table["repeat_fraction"] == 0]["loss"].max()
+    assert a.runs.loc[below, "N_eff_interp"].isna().all()
+    # a pure power-law baseline (L_inf = 0) misfits these saturating points; the interpolation does not move
+    misfit = analyze_repetition(table, baseline_fix={"L_inf": 0.0}, n_bootstrap=0)
+    assert np.allclose(misfit.runs["N_eff_interp"], a.runs["N_eff_interp"], equal_nan=True)
+    assert not np.allclose(misfit.runs["N_eff"], a.runs["N_eff"], rtol=0.05)
+
+
+def test_amount_at_loss_is_monotone_and_refuses_noise():
+    from scaling.interpolate import amount_at_loss
+
+    pts = pd.Series([3.0, 2.5, 2.0], index=[1e4, 1e5, 1e6])
+    assert amount_at_loss(pts, 2.5) == pytest.approx(1e5)
+    assert 1e5 < amount_at_loss(pts, 2.25) < 1e6
+    assert np.isnan(amount_at_loss(pts, 1.9)) and np.isnan(amount_at_loss(pts, 3.1))
+    assert np.isnan(amount_at_loss(pd.Series([3.0, 3.2, 2.0], index=[1e4, 1e5, 1e6]), 2.5))  # not monotone
+    assert amount_at_loss(pd.Series([3.1, 2.9, 2.0], index=[1e4, 1e4, 1e6]), 2.5) == pytest.approx(1e5)  # mean at 1e4

@@ -479,7 +479,7 @@ def _fit_repetition(table: pd.DataFrame, out_path: Path, fmt: Format, options: d
     )
     runs = a.runs[
         ["N", "repeat_fraction", "repeat_count", "loss", "N_eff", "N_eff_lower", "N_eff_upper", "m", "lost"]
-        + ["extrapolated"]
+        + ["extrapolated", "N_eff_interp"]
     ]
     if fmt is Format.json:
         print_json(
@@ -494,7 +494,8 @@ def _fit_repetition(table: pd.DataFrame, out_path: Path, fmt: Format, options: d
             _with_intervals(runs, ["N_eff"]),
             title="runs with repeated data",
             caption="N_eff: unique-data model size with the same loss [interval from the baseline's draws]; "
-            "m = N_eff/N; lost = 1 - m; extrapolated: N_eff outside the baseline's sizes",
+            "m = N_eff/N; lost = 1 - m; extrapolated: N_eff outside the baseline's sizes; N_eff_interp: the same "
+            "read off the measured unique-data runs (blank outside their losses)",
         )
         blank_line()
         regions = a.regions.copy()

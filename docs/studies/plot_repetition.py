@@ -1,0 +1,69 @@
+"""The figure and numbers of docs/studies.md's repeated-data section, from the repetition sweep's results table.
+
+    python docs/studies/plot_repetition.py docs/studies/repetition-results.csv docs/studies/repetition.png
+
+The analysis behind `scaling fit --law repetition` (scaling.repetition.analyze_repetition): the unique-data
+baseline L_u(N) = L_inf + (N_c / N)^a_N on the f = 0 runs (runs resampled), then each repeated-data run's effective
+size N_eff = N_c (L - L_inf)^(-1/a_N) and multiplier m = N_eff / N (Hernandez et al. 2022; LAWS.md 4.3), beside
+N_eff_interp read off the measured baseline runs. The pure power law (L_inf = 0) is printed too, for comparison.
+Left: held-out loss against the repeat count k, one line per size and fraction f, the unique-data loss as a
+horizontal mark. Right: the fraction of parameters lost, 1 - m, against k.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from scaling.repetition import analyze_repetition
+
+KEYS = ["N", "repeat_fraction", "repeat_count"]
+
+
+def main(results: str, out: str) -> None:
+    df = pd.read_csv(results)
+    pure = analyze_repetition(df, baseline_fix={"L_inf": 0.0}, n_bootstrap=200, seed=0)
+    print("== baseline with L_inf = 0\n", pure.baseline.summary(), "\n")
+    a = analyze_repetition(df, n_bootstrap=200, seed=0)
+    print("== baseline with L_inf free\n", a.summary(), "\n")
+    runs = a.runs.sort_values(["repeat_fraction", "N", "repeat_count"])
+    runs["m_interp"] = runs["N_eff_interp"] / runs["N"]
+    runs["m_pure"] = (pure.runs.set_index(KEYS)["m"]).reindex(pd.MultiIndex.from_frame(runs[KEYS])).to_numpy()
+    cols = [*KEYS, "loss", "N_eff", "N_eff_lower", "N_eff_upper", "m", "m_interp", "m_pure", "extrapolated"]
+    print(runs[cols].to_string(index=False, float_format="{:.4g}".format))
+
+    final = df[df["final"] == 1]
+    unique = final[final["repeat_fraction"] == 0].set_index("N")["loss"]
+    sizes = sorted(unique.index)
+    colours = plt.cm.viridis(np.linspace(0.1, 0.85, len(sizes)))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for N, c in zip(sizes, colours):
+        for f, ls, marker in ((0.1, "--", "o"), (0.5, "-", "s")):
+            r = runs[(runs["N"] == N) & (runs["repeat_fraction"] == f)]
+            ax.plot(r["repeat_count"], r["loss"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
+            bx.plot(r["repeat_count"], r["lost"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
+        ax.axhline(unique[N], color=c, lw=0.8, ls=":")
+        ax.plot([], [], "-", color=c, label=f"N = {N:,.0f}")
+    for f, ls, marker in ((0.1, "--", "o"), (0.5, "-", "s")):
+        ax.plot([], [], ls + marker, color="grey", mfc="none" if f == 0.1 else "grey", label=f"f = {f:g} repeated")
+    ax.plot([], [], ":", color="grey", label="unique data (f = 0)")
+    ax.set(xscale="log", xlabel="repeat count k (epochs on the repeated subset)", ylabel="held-out loss (nats/byte)",
+           title=f"{final['D'].iloc[0] / 1e6:.0f}M tokens per run; a fraction f repeats a subset k times")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, ncol=2)
+    bx.axhline(0, color="grey", lw=0.8)
+    bx.set(xscale="log", xlabel="repeat count k", ylabel="fraction of parameters lost, 1 - N_eff / N",
+           title="effective size against the unique-data baseline (L_inf free)")
+    bx.title.set_fontsize(9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
