@@ -166,9 +166,12 @@ class Fit:
         """
         return forecast.predict(self, ci=ci, grid=grid, **inputs)
 
-    def optimal(self, compute: Any, ci: float | None = None) -> pd.DataFrame:
-        """Compute-optimal N, D, loss and tokens per parameter under C = 6 N D, with ``*_lower``/``*_upper``."""
-        return forecast.optimal(self, compute, ci=ci)
+    def optimal(self, compute: Any, ci: float | None = None, at: Mapping[str, float] | None = None) -> pd.DataFrame:
+        """Compute-optimal N, D, loss and tokens per parameter under C = 6 N D, with ``*_lower``/``*_upper``.
+
+        ``at``: the law's other inputs, e.g. ``{"U": 25e9}`` for the data-constrained optimum.
+        """
+        return forecast.optimal(self, compute, ci=ci, at=at)
 
     # -- reporting -------------------------------------------------------------------------------------------
 

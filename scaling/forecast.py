@@ -168,16 +168,21 @@ def _check_ci(ci: Any) -> float:
     return ci
 
 
-def numeric_optimal(law: Law, params: Mapping[str, float], compute: float) -> tuple[float, float]:
-    """argmin over N of L(N, C/(6N)) by a log-spaced scan then a bounded 1-D refinement (scipy).
+def numeric_optimal(
+    law: Law, params: Mapping[str, float], compute: float, at: Mapping[str, float] | None = None
+) -> tuple[float, float]:
+    """argmin over N of L(N, C/(6N), **at) by a log-spaced scan then a bounded 1-D refinement (scipy).
 
+    ``at`` holds the law's other inputs, e.g. ``{"U": 25e9}`` unique tokens for the data-constrained law.
     Returns (nan, nan) when the minimum sits at the edge of the feasible range (N or D below 1): the law then
     has no interior compute-optimal size at this compute.
     """
+    at = dict(at or {})
     log_c6 = np.log(compute / 6.0)
     log_n = np.linspace(0.0, log_c6, 801)
     p = {k: np.array([v]) for k, v in params.items()}
-    values = predict_many(law, p, {"N": np.exp(log_n), "D": np.exp(log_c6 - log_n)}, log=True)[0]
+    held = {k: np.full(log_n.shape, float(v)) for k, v in at.items()}
+    values = predict_many(law, p, {"N": np.exp(log_n), "D": np.exp(log_c6 - log_n), **held}, log=True)[0]
     if not np.isfinite(values).any():
         return np.nan, np.nan
     i = int(np.nanargmin(np.where(np.isfinite(values), values, np.inf)))
@@ -185,7 +190,7 @@ def numeric_optimal(law: Law, params: Mapping[str, float], compute: float) -> tu
         return np.nan, np.nan
 
     def f(t: float) -> float:
-        v = float(law.log_predict(params, N=np.exp(t), D=np.exp(log_c6 - t)))
+        v = float(law.log_predict(params, N=np.exp(t), D=np.exp(log_c6 - t), **at))
         return v if np.isfinite(v) else np.inf
 
     res = minimize_scalar(f, bounds=(log_n[i - 1], log_n[i + 1]), method="bounded", options={"xatol": 1e-10})
@@ -193,26 +198,45 @@ def numeric_optimal(law: Law, params: Mapping[str, float], compute: float) -> tu
     return n_opt, float(compute / (6.0 * n_opt))
 
 
-def _allocation(law: Law, params: Mapping[str, float], compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if law.optimal is not None:
+def _allocation(
+    law: Law, params: Mapping[str, float], compute: np.ndarray, at: Mapping[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    if law.optimal is not None and not at:
         n_opt, d_opt = law.optimal(params, compute)
         return np.broadcast_to(np.asarray(n_opt, float), compute.shape), np.broadcast_to(np.asarray(d_opt, float), compute.shape)
-    pairs = [numeric_optimal(law, params, float(c)) for c in compute]
+    pairs = [numeric_optimal(law, params, float(c), at) for c in compute]
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
-def optimal(fit: Fit, compute: Any, ci: float | None = None) -> pd.DataFrame:
+def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Compute-optimal N, D, loss and tokens per parameter at each compute (FLOPs, C = 6 N D), with intervals.
 
-    Columns: compute, N_opt, D_opt, loss, tokens_per_param, and ``*_lower`` / ``*_upper`` for each from the
-    bootstrap draws (NaN without draws).
+    ``at`` holds the law's inputs other than N and D, e.g. ``{"U": 25e9}``: the optimum when only 25e9 unique
+    tokens exist (Muennighoff et al. 2023), found numerically along C = 6 N D for the point and every draw.
+    Without it a law with a closed-form optimum uses that (data-constrained: unlimited unique data).
+
+    Columns: compute, the ``at`` inputs, N_opt, D_opt, loss, tokens_per_param (and ``epochs`` = D_opt / U when U is
+    given), with ``*_lower`` / ``*_upper`` for each from the bootstrap draws (NaN without draws).
     """
     law = fit.law
     ci = fit.ci if ci is None else _check_ci(ci)
-    if law.optimal is None and set(law.inputs) != {"N", "D"}:
+    if not {"N", "D"} <= set(law.inputs):
         raise ScalingError(
             f"law {fit.law_name} has inputs {', '.join(law.inputs)}: a compute-optimal allocation needs a law of N and D"
         )
+    at = {str(k): v for k, v in (at or {}).items()}
+    others = [c for c in law.inputs if c not in ("N", "D")]
+    unknown = [k for k in at if k not in others]
+    if unknown:
+        raise ScalingError(
+            f"law {fit.law_name}: {unknown[0]} is not one of its other inputs ({', '.join(others) or 'none besides N and D'})"
+        )
+    missing = [c for c in others if c not in at]
+    if missing and (law.optimal is None or at):
+        raise ScalingError(f"law {fit.law_name}: the allocation needs {', '.join(missing)} (e.g. --at {missing[0]}=1e10)")
+    for k, v in at.items():
+        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
+            raise ScalingError(f"{k}={v!r}: must be a positive number")
     try:
         C = np.atleast_1d(np.asarray(compute, dtype=float)).ravel()
     except (TypeError, ValueError):
@@ -221,10 +245,16 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None) -> pd.DataFrame:
         raise ScalingError(f"compute {compute!r}: must be positive FLOPs (e.g. 5.76e23)")
 
     def quantities(params: Mapping[str, float]) -> np.ndarray:
-        n_opt, d_opt = _allocation(law, params, C)
+        n_opt, d_opt = _allocation(law, params, C, at)
         with np.errstate(all="ignore"):
-            loss = np.where(np.isfinite(n_opt), law.predict(params, N=np.nan_to_num(n_opt, nan=1.0), D=np.nan_to_num(d_opt, nan=1.0)), np.nan)
-        return np.stack([n_opt, d_opt, loss, d_opt / n_opt])
+            n, d = np.nan_to_num(n_opt, nan=1.0), np.nan_to_num(d_opt, nan=1.0)
+            # without U, unlimited unique data: every token is fresh (U = D)
+            held = at if at or "U" not in others else {"U": d}
+            loss = np.where(np.isfinite(n_opt), law.predict(params, N=n, D=d, **held), np.nan)
+        rows = [n_opt, d_opt, loss, d_opt / n_opt]
+        if "U" in at:
+            rows.append(d_opt / np.minimum(at["U"], d_opt))  # epochs over the unique data
+        return np.stack(rows)
 
     point = quantities(fit.params)
     if np.isnan(point[0]).any():
@@ -233,8 +263,8 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None) -> pd.DataFrame:
             f"law {fit.law_name}: no interior compute-optimal model size at compute {bad:.3g} (the loss keeps falling "
             f"towards N or D = 1 along C = 6ND); the fitted parameters may be outside the law's sensible range"
         )
-    names = ["N_opt", "D_opt", "loss", "tokens_per_param"]
-    out = pd.DataFrame({"compute": C})
+    names = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "U" in at else [])
+    out = pd.DataFrame({"compute": C, **{k: float(v) for k, v in at.items()}})
     if len(fit.draws):
         stacked = np.stack([quantities(row) for row in fit.draws[list(law.param_names)].to_dict("records")])
         lower, upper = _interval(stacked, ci)

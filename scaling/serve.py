@@ -9,7 +9,7 @@ Endpoints (all JSON; the OpenAPI schema is at ``/openapi.json``)::
     GET  /fits/{name}                     one fit: parameters, intervals, derived quantities, quality, data
     POST /fits/{name}/forecast            {"inputs": {"N": 7e10, "D": 1.4e12}, "ci": 0.9}
     POST /fits/{name}/forecast/batch      {"points": [{"N": ..., "D": ...}, ...], "ci": 0.9}   (<= 1000 points)
-    POST /fits/{name}/optimal             {"compute": [5.76e23], "ci": 0.9}
+    POST /fits/{name}/optimal             {"compute": [5.76e23], "ci": 0.9}  (+ "at": {"U": 25e9})
     GET  /backtests, /backtests/{name}    backtest summaries saved with ``scaling backtest -o FOLDER/backtests/NAME.json``
 
 The same library calls as the CLI and the notebook (``Fit.predict``, ``Fit.optimal``); this module only validates
@@ -82,6 +82,10 @@ class OptimalRequest(_Strict):
     compute: list[Compute] = Field(
         ..., min_length=1, max_length=MAX_BATCH, description="training FLOPs (C = 6ND)", examples=[[5.76e23]]
     )
+    at: dict[InputName, Value] = Field(
+        default_factory=dict,
+        description='the law\'s other inputs, e.g. {"U": 25e9}: the optimum with only 25e9 unique tokens',
+    )
     ci: Level | None = None
 
 
@@ -102,6 +106,7 @@ class ForecastResponse(BaseModel):
 
 class Allocation(BaseModel):
     compute: float
+    at: dict[str, float] = Field(default_factory=dict, description="the other inputs held (as requested)")
     N_opt: float
     D_opt: float
     loss: float
@@ -114,6 +119,9 @@ class Allocation(BaseModel):
     loss_upper: float | None = None
     tokens_per_param_lower: float | None = None
     tokens_per_param_upper: float | None = None
+    epochs: float | None = Field(None, description="D_opt / U, when U is held")
+    epochs_lower: float | None = None
+    epochs_upper: float | None = None
 
 
 class OptimalResponse(BaseModel):
@@ -409,7 +417,7 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
     @app.post("/fits/{name}/optimal", response_model=OptimalResponse, responses=errors)
     def optimal(name: Name, body: OptimalRequest) -> dict:
         fit = _get(store, name)
-        table = fit.optimal(np.array(body.compute, dtype=float), ci=body.ci)
+        table = fit.optimal(np.array(body.compute, dtype=float), ci=body.ci, at=body.at)
         core = table[["N_opt", "D_opt", "loss", "tokens_per_param"]].to_numpy(float)
         if not np.isfinite(core).all():
             bad = float(table["compute"][~np.isfinite(core).all(axis=1)].iloc[0])
@@ -418,7 +426,10 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
             "fit": name,
             "law": fit.law_name,
             "ci": fit.ci if body.ci is None else body.ci,
-            "allocations": [_clean(r) for r in table.to_dict("records")],
+            "allocations": [
+                {**_clean({k: v for k, v in r.items() if k not in body.at}), "at": dict(body.at)}
+                for r in table.to_dict("records")
+            ],
         }
 
     @app.get("/backtests")

@@ -544,6 +544,51 @@ def test_published_data_constrained_golden(capsys):
     assert pd.read_csv(io.StringIO(out))["point"].iloc[0] == pytest.approx(2.2256440889984477, abs=1e-12)
 
 
+def test_optimal_allocation_under_a_unique_data_budget(workdir, capsys):
+    """`scaling optimal --at U=...`: the loss-minimising (N, D) on C = 6ND when only U unique tokens exist."""
+    from scaling.laws.data_constrained import optimal_allocation
+
+    code, out, err = run(capsys, "optimal", "muennighoff2023", "-C", "1e22", "--at", "U=25e9,1e12", "-f", "json")
+    assert code == 0, err
+    scarce, plenty = json.loads(out)
+    exact = optimal_allocation(MUENNIGHOFF_C4, 1e22, 25e9, method="bounded")  # N = 7.026e9, 9.488 epochs
+    assert scarce["U"] == 25e9 and scarce["N_opt"] == pytest.approx(exact.N, rel=1e-6)
+    assert scarce["epochs"] == pytest.approx(exact.epochs, rel=1e-6)
+    assert scarce["loss"] == pytest.approx(exact.loss, rel=1e-9)
+    # with enough unique data the constraint is slack: the base Chinchilla optimum, one epoch
+    code, out, err = run(capsys, "optimal", "muennighoff2023", "-C", "1e22", "-f", "json")
+    (free,) = json.loads(out)
+    assert plenty["N_opt"] == pytest.approx(free["N_opt"], rel=1e-4) and plenty["epochs"] == pytest.approx(1.0)
+    assert plenty["loss"] == pytest.approx(free["loss"], rel=1e-9) and scarce["loss"] > free["loss"]
+
+
+def test_optimal_at_u_carries_intervals_from_a_fit(workdir, capsys):
+    data_constrained_table().to_csv("dc.csv", index=False)
+    code, out, err = run(capsys, "fit", "dc.csv", "--law", "data-constrained", "--fix", BASE_FIX, "-b", "20")
+    assert code == 0, err
+    code, out, err = run(
+        capsys, "optimal", "fits/dc-data-constrained.json", "-C", "1e21", "--at", "U=1e9", "-f", "json"
+    )
+    assert code == 0, err
+    (row,) = json.loads(out)
+    for name in ("N_opt", "D_opt", "loss", "epochs"):
+        assert row[f"{name}_lower"] <= row[name] <= row[f"{name}_upper"], name
+    assert row["epochs"] > 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("muennighoff2023", "-C", "1e22", "--at", "D_F=1e9"), ("D_F is not one of its other inputs", "U")),
+        (("chinchilla", "-C", "1e22", "--at", "U=1e9"), ("U is not one of its other inputs",)),
+        (("muennighoff2023", "-C", "1e22", "--at", "U"), ("--at 'U': expected COLUMN=VALUES",)),
+        (("dc.csv", "-C", "1e15", "--at", "U=1e9"), ("--at applies to a fit file",)),
+    ],
+)
+def test_optimal_at_refusals(workdir, capsys, args, fragments):
+    data_constrained_table().to_csv("dc.csv", index=False)
+    assert_user_error(*run(capsys, "optimal", *args), *fragments)
+
 def test_data_constrained_without_u_names_the_column(workdir, capsys):
     data_constrained_table().drop(columns=["U"]).to_csv("dc.csv", index=False)
     code, out, err = run(capsys, "fit", "dc.csv", "--law", "data-constrained", "--fix", BASE_FIX, "-b", "0")

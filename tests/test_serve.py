@@ -47,6 +47,7 @@ def fits_dir(tmp_path_factory) -> Path:
     df = pd.DataFrame({"N": N, "D": D, "loss": chinchilla_loss(N, D, **BESIROGLU) * np.exp(rng.normal(0, 0.01, 20))})
     save_fit(fit_law(df, law="chinchilla", n_bootstrap=30, seed=0), folder / "tiny.json")
     save_fit(load_fit("chinchilla"), folder / "chinchilla.json")  # a published fit: no draws, NaN intervals
+    save_fit(load_fit("muennighoff2023"), folder / "datablations.json")  # a law with a third input, U
     (folder / "broken.json").write_text("{not json")
     # A fit outside the folder, and a symlink to it inside: neither may ever be served.
     save_fit(load_fit("besiroglu2024"), root / "secret.json")
@@ -111,11 +112,11 @@ def test_listens_on_loopback_only(server):
 def test_lists_fits_in_folder_only(client, fits_dir):
     body = client.get("/fits").json()
     names = [f["name"] for f in body["fits"]]
-    assert names == ["chinchilla", "tiny"]  # not escape (symlink out of the folder), not broken
+    assert names == ["chinchilla", "datablations", "tiny"]  # not escape (symlink out of the folder), not broken
     assert "broken" in body["unreadable"] and "not valid JSON" in body["unreadable"]["broken"]
     tiny = next(f for f in body["fits"] if f["name"] == "tiny")
     assert tiny["law"] == "chinchilla" and tiny["n_points"] == 20 and tiny["n_draws"] > 0
-    assert client.get("/health").json()["fits"] == 3  # tiny, chinchilla, broken (files); escape is outside
+    assert client.get("/health").json()["fits"] == 4  # tiny, chinchilla, datablations, broken; escape is outside
 
 
 def test_answers_equal_the_library(client, fits_dir):
@@ -139,6 +140,18 @@ def test_answers_equal_the_library(client, fits_dir):
     ref = fit.optimal(np.array([1e18, 1e20]))
     assert [o["N_opt"] for o in opt] == pytest.approx(list(ref["N_opt"]), rel=1e-12)
     assert [o["N_opt_upper"] for o in opt] == pytest.approx(list(ref["N_opt_upper"]), rel=1e-12)
+
+
+def test_optimal_under_a_unique_data_budget(client):
+    fit = load_fit("muennighoff2023")
+    r = client.post("/fits/datablations/optimal", json={"compute": [1e22], "at": {"U": 25e9}})
+    assert r.status_code == 200, r.text
+    (a,) = r.json()["allocations"]
+    ref = fit.optimal(1e22, at={"U": 25e9}).iloc[0]
+    assert a["at"] == {"U": 25e9} and a["N_opt"] == pytest.approx(ref["N_opt"], rel=1e-12)
+    assert a["epochs"] == pytest.approx(ref["epochs"], rel=1e-12) and a["epochs"] > 9  # 9.49 epochs (LAWS.md 5.2)
+    bad = client.post("/fits/tiny/optimal", json={"compute": [1e22], "at": {"U": 25e9}})
+    assert bad.status_code == 422 and "U is not one of its other inputs" in bad.text
 
 
 def test_published_fit_without_draws_gives_null_bounds(client):

@@ -9,6 +9,7 @@ them and their answers into tables, JSON or CSV (:mod:`scaling.cli.output`). Syn
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import warnings
@@ -684,13 +685,10 @@ def forecast_command(
         given["N"] = parse_values(N, "--N")
     if D:
         given["D"] = parse_values(D, "--D")
-    for item in at or []:
-        column, sep, values = (s.strip() for s in item.partition("="))
-        if not sep or not column or not values:
-            raise ScalingError(f"--at {item!r}: expected COLUMN=VALUES, e.g. --at U=25e9")
+    for column, values in parse_at(at or []).items():
         if column in given:
-            raise ScalingError(f"--at {item!r}: {column} is given twice")
-        given[column] = parse_values([values], f"--at {column}")
+            raise ScalingError(f"--at {column}: {column} is given twice")
+        given[column] = values
     unknown = [c for c in given if c not in law.inputs]
     if unknown:
         raise ScalingError(f"law {law.name} has no input {unknown[0]!r}; its inputs are {', '.join(law.inputs)}")
@@ -710,6 +708,19 @@ def forecast_command(
     elif fmt is Format.table and table[["lower", "upper"]].isna().all().all():
         table = table.drop(columns=["lower", "upper"])  # empty columns; JSON/CSV keep them for a stable schema
     emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=caption)
+
+
+def parse_at(items: list[str]) -> dict[str, list[float]]:
+    """``--at U=25e9 --at D_F=1e6:1e8:3`` -> ``{"U": [25e9], "D_F": [1e6, 1e7, 1e8]}``."""
+    given: dict[str, list[float]] = {}
+    for item in items:
+        column, sep, values = (s.strip() for s in item.partition("="))
+        if not sep or not column or not values:
+            raise ScalingError(f"--at {item!r}: expected COLUMN=VALUES, e.g. --at U=25e9")
+        if column in given:
+            raise ScalingError(f"--at {item!r}: {column} is given twice")
+        given[column] = parse_values([values], f"--at {column}")
+    return given
 
 
 def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None) -> tuple[pd.DataFrame, str | None]:
@@ -748,6 +759,15 @@ def optimal_command(
             "--compute", "-C", metavar="FLOPS", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7."
         ),
     ],
+    at: Annotated[
+        ValuesOption,
+        typer.Option(
+            "--at",
+            metavar="COL=VALUES",
+            help="The law's other inputs, e.g. U=25e9 (data-constrained: only 25e9 unique tokens); several values "
+            "give one allocation each.",
+        ),
+    ] = None,
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
     # From a results table (scaling.cli.planning; docs/planning.md): Chinchilla approaches side by side.
@@ -770,7 +790,10 @@ def optimal_command(
 ) -> None:
     """Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap."""
     values = parse_values(compute, "--compute")
+    held = parse_at(at or [])
     if approach is not None or fit.lower().endswith(".csv"):
+        if held:
+            raise ScalingError("--at applies to a fit file or a published law, not to a results table (--approach)")
         from scaling.cli.planning import optimal_from_results
 
         return optimal_from_results(
@@ -786,11 +809,13 @@ def optimal_command(
             fmt=fmt,
         )
     result = _load(fit)
+    points = [dict(zip(held, combo)) for combo in itertools.product(*held.values())] if held else [None]
     with _quiet_numerics():
-        table = result.optimal(np.array(values), ci=ci)
+        table = pd.concat([result.optimal(np.array(values), ci=ci, at=p) for p in points], ignore_index=True)
     _warn_no_intervals(table, result)
     if fmt is Format.table:  # one column per quantity, "value [lower, upper]": 13 numeric columns do not fit
-        table = _with_intervals(table, ["N_opt", "D_opt", "loss", "tokens_per_param"])
+        shown = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "epochs" in table.columns else [])
+        table = _with_intervals(table, shown)
     caption = _ci_caption(result, ci)
     emit(
         table,
