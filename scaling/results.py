@@ -381,7 +381,9 @@ def append_rows(path: str | os.PathLike, rows: Sequence[Mapping[str, object]], h
     """Append ``rows`` to a CSV at ``path`` atomically with respect to other writers.
 
     - A file lock (``PATH.lock``) serialises writers across processes and machines sharing a filesystem.
-    - A new file gets ``header``; an existing file must have exactly ``header`` or the append is refused.
+    - A new file gets ``header``; an existing file must have exactly ``header``, or an older header that is a
+      prefix of it (columns added since go at the end: the rows then leave them out, the file is never
+      rewritten); anything else is refused.
     - All rows go out in one ``write`` followed by ``fsync``; a short write (disk full) is truncated back so
       no half row is ever left behind.
     """
@@ -392,31 +394,33 @@ def append_rows(path: str | os.PathLike, rows: Sequence[Mapping[str, object]], h
     unknown = sorted({k for row in rows for k in row} - set(header))
     if unknown:
         raise ValueError(f"rows have columns not in the header: {unknown}")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n", extrasaction="raise")
-    for row in rows:
-        writer.writerow({k: _format_cell(row.get(k)) for k in header})
-    payload = buf.getvalue().encode()
+    cells = [{k: _format_cell(row.get(k)) for k in header} for row in rows]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(path) + ".lock", timeout=120)
         with lock:
-            _append_locked(path, header, payload)
+            _append_locked(path, header, cells)
     except Timeout:
         raise ScalingError(f"{path}: could not lock {path}.lock within 120 s (another writer is stuck?)") from None
     except PermissionError:
         raise ScalingError(f"{path}: not writable") from None
 
 
-def check_writable(path: str | os.PathLike, header: Sequence[str]) -> None:
-    """Fail early (before any training) if ``path`` cannot take rows with ``header``."""
+def check_writable(path: str | os.PathLike, header: Sequence[str]) -> list[str]:
+    """Fail early (before any training) if ``path`` cannot take rows with ``header``.
+
+    Returns the columns an older file (its header a prefix of ``header``) will leave out of new rows; [] otherwise.
+    """
     path = Path(path)
     if path.is_dir():
         raise ScalingError(f"{path}: is a folder, expected a CSV file")
+    left_out: list[str] = []
     if path.exists():
         existing = read_header(path)
         if existing is not None and existing != list(header):
-            raise ScalingError(_header_mismatch(path, existing, header))
+            if not _is_older_header(existing, header):
+                raise ScalingError(_header_mismatch(path, existing, header))
+            left_out = list(header)[len(existing) :]
         if not os.access(path, os.W_OK):
             raise ScalingError(f"{path}: not writable")
     else:
@@ -428,6 +432,12 @@ def check_writable(path: str | os.PathLike, header: Sequence[str]) -> None:
             raise ScalingError(f"{path}: cannot create the file ({probe} is not a folder)")
         if not os.access(probe, os.W_OK):
             raise ScalingError(f"{path}: cannot create the file ({probe} is not writable)")
+    return left_out
+
+
+def _is_older_header(existing: Sequence[str], header: Sequence[str]) -> bool:
+    """A file written before columns were added at the end of ``header``."""
+    return 0 < len(existing) < len(header) and list(header[: len(existing)]) == list(existing)
 
 
 def read_header(path: Path) -> list[str] | None:
@@ -452,18 +462,25 @@ def _header_mismatch(path: Path, existing: Sequence[str], header: Sequence[str])
     return f"{path}: its header differs from this writer's ({'; '.join(detail)}); refusing to append. Write to another --results file."
 
 
-def _append_locked(path: Path, header: list[str], payload: bytes) -> None:
+def _append_locked(path: Path, header: list[str], cells: list[dict[str, object]]) -> None:
     exists = path.exists() and path.stat().st_size > 0
+    columns = header
     if exists:
         existing = read_header(path)
         if existing != header:
-            raise ScalingError(_header_mismatch(path, existing or [], header))
-        buf = b""
+            if not _is_older_header(existing or [], header):
+                raise ScalingError(_header_mismatch(path, existing or [], header))
+            columns = list(existing or [])  # an older file: its rows keep its columns
+    text = io.StringIO()
+    csv.DictWriter(text, fieldnames=columns, lineterminator="\n", extrasaction="ignore").writerows(cells)
+    payload = text.getvalue().encode()
+    if exists:
+        lead = b""
         with open(path, "rb") as fh:  # make sure the file ends with a newline before appending
             fh.seek(-1, os.SEEK_END)
             if fh.read(1) != b"\n":
-                buf = b"\n"
-        payload = buf + payload
+                lead = b"\n"
+        payload = lead + payload
     else:
         hbuf = io.StringIO()
         csv.writer(hbuf, lineterminator="\n").writerow(header)

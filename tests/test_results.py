@@ -199,6 +199,17 @@ def test_append_refuses_other_header_and_leaves_file_alone(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_an_older_file_takes_new_rows_without_the_columns_added_since(tmp_path):
+    """Columns are only ever added at the end of the header: a file written before them keeps working, unchanged."""
+    path = write(tmp_path, "run_id,N\nx,1\n")
+    assert check_writable(path, HEADER) == ["D", "loss"]
+    append_rows(path, [{"run_id": "a", "N": 2, "D": 3, "loss": 4.5}], HEADER)
+    assert path.read_text() == "run_id,N\nx,1\na,2\n"
+    assert check_writable(tmp_path / "new.csv", HEADER) == [] and check_writable(path, ["run_id", "N"]) == []
+    newer = write(tmp_path, "run_id,N,D,loss,extra\n", name="newer.csv")  # written by a later version: refused
+    with pytest.raises(ScalingError, match="has extra extra"):
+        append_rows(newer, [{"run_id": "a", "N": 2, "D": 3, "loss": 4.5}], HEADER)
+
 def test_append_adds_missing_final_newline(tmp_path):
     path = write(tmp_path, "run_id,N,D,loss\nx,1,2,3")
     append_rows(path, [{"run_id": "y", "N": 4, "D": 5, "loss": 6}], HEADER)

@@ -252,6 +252,23 @@ def test_repeated_subset_accounting_is_exact(english):
     assert sampler.accounting(steps // 2)["repeated_tokens_drawn"] == f * D / 2
 
 
+def test_repeated_subset_batches_are_the_windows_the_run_repeats(english):
+    context, batch = 16, 8
+    sampler = TrainSampler(english, context=context, batch_size=batch, seed=0, total_tokens=context * batch * 100,
+                           repeat_fraction=0.25, repeat_count=4)
+    idx = sampler.token_index(np.arange(sampler.sequences))
+    trained = {tuple(row) for row in idx[idx[:, 0] < sampler.subset_windows * context]}
+    scored = torch.cat(list(sampler.repeated_subset_batches(batch_size=7))).numpy()
+    expected = {tuple(english.train[list(w)]) for w in trained}
+    assert len(scored) == sampler.subset_windows == len(trained) == 50
+    assert {tuple(row) for row in scored} == expected
+    capped = torch.cat(list(sampler.repeated_subset_batches(batch_size=7, max_tokens=10 * context)))
+    assert capped.shape == (10, context + 1)
+    shares = [torch.cat(list(sampler.repeated_subset_batches(8, process_index=p, num_processes=3))) for p in range(3)]
+    assert torch.equal(torch.cat(shares), torch.from_numpy(scored))
+    plain = TrainSampler(english, context=context, batch_size=batch, seed=0, total_tokens=context * batch * 100)
+    assert list(plain.repeated_subset_batches(batch_size=8)) == []
+
 def test_heldout_batches_cover_each_token_once(english):
     context = 100
     batches = list(heldout_batches(english, context=context, batch_size=16))

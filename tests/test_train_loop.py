@@ -166,9 +166,25 @@ def test_repetition_rows_are_exact(tmp_path):
     assert final["U"] == 2048 and final["D"] == 40 * 256 and final["epochs"] == 5.0
     first = out.rows[0]  # step 10: 2560 tokens drawn, every one of the 2048 already seen once
     assert first["U"] == 2048 and first["epochs"] == 2560 / 2048
+    assert final["repeated_loss"] is None  # no repeated subset in an epochs run
     rep = train(cfg(tmp_path, repeat_fraction=0.5, repeat_count=4), tmp_path / "h.csv").rows[-1]
     # f*D = 5120 tokens from a subset of f*D/k = 1280 tokens; the other 5120 tokens are all distinct
     assert rep["U"] == 5120 + 1280 and rep["repeat_fraction"] == 0.5 and rep["repeat_count"] == 4
+    # the loss on the subset it saw 4 times is below the held-out loss (it has started to memorise it)
+    assert 0 < rep["repeated_loss"] < rep["loss"]
+    assert read_rows(tmp_path / "h.csv")[-1]["repeated_loss"] == repr(rep["repeated_loss"])
+
+
+def test_a_results_file_from_before_a_new_column_keeps_taking_rows(tmp_path, capsys):
+    """A results.csv written before `repeated_loss` existed: the run appends to it, without that column."""
+    old_header = record.HEADER[: record.HEADER.index("repeated_loss")]
+    path = tmp_path / "old.csv"
+    path.write_text(",".join(old_header) + "\n")
+    out = train(cfg(tmp_path, tokens=10 * 256, eval_points=0, repeat_fraction=0.5, repeat_count=2), path)
+    assert out.finished and out.rows[-1]["repeated_loss"] > 0
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(old_header) and len(lines) == 2
+    assert len(next(csv.reader([lines[1]]))) == len(old_header)
 
 
 def _append_worker(args):

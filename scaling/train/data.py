@@ -495,6 +495,27 @@ class TrainSampler:
             out[unique] = self._pool_index(0, self.subset_windows, self.unique_windows, u, offsets)
         return out
 
+    def repeated_subset_batches(
+        self, batch_size: int, max_tokens: int | None = None, process_index: int = 0, num_processes: int = 1
+    ) -> Iterator[torch.Tensor]:
+        """The repeated subset's windows, as the run trains on them: LongTensors [<=batch_size, context+1].
+
+        Scoring them gives the loss on the repeated data, which falls towards 0 as a model memorises it (the
+        diagnostic Hernandez et al. 2022 tie to the damage). Nothing without a repeated subset. ``max_tokens`` keeps
+        the first ``max_tokens // context`` windows (at least one); processes get contiguous shares, as in
+        :func:`heldout_batches`.
+        """
+        if not self.subset_windows:
+            return
+        n = self.subset_windows if max_tokens is None else min(self.subset_windows, max(1, int(max_tokens) // self.context))
+        share = np.array_split(np.arange(n, dtype=np.int64), num_processes)[process_index]
+        offsets = np.arange(self.context + 1, dtype=np.int64)
+        pool = self.subset_windows * self.context  # circular within the subset, as _pool_index reads it
+        for start in range(0, share.size, batch_size):
+            windows = share[start : start + batch_size]
+            index = (windows[:, None] * self.context + offsets[None, :]) % pool
+            yield torch.from_numpy(self.corpus.train[index].astype(np.int64))
+
     def accounting(self, steps: int | None = None) -> dict:
         """Exact token accounting after ``steps`` optimizer steps (default: the whole run)."""
         steps = self.steps if steps is None else int(steps)

@@ -214,7 +214,10 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
     results = Path(results)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    check_writable(results, record.HEADER)
+    left_out = check_writable(results, record.HEADER)
+    if left_out:
+        _say(console, f"note: {results} predates the column(s) {', '.join(left_out)}; its new rows leave them out "
+                      "(a new --results file records them)")
     rid = compute_run_id(cfg)
     existing = record.rows_of_run(results, rid)
     if record.is_finished(existing):
@@ -518,21 +521,29 @@ class _Trainer:
     # ------------------------------------------------------------------ evaluation and rows
     @torch.no_grad()
     def evaluate(self) -> dict:
+        """Held-out metrics (loss, ECE, Brier, bits per byte) and, for a run with a repeated subset, the loss on it."""
         acc, cfg = self.acc, self.cfg
-        model = self.model
+        local_batch = max(1, cfg.batch_size // acc.num_processes)
+        shard = {"process_index": acc.process_index, "num_processes": acc.num_processes}
+        heldout = heldout_batches(self.target, context=cfg.context, batch_size=local_batch, max_tokens=cfg.eval_tokens, **shard)
+        stats, n_bytes = self._score(heldout, count_bytes=True)
+        out = stats.result()
+        out["bits_per_byte"] = metrics.bits_per_byte(out["loss"], out["count"], n_bytes)
+        if self.sampler.subset_windows:  # what the model has memorised: this loss falls towards 0
+            subset = self.sampler.repeated_subset_batches(local_batch, max_tokens=cfg.eval_tokens, **shard)
+            out["repeated_loss"] = self._score(subset)[0].result()["loss"]
+        return out
+
+    def _score(self, batches, *, count_bytes: bool = False) -> tuple[metrics.NextTokenStats, float]:
+        """Next-token statistics of the model over ``batches``, summed over processes, and the bytes they cover."""
+        acc, model = self.acc, self.model
         model.eval()
-        stats = metrics.NextTokenStats(cfg.ece_bins, device=acc.device)
+        stats = metrics.NextTokenStats(self.cfg.ece_bins, device=acc.device)
         n_bytes = 0
         with acc.autocast():
-            for batch in heldout_batches(
-                self.target,
-                context=cfg.context,
-                batch_size=max(1, cfg.batch_size // acc.num_processes),
-                max_tokens=cfg.eval_tokens,
-                process_index=acc.process_index,
-                num_processes=acc.num_processes,
-            ):
-                n_bytes += self.target.count_bytes(batch[:, 1:])
+            for batch in batches:
+                if count_bytes:
+                    n_bytes += self.target.count_bytes(batch[:, 1:])
                 batch = batch.to(acc.device)
                 # The unwrapped module: a DDP forward outside backward would only add bookkeeping.
                 logits = acc.unwrap_model(model)(input_ids=batch[:, :-1]).logits
@@ -542,9 +553,7 @@ class _Trainer:
         if acc.num_processes > 1:
             total = acc.reduce(total, "sum")
         stats.state = total[:-1]
-        out = stats.result()
-        out["bits_per_byte"] = metrics.bits_per_byte(out["loss"], out["count"], float(total[-1].item()))
-        return out
+        return stats, float(total[-1].item())
 
     def _evaluate_and_record(self, t: _State, *, branch: int, step: int, budget: int, final: bool) -> None:
         key = (str(branch), str(step))
@@ -625,6 +634,7 @@ class _Trainer:
             "tokens_per_s": round(tokens_per_s, 1),
             "mfu": round(c.flops_per_token * tokens_per_s / self.peak, 4) if self.peak else None,
             "scaling_version": scaling.__version__,
+            "repeated_loss": m.get("repeated_loss"),
         }
 
     def _sum_over_processes(self, values: tuple) -> tuple:

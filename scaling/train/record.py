@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scaling.results import CANONICAL_COLUMNS
 
-# Column -> meaning. Order is the header's order; changing it makes old results files refuse new rows.
+# Column -> meaning. Order is the header's order; reordering makes old results files refuse new rows.
 TRAINER_COLUMNS: dict[str, str] = {
     **CANONICAL_COLUMNS,  # N, D, loss, N_total, C, U, epochs, D_F, ece, run_id, step, final, seed
     "C_exact": "training FLOPs counted exactly: flops_per_token * D (attention and LM head included)",
@@ -47,6 +47,8 @@ TRAINER_COLUMNS: dict[str, str] = {
     "tokens_per_s": "training tokens per second (all processes) up to this row",
     "mfu": "model FLOPs utilisation: flops_per_token * tokens_per_s / peak FLOP/s of the devices",
     "scaling_version": "version of this toolkit",
+    # Columns added later go at the end: a results file written before them still takes new rows (without them).
+    "repeated_loss": "loss on the repeated subset (repetition runs; empty otherwise): falls towards 0 as it is memorised",
 }
 
 HEADER: list[str] = list(TRAINER_COLUMNS)
