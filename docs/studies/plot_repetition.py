@@ -7,7 +7,8 @@ baseline L_u(N) = L_inf + (N_c / N)^a_N on the f = 0 runs (runs resampled), then
 size N_eff = N_c (L - L_inf)^(-1/a_N) and multiplier m = N_eff / N (Hernandez et al. 2022; LAWS.md 4.3), beside
 N_eff_interp read off the measured baseline runs. The pure power law (L_inf = 0) is printed too, for comparison.
 Left: held-out loss against the repeat count k, one line per size and fraction f, the unique-data loss as a
-horizontal mark. Right: the fraction of parameters lost, 1 - m, against k.
+horizontal mark. Middle: the fraction of parameters lost, 1 - m, against k. Right: the loss on the repeated subset
+itself (`repeated_loss`), which falls towards 0 as a model memorises it.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ def main(results: str, out: str) -> None:
     unique = final[final["repeat_fraction"] == 0].set_index("N")["loss"]
     sizes = sorted(unique.index)
     colours = plt.cm.viridis(np.linspace(0.1, 0.85, len(sizes)))
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.2))
+    repeated = final[final["repeat_fraction"] > 0]
     for N, c in zip(sizes, colours):
         for f, ls, marker in ((0.1, "--", "o"), (0.5, "-", "s")):
             r = runs[(runs["N"] == N) & (runs["repeat_fraction"] == f)]
             ax.plot(r["repeat_count"], r["loss"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
             bx.plot(r["repeat_count"], r["lost"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
+            q = repeated[(repeated["N"] == N) & (repeated["repeat_fraction"] == f)].sort_values("repeat_count")
+            cx.plot(q["repeat_count"], q["repeated_loss"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
         ax.axhline(unique[N], color=c, lw=0.8, ls=":")
         ax.plot([], [], "-", color=c, label=f"N = {N:,.0f}")
     for f, ls, marker in ((0.1, "--", "o"), (0.5, "-", "s")):
@@ -61,6 +65,9 @@ def main(results: str, out: str) -> None:
     bx.set(xscale="log", xlabel="repeat count k", ylabel="fraction of parameters lost, 1 - N_eff / N",
            title="effective size against the unique-data baseline (L_inf free)")
     bx.title.set_fontsize(9)
+    cx.set(xscale="log", yscale="log", xlabel="repeat count k", ylabel="loss on the repeated subset (nats/byte)",
+           title="memorisation: loss on the repeated subset itself")
+    cx.title.set_fontsize(9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
