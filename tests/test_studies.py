@@ -62,14 +62,19 @@ def test_transfer_study_plan():
     for run in p.runs:
         if run.role == "finetune":
             assert run.config["corpus"] == "python" and run.depends_on[0] in pre
-            assert pre[run.depends_on[0]].N == run.N and pre[run.depends_on[0]].config["corpus"] == "english"
+            source = pre[run.depends_on[0]]
+            assert source.N == run.N and source.config["corpus"] == "english"
+            assert source.config["seed"] == run.config["seed"]  # each seed fine-tunes its own pretraining
             # every fine-tuned size has its from-scratch baseline on the target, reaching well beyond D_F
-            scratch = [r for r in p.runs if r.role == "scratch" and r.N == run.N]
+            scratch = [
+                r for r in p.runs if r.role == "scratch" and r.N == run.N and r.config["seed"] == run.config["seed"]
+            ]
             assert len(scratch) == 1 and scratch[0].config["corpus"] == "python"
             assert max(scratch[0].budgets) >= 10 * max(run.budgets)
             assert set(run.budgets) <= set(scratch[0].budgets)
             assert len(run.budgets) >= 4  # several fine-tuning budgets D_F
     assert {r.config["tokenizer"] for r in p.runs} == {"bytes"}  # one vocabulary across corpora
+    assert len({r.config["seed"] for r in p.runs}) >= 3  # LAWS.md 3.5: seed-to-seed variation at small D_F
 
 
 def test_epochs_study_plan():
