@@ -4,8 +4,9 @@
 
 Left: held-out Python loss against tokens of Python, from scratch (points and the fitted from-scratch law
 L_B(N, D), lines) and after English pretraining (open markers at D_F). Right: the effective data transferred
-D_T against D_F per size, with the fitted D_T = k D_F^alpha N^beta. The analysis is the one behind
-`scaling fit --law transfer --group ""` (scaling.transfer.analyze_transfer, rows resampled).
+D_T against D_F per size (every seed), with the fitted D_T = k D_F^alpha N^beta. The analysis is the one behind
+`scaling fit --law transfer` (scaling.transfer.analyze_transfer; the from-scratch fit resamples runs, so the seeds'
+spread is in the intervals).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from scaling.transfer import analyze_transfer
 
 
 def main(results: str, out: str) -> None:
-    a = analyze_transfer(results, scratch_options={"group": None}, n_bootstrap=200, seed=0)
+    a = analyze_transfer(results, n_bootstrap=200, seed=0)
     df = pd.read_csv(results)
     df = df[(df["final"] == 1) & (df["target"] == "python")]
     scratch = df[df["source"].isna()]
