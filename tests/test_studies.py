@@ -100,14 +100,18 @@ def test_repetition_study_plan():
                 "D": r.D,
                 "f": r.config["repeat_fraction"],
                 "k": r.config["repeat_count"],
+                "seed": r.config["seed"],
             }
             for r in p.runs
         ]
     )
     assert df["D"].nunique() == 1  # one token budget for every run (the analysis refuses several)
+    seeds = df["seed"].nunique()
+    assert seeds >= 3  # effects of a few hundredths of a nat are below one seed's noise
     base = df[df["f"] == 0]
-    assert len(base) == df["N"].nunique() >= 4 and set(base["k"]) == {1}  # one unique-data baseline per size
-    assert len(df[df["f"] > 0].groupby(["N", "f", "k"])) == len(df) - len(base)
+    # one unique-data baseline per size and seed (at f = 0 the repeat count means nothing)
+    assert len(base) == df["N"].nunique() * seeds and df["N"].nunique() >= 4 and set(base["k"]) == {1}
+    assert len(df[df["f"] > 0].groupby(["N", "f", "k", "seed"])) == len(df) - len(base)
 
 
 def test_calibration_study_plan():
