@@ -33,32 +33,48 @@ def main(results: str, out: str) -> None:
     print("== baseline with L_inf = 0\n", pure.baseline.summary(), "\n")
     a = analyze_repetition(df, n_bootstrap=200, seed=0)
     print("== baseline with L_inf free\n", a.summary(), "\n")
-    runs = a.runs.sort_values(["repeat_fraction", "N", "repeat_count"])
+    runs = a.runs.copy()  # one row per repeated-data run, in the table's order (both analyses keep it)
     runs["m_interp"] = runs["N_eff_interp"] / runs["N"]
-    runs["m_pure"] = (pure.runs.set_index(KEYS)["m"]).reindex(pd.MultiIndex.from_frame(runs[KEYS])).to_numpy()
-    cols = [*KEYS, "loss", "N_eff", "N_eff_lower", "N_eff_upper", "m", "m_interp", "m_pure", "extrapolated"]
-    print(runs[cols].to_string(index=False, float_format="{:.4g}".format))
-
+    runs["m_pure"] = pure.runs["m"].to_numpy()
     final = df[df["final"] == 1]
-    unique = final[final["repeat_fraction"] == 0].set_index("N")["loss"]
-    sizes = sorted(unique.index)
+    repeated = final[final["repeat_fraction"] > 0]
+    runs["repeated_loss"] = repeated["repeated_loss"].to_numpy()  # analyze_repetition keeps the same rows in order
+    assert np.allclose(repeated["loss"].to_numpy(), runs["loss"].to_numpy())
+    # Seeds: the mean and the spread of each (N, f, k) cell
+    cells = runs.groupby(KEYS).agg(
+        seeds=("loss", "size"),
+        loss=("loss", "mean"),
+        loss_sd=("loss", "std"),
+        m=("m", "mean"),
+        m_sd=("m", "std"),
+        m_interp=("m_interp", "mean"),
+        m_pure=("m_pure", "mean"),
+        repeated_loss=("repeated_loss", "mean"),
+        repeated_loss_sd=("repeated_loss", "std"),
+    )
+    print(cells.to_string(float_format="{:.4g}".format), "\n")
+    unique = final[final["repeat_fraction"] == 0].groupby("N")["loss"].agg(["mean", "std", "size"])
+    print("unique-data baseline (f = 0) per size:\n", unique.to_string(float_format="{:.4g}".format))
+
+    sizes = list(unique.index)
     colours = plt.cm.viridis(np.linspace(0.1, 0.85, len(sizes)))
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.2))
-    repeated = final[final["repeat_fraction"] > 0]
     for N, c in zip(sizes, colours):
         for f, ls, marker in ((0.1, "--", "o"), (0.5, "-", "s")):
-            r = runs[(runs["N"] == N) & (runs["repeat_fraction"] == f)]
-            ax.plot(r["repeat_count"], r["loss"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
-            bx.plot(r["repeat_count"], r["lost"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
-            q = repeated[(repeated["N"] == N) & (repeated["repeat_fraction"] == f)].sort_values("repeat_count")
-            cx.plot(q["repeat_count"], q["repeated_loss"], ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5)
-        ax.axhline(unique[N], color=c, lw=0.8, ls=":")
+            r = cells.loc[(N, f)].reset_index()
+            style = dict(fmt=ls + marker, color=c, mfc="none" if f == 0.1 else c, ms=5, capsize=2)
+            ax.errorbar(r["repeat_count"], r["loss"], yerr=r["loss_sd"], **style)
+            bx.errorbar(r["repeat_count"], 1 - r["m"], yerr=r["m_sd"], **style)
+            cx.errorbar(r["repeat_count"], r["repeated_loss"], yerr=r["repeated_loss_sd"], **style)
+        ax.axhline(unique.loc[N, "mean"], color=c, lw=0.8, ls=":")
         ax.plot([], [], "-", color=c, label=f"N = {N:,.0f}")
     for f, ls, marker in ((0.1, "--", "o"), (0.5, "-", "s")):
         ax.plot([], [], ls + marker, color="grey", mfc="none" if f == 0.1 else "grey", label=f"f = {f:g} repeated")
     ax.plot([], [], ":", color="grey", label="unique data (f = 0)")
+    seeds = int(cells["seeds"].max())
     ax.set(xscale="log", xlabel="repeat count k (epochs on the repeated subset)", ylabel="held-out loss (nats/byte)",
-           title=f"{final['D'].iloc[0] / 1e6:.0f}M tokens per run; a fraction f repeats a subset k times")
+           title=f"{final['D'].iloc[0] / 1e6:.0f}M tokens per run; a fraction f repeats a subset k times "
+           f"(mean ± sd of {seeds} seeds)")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, ncol=2)
     bx.axhline(0, color="grey", lw=0.8)
