@@ -3,7 +3,8 @@
 The procedure is Hoffmann et al. 2022, Approach 3 (arXiv 2203.15556, Eq. 3 and App. D.2), with the corrections of
 Besiroglu et al. 2024 (arXiv 2404.10102):
 
-- residuals in log space, r_i = log L_hat(x_i) - log L_i, through the law's stable ``log_predict``;
+- residuals in log space, r_i = log L_hat(x_i) - log L_i, through the law's stable ``log_predict`` (in linear space,
+  r_i = L_hat(x_i) - L_i, for a law declared with ``residual_space="linear"``: signed targets, accuracies);
 - objective (``loss``): "huber" = SUM_i Huber_delta(r_i) with delta = 1e-3 (the default), "least_squares" =
   SUM_i r_i^2, or "huber_likelihood" = the Huber negative log-likelihood with a learned residual scale s = exp(sigma):
   SUM_i [Huber_delta(r_i/s) + log Z_delta + log s], Z_delta = sqrt(2 pi)(1 - 2 Phi(-delta)) + 2 exp(-delta^2/2)/delta
@@ -233,8 +234,10 @@ class _Objective:
         return self.space.size + (1 if self.loss == "huber_likelihood" else 0)
 
     def log_pred(self, theta: np.ndarray) -> np.ndarray:
+        """Predictions in the law's residual space: log L_hat by default, L_hat itself for a linear-space law."""
         self.n_evaluations += theta.shape[0]
-        return predict_many(self.space.law, self.space.natural(theta), self.inputs, log=True)
+        log = self.space.law.residual_space == "log"
+        return predict_many(self.space.law, self.space.natural(theta), self.inputs, log=log)
 
     def _rho_psi(self, r: np.ndarray, sigma: np.ndarray | float = 0.0):
         """Per-point loss rho and its derivative psi = d rho / d r (rows = parameter sets)."""
@@ -486,8 +489,14 @@ def convergence_check(law: Law | str, data: pd.DataFrame, params: Mapping[str, f
 
 
 def _arrays(law: Law, data: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The inputs and the target in the law's residual space (log y by default, y for ``residual_space="linear"``).
+
+    The objective's attribute keeps the name ``log_y`` for the common case; it holds whatever space the law is
+    fitted in, and ``_Objective.log_pred`` predicts in the same space.
+    """
     inputs = {c: data[c].to_numpy(dtype=float) for c in law.inputs}
-    return inputs, np.log(data[law.output].to_numpy(dtype=float))
+    y = data[law.output].to_numpy(dtype=float)
+    return inputs, (np.log(y) if law.residual_space == "log" else y)
 
 
 def _law_key(law: Law | str, x: str | None) -> tuple[str, Law]:
@@ -765,7 +774,8 @@ class LawFitter:
         quality = {
             "n_points": int(n),
             "n_params_free": int(space.size),
-            "rmse_log": rmse,
+            "rmse_log": rmse,  # RMSE of the residuals in the law's residual space (linear for a linear-space law)
+            "residual_space": law.residual_space,
             "objective": float(best.fun),
             "converged": converged,
             "message": message,

@@ -198,7 +198,7 @@ class Fit:
             detail = f" (delta {s.get('delta')}, {reduction})" if loss != "least_squares" else f" ({reduction})"
             lines.append(f"    objective: {loss}{detail} = {q.get('objective'):.6g}")
             lines.append(f"    # data points = {q.get('n_points')}, # free params = {q.get('n_params_free')}")
-            lines.append(f"    RMSE of log residuals = {q.get('rmse_log'):.4g}")
+            lines.append(f"    RMSE of {q.get('residual_space', 'log')} residuals = {q.get('rmse_log'):.4g}")
             lines.append(f"    converged = {'yes' if q.get('converged') else 'NO'}: {q.get('message')}")
             if s.get("n_bootstrap"):
                 unit = f"groups of {s['group']!r}" if s.get("group") else "rows"

@@ -415,3 +415,30 @@ def test_A1_m4_noisy_eps0_free_beats_m2():
 def test_A1_m4_noisy_eps0_free_p90():
     e = _m4_noisy_errors(50, free=True)
     assert e["free"].quantile(0.9) <= 0.09
+
+
+def test_linear_residual_space_fits_a_signed_target():
+    """A law declared with residual_space="linear" is fitted on y_hat - y: a negative target works (log would not)."""
+    from scaling.laws.base import Law, Param
+
+    law = Law(
+        name="signed-test",
+        formula="y = c - a/x^b",
+        reference="test",
+        inputs=("x",),
+        params=(Param("c", -10.0, 10.0, (-1.0, 0.0)), Param("a", 0.0, np.inf, (1.0, 10.0), log_scale=True),
+                Param("b", 0.0, 3.0, (0.3, 1.0))),
+        function=lambda x, *, c, a, b: c - a / x**b,
+        output="y",
+        residual_space="linear",
+    )
+    x = np.logspace(0, 3, 12)
+    y = -2.0 - 3.0 / x**0.5  # all negative
+    fit = LawFitter(law, loss="least_squares", n_bootstrap=0, group=None).fit(pd.DataFrame({"x": x, "y": y}))
+    assert fit.params["c"] == pytest.approx(-2.0, abs=1e-6)
+    assert fit.params["a"] == pytest.approx(3.0, rel=1e-5)
+    assert fit.params["b"] == pytest.approx(0.5, rel=1e-5)
+    assert fit.quality["residual_space"] == "linear" and fit.quality["rmse_log"] < 1e-6
+    with pytest.raises(ValueError, match="residual_space"):
+        Law(name="bad", formula="", reference="", inputs=("x",), params=law.params, function=law.function,
+            residual_space="logit")

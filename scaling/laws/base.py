@@ -20,6 +20,9 @@ import numpy as np
 
 from scaling.errors import ScalingError
 
+RESIDUAL_SPACES = ("log", "linear")
+LAW_KINDS = ("loss", "hyperparameter", "downstream")
+
 
 @dataclass(frozen=True)
 class Param:
@@ -65,6 +68,14 @@ class Law:
         min_distinct: minimum number of distinct values per input needed to identify the law
             (e.g. ``{"N": 2}``); checked before fitting.
         notes: units, conventions, caveats shown with the law.
+        residual_space: where the fitter compares prediction and target. ``"log"`` (the default: losses and other
+            positive quantities spanning decades; r = log y_hat - log y, Hoffmann et al. 2022) or ``"linear"``
+            (r = y_hat - y: signed targets such as a unigram-normalised loss, or accuracies and error rates in
+            [0, 1] whose absolute errors matter, as Bhagia et al. 2024 and Gadre et al. 2024 fit them).
+        kind: what the output is, for the forecasting commands: ``"loss"`` (default), ``"hyperparameter"`` (the
+            output is an optimal setting such as the learning rate: its prediction *is* the optimum, see
+            :mod:`scaling.hyperparameters`) or ``"downstream"`` (a metric predicted from a loss, the second step of
+            a chained forecast, see :mod:`scaling.downstream`).
     """
 
     name: str
@@ -79,6 +90,14 @@ class Law:
     derived: Mapping[str, Callable[[Mapping[str, float]], float]] = field(default_factory=dict)
     min_distinct: Mapping[str, int] = field(default_factory=dict)
     notes: str = ""
+    residual_space: str = "log"
+    kind: str = "loss"
+
+    def __post_init__(self) -> None:
+        if self.residual_space not in RESIDUAL_SPACES:
+            raise ValueError(f"law {self.name}: residual_space must be one of {RESIDUAL_SPACES}")
+        if self.kind not in LAW_KINDS:
+            raise ValueError(f"law {self.name}: kind must be one of {LAW_KINDS}")
 
     @property
     def param_names(self) -> tuple[str, ...]:
