@@ -20,7 +20,7 @@ from scaling.errors import ScalingError
 from scaling.results import append_rows
 from scaling.train import record
 from scaling.train.cli import main
-from scaling.train.config import RunConfig, run_id
+from scaling.train.config import RunConfig, run_id, validate_config
 from scaling.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -363,3 +363,35 @@ def test_concurrent_trainer_processes_share_one_results_file(tmp_path):
     rows = read_rows(results)
     assert len(rows) == 9 and len({r["run_id"] for r in rows}) == 3
     assert sorted((r["seed"], r["step"]) for r in rows) == sorted((str(s), st) for s in range(3) for st in ("10", "20", "40"))
+
+
+def test_eval_corpora_add_one_loss_column_each(tmp_path, capsys):
+    """eval_corpora: [english, python] scores both held-out corpora at every evaluation (loss_english, loss_python);
+    without it the header and the run id are what they always were, and both kinds of run share one file."""
+    plain_path = tmp_path / "plain.csv"
+    plain = train(cfg(tmp_path, tokens=10 * 256, eval_points=0), plain_path)
+    assert plain_path.read_text().splitlines()[0] == ",".join(record.HEADER)  # default output unchanged
+    assert run_id(RunConfig(**cfg(tmp_path))) == run_id(RunConfig(**cfg(tmp_path, eval_corpora=[])))
+    assert run_id(RunConfig(**cfg(tmp_path))) != run_id(RunConfig(**cfg(tmp_path, eval_corpora=["python"])))
+
+    path = tmp_path / "multi.csv"
+    multi = train(cfg(tmp_path, tokens=10 * 256, eval_points=0, eval_corpora=["english", "python"]), path)
+    rows = read_rows(path)
+    assert list(rows[0])[-2:] == ["loss_english", "loss_python"] and len(rows) == 1
+    last = multi.rows[-1]
+    assert last["loss"] == plain.rows[-1]["loss"]  # scoring more corpora changes nothing else
+    assert last["loss_english"] == last["loss"]  # the target corpus is english: the same number
+    # a model trained 10 steps on English prose scores Python source worse than held-out English
+    assert last["loss_python"] > last["loss_english"] > 0
+    assert rows[0]["loss_python"] == repr(last["loss_python"])
+    # a run without eval_corpora still appends to that file: its eval cells are left empty
+    train(cfg(tmp_path, tokens=10 * 256, eval_points=0, seed=1), path)
+    assert read_rows(path)[1]["loss_python"] == "" and read_rows(path)[1]["loss"] != ""
+    # a file written without the columns keeps taking rows (never rewritten): they are left out, with a note
+    from rich.console import Console
+
+    train(cfg(tmp_path, tokens=10 * 256, eval_points=0, seed=2, eval_corpora=["python"]), plain_path,
+          console=Console())
+    assert "loss_python" in capsys.readouterr().out and len(read_rows(plain_path)) == 2
+    with pytest.raises(ScalingError, match="same column"):
+        validate_config(cfg(tmp_path, eval_corpora=["python", "Python"]))

@@ -95,6 +95,11 @@ class RunConfig(BaseModel):
     eval_tokens: Count = Field(100_000, ge=2, description="held-out tokens scored per evaluation")
     eval_points: Count = Field(6, ge=0, description="log-spaced evaluations before the final one")
     ece_bins: Count = Field(10, ge=1)
+    eval_corpora: list[str] = Field(
+        default_factory=list,
+        description="more held-out corpora scored at every evaluation (english, python, a file, hf:NAME); "
+        "each adds a column loss_<name> to results.csv",
+    )
     # --- execution (not part of the run id)
     out_dir: str = Field("runs", description="checkpoints and final weights go to out_dir/run_id/")
     threads: Count | None = Field(None, ge=1, description="torch threads per process (default: torch's choice)")
@@ -136,6 +141,9 @@ class RunConfig(BaseModel):
             _fail(f"unique_tokens {self.unique_tokens} is shorter than one sequence (context+1 = {self.context + 1})")
         if self.eval_tokens < self.context:
             _fail(f"eval_tokens {self.eval_tokens} is shorter than one sequence (context {self.context})")
+        columns = [eval_column(spec) for spec in self.eval_corpora]  # one-line error for an unusable name
+        if len(set(columns)) != len(columns):
+            _fail(f"eval_corpora {self.eval_corpora}: two corpora give the same column ({', '.join(columns)})")
         if isinstance(self.checkpoint_every, str) and not _DURATION.match(self.checkpoint_every):
             if not self.checkpoint_every.strip().isdigit():
                 _fail(f"checkpoint_every {self.checkpoint_every!r}: give steps (500) or a time (30s, 5m, 1h)")
@@ -173,6 +181,20 @@ class RunConfig(BaseModel):
         return None, float(number) * {"s": 1, "m": 60, "h": 3600}[unit]
 
 
+def eval_column(spec: str) -> str:
+    """The results.csv column of an ``eval_corpora`` entry: ``loss_english``, ``loss_python``, ``loss_<file stem>``,
+    ``loss_<hub name>`` (lower case, non-alphanumerics as ``_``)."""
+    text = str(spec).strip()
+    if text.startswith("hf:"):
+        text = text[3:]
+    elif text not in ("english", "python"):
+        text = Path(text).stem or text
+    slug = re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+    if not slug:
+        _fail(f"eval_corpora entry {spec!r}: give a corpus (english, python, a file or hf:NAME)")
+    return f"loss_{slug}"
+
+
 def _fail(message: str) -> None:
     # A PydanticCustomError keeps the message clean ("Value error, ..." is what a plain ValueError gives).
     raise PydanticCustomError("run_config", message)
@@ -190,6 +212,8 @@ def run_id(config: RunConfig) -> str:
     sweep moved to another folder keeps its ids. A local corpus file enters by the path as written.
     """
     data = config.model_dump(mode="json", exclude=set(EXECUTION_KEYS))
+    if not data.get("eval_corpora"):  # added later: runs without it keep the ids they always had
+        data.pop("eval_corpora", None)
     if data.get("init_from"):
         p = Path(data["init_from"])
         data["init_from"] = (p.parent if p.name == "final" else p).name

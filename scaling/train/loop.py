@@ -46,9 +46,9 @@ import torch.nn.functional as F
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.results import append_rows, check_writable
+from scaling.results import append_rows, check_writable, read_header
 from scaling.train import metrics, model as model_lib, record
-from scaling.train.config import RunConfig, run_id as compute_run_id, validate_config
+from scaling.train.config import RunConfig, eval_column, run_id as compute_run_id, validate_config
 from scaling.train.data import TokenizedCorpus, TrainSampler, default_cache_dir, heldout_batches, load_corpus
 
 HELDOUT_TOKENS = 200_000  # the held-out split of every corpus (data.load_corpus default); grows with eval_tokens
@@ -214,7 +214,9 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
     results = Path(results)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    left_out = check_writable(results, record.HEADER)
+    eval_columns = [eval_column(spec) for spec in cfg.eval_corpora]
+    header = record.header_for(eval_columns, read_header(results) if results.is_file() else None)
+    left_out = check_writable(results, header)
     if left_out:
         _say(console, f"note: {results} predates the column(s) {', '.join(left_out)}; its new rows leave them out "
                       "(a new --results file records them)")
@@ -243,6 +245,18 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
         target = load_corpus(target_spec, tokenizer=tokenizer, heldout_tokens=heldout_tokens)
     else:
         target = corpus
+    eval_sets = []  # (column, corpus) scored besides the target at every evaluation
+    for spec, column in zip(cfg.eval_corpora, eval_columns):
+        if spec == target_spec:
+            eval_sets.append((column, target))
+            continue
+        if tokenizer != "bytes" and spec != cfg.corpus:
+            raise ScalingError(
+                f"eval_corpora {spec}: a BPE is trained per corpus, so token ids of {cfg.corpus} and {spec} differ; "
+                "use tokenizer: bytes to score other corpora"
+            )
+        eval_sets.append((column, corpus if spec == cfg.corpus else
+                          load_corpus(spec, tokenizer=tokenizer, heldout_tokens=heldout_tokens)))
     if source is not None:
         src_shape = source.info["shape"]
         if cfg.n_layer is None and cfg.target_N is None:
@@ -264,7 +278,9 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
         repeat_count=cfg.repeat_count,
     )
     assert sampler.steps == plan.steps, (sampler.steps, plan.steps)
-    return _Trainer(cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console).fit()
+    trainer = _Trainer(cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console)
+    trainer.header, trainer.eval_sets = header, eval_sets
+    return trainer.fit()
 
 
 def _say(console, message: str) -> None:
@@ -273,6 +289,9 @@ def _say(console, message: str) -> None:
 
 
 class _Trainer:
+    header: list[str] = record.HEADER  # set by train(): plus the eval_corpora columns
+    eval_sets: list = []  # set by train(): (column, corpus) pairs scored besides the target
+
     def __init__(self, cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console):
         from accelerate import Accelerator, PartialState
         from accelerate.state import AcceleratorState, GradientState
@@ -532,6 +551,12 @@ class _Trainer:
         if self.sampler.subset_windows:  # what the model has memorised: this loss falls towards 0
             subset = self.sampler.repeated_subset_batches(local_batch, max_tokens=cfg.eval_tokens, **shard)
             out["repeated_loss"] = self._score(subset)[0].result()["loss"]
+        for column, corpus in self.eval_sets:  # eval_corpora: the same loss on other held-out corpora
+            if corpus is self.target:
+                out[column] = out["loss"]
+                continue
+            batches = heldout_batches(corpus, context=cfg.context, batch_size=local_batch, max_tokens=cfg.eval_tokens, **shard)
+            out[column] = self._score(batches)[0].result()["loss"]
         return out
 
     def _score(self, batches, *, count_bytes: bool = False) -> tuple[metrics.NextTokenStats, float]:
@@ -570,7 +595,7 @@ class _Trainer:
             t.loss_sum, t.loss_count = 0.0, 0
         row = self._row(t, m, branch=branch, step=step, budget=budget, final=final, train_loss=train_loss)
         if self.acc.is_main_process:
-            append_rows(self.results, [row], record.HEADER)
+            append_rows(self.results, [row], self.header)
             _say(
                 self.console,
                 f"step {step:>6} D={row['D']:>10,} loss={m['loss']:.4f} bpb={m['bits_per_byte']:.4f} "
@@ -635,6 +660,7 @@ class _Trainer:
             "mfu": round(c.flops_per_token * tokens_per_s / self.peak, 4) if self.peak else None,
             "scaling_version": scaling.__version__,
             "repeated_loss": m.get("repeated_loss"),
+            **{column: m[column] for column, _ in self.eval_sets},
         }
 
     def _sum_over_processes(self, values: tuple) -> tuple:

@@ -53,6 +53,22 @@ TRAINER_COLUMNS: dict[str, str] = {
 
 HEADER: list[str] = list(TRAINER_COLUMNS)
 
+EVAL_PREFIX = "loss_"
+"""Columns of a run's ``eval_corpora`` (``loss_english``, ``loss_python``, ...) come after :data:`HEADER`."""
+
+
+def header_for(eval_columns: list[str], existing: list[str] | None = None) -> list[str]:
+    """The header a run writes: :data:`HEADER`, then its ``eval_corpora`` columns.
+
+    Without ``eval_corpora`` this is :data:`HEADER` exactly (default output unchanged). A results file that already
+    carries eval columns (written by other runs of the sweep) keeps its header and the run's new eval columns go
+    after them; a run without those columns leaves them empty. A file from before a trainer column was added
+    (its header a prefix of :data:`HEADER`) takes the rows without the missing columns, as always.
+    """
+    if existing and existing[: len(HEADER)] == HEADER and all(c.startswith(EVAL_PREFIX) for c in existing[len(HEADER):]):
+        return list(existing) + [c for c in eval_columns if c not in existing]
+    return HEADER + list(eval_columns)
+
 
 def rows_of_run(results: str | os.PathLike, run_id: str) -> list[dict[str, str]]:
     """Rows already in ``results`` for ``run_id`` (as strings); [] when the file does not exist yet.
