@@ -39,6 +39,7 @@ CANONICAL_COLUMNS: dict[str, str] = {
     "epochs": "D / U",
     "D_F": "fine-tuning tokens (transfer runs)",
     "ece": "expected calibration error of next-token predictions",
+    "error": "average top-1 error on downstream tasks, in [0, 1] (gadre-error)",
     "run_id": "identifier of the training run (several rows per run: one per evaluation)",
     "step": "optimizer step of the evaluation",
     "final": "1 for the run's last evaluation, else 0",
@@ -47,8 +48,8 @@ CANONICAL_COLUMNS: dict[str, str] = {
 
 # Columns that must be strictly positive wherever a law uses them.
 POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F"}
-# Calibration metrics of probabilities: a value outside [0, 1] is a column or unit mix-up.
-UNIT_INTERVAL_COLUMNS = {"ece", "brier"}
+# Probabilities and error rates (calibration, downstream error): a value outside [0, 1] is a column or unit mix-up.
+UNIT_INTERVAL_COLUMNS = {"ece", "brier", "error"}
 
 # Names other people's tables use for the canonical columns, so a missing column can be answered with
 # "use --map N=params_N" instead of only listing the columns. Compared after normalising (lower case,
