@@ -4,9 +4,9 @@ One row per evaluation point. The fitter needs ``N``, ``D`` and ``loss`` (or wha
 output are); everything else is optional and documented in ``docs/results.md``.
 
 Reading: :func:`read_results` maps foreign column names (``mapping={"N": "Model Size"}``), derives ``D = C/(6N)``
-when only compute is given (and ``C = 6ND`` when only N and D are), selects rows with a pandas query
-(``where="final == 1"``) and validates the columns a law needs. Every error is one line naming the file, the
-column and the line of the first bad value, as the user would find it in an editor.
+when only compute is given (and ``C = 6ND`` when only N and D are), selects rows with a condition in a safe
+grammar (``where="final == 1"``, :mod:`scaling.where`) and validates the columns a law needs. Every error is one
+line naming the file, the column and the line of the first bad value, as the user would find it in an editor.
 
 Writing: :func:`append_rows` appends under a file lock, writes whole rows with one ``write`` call followed by
 fsync, and refuses (never rewrites) a file whose header differs.
@@ -27,6 +27,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from scaling.errors import ScalingError
+from scaling.where import select
 
 # Canonical columns and what they mean (docs/results.md is the long form).
 CANONICAL_COLUMNS: dict[str, str] = {
@@ -171,26 +172,16 @@ def canonicalize(df: pd.DataFrame, mapping: Mapping[str, str] | None = None, *, 
 
 
 def select_rows(df: pd.DataFrame, where: str | None, *, source: str = "table") -> pd.DataFrame:
-    """Keep the rows matching a pandas query expression (``final == 1 and N > 1e4``).
+    """Keep the rows matching a ``--where`` condition (``final == 1 and N > 1e4``); see :mod:`scaling.where`.
 
     Column names that are not identifiers go in backticks: ``--where '`Model Size` > 1e9'``.
     """
     if not where or not where.strip():
         return df
     attrs = dict(df.attrs)
-    try:
-        # eval + boolean mask rather than df.query: query turns a non-condition ("N + 1") into a KeyError
-        mask = df.eval(where, engine="python")
-    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression; all are user errors
-        detail = _first_line(exc)
-        if isinstance(exc, (KeyError, pd.errors.UndefinedVariableError)):
-            detail = f"{detail}; columns are {_column_list(df)}"
-        raise ScalingError(f"{source}: --where {where!r}: {type(exc).__name__}: {detail}") from None
-    if not isinstance(mask, pd.Series) or not pd.api.types.is_bool_dtype(mask):
-        raise ScalingError(f"{source}: --where {where!r}: not a condition; write one such as \"final == 1\"")
-    out = df[mask.to_numpy(dtype=bool, na_value=False)]
+    out = df[select(df, where, source=source)]
     if len(out) == 0:
-        raise ScalingError(f"{source}: --where {where!r} selects no rows (of {len(df)})")
+        raise ScalingError(f"{source}: --where {where[:80]!r} selects no rows (of {len(df)})")
     out.attrs = attrs
     return out
 

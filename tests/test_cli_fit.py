@@ -290,7 +290,7 @@ TABLE = "run_id,N,D,loss\na,1e7,1e9,3.2\nb,1e8,1e9,2.9\nc,1e7,1e10,2.8\nd,1e8,1e
         (TABLE, ["--law", "chinchila"], ["unknown law 'chinchila'", "known laws:", "chinchilla"]),
         ("run_id,N,D,loss\na,1e7,1e9,3\nb,1e8,1e10,2.5\nc,1e9,1e11,2\n", [],  # default law, then too few rows
          ["3 rows but law chinchilla has 5 free parameters"]),
-        (TABLE, ["--where", "final == 1"], ["--where 'final == 1'", "name 'final' is not defined", "columns are"]),
+        (TABLE, ["--where", "final == 1"], ["--where 'final == 1'", "unknown column 'final'", "columns are"]),
         (TABLE, ["--where", "N >"], ["--where 'N >'", "SyntaxError"]),
         (TABLE, ["--where", "N > 1e12"], ["selects no rows (of 6)"]),
         (TABLE, ["--map", "N"], ["--map 'N': expected CANONICAL=FOREIGN"]),

@@ -151,7 +151,7 @@ def test_map_syntax_and_non_canonical_target():
         parse_mapping(["n=Model Size"])
 
 
-@pytest.mark.parametrize("where, expected", [("bogus > 1", "name 'bogus' is not defined; columns are N, D, loss"),
+@pytest.mark.parametrize("where, expected", [("bogus > 1", "unknown column 'bogus'; columns are N, D, loss"),
                                              ("N >", "SyntaxError"), ("N + 1", "not a condition"),
                                              ("N > 100", "selects no rows (of 1)")])
 def test_bad_where(tmp_path, where, expected):

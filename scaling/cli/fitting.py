@@ -202,7 +202,7 @@ def fit_command(
     ] = None,
     where: Annotated[
         str | None,
-        typer.Option("--where", "-w", metavar="EXPR", help='Row selection (pandas query), e.g. "final == 1".'),
+        typer.Option("--where", "-w", metavar="EXPR", help='Row selection, e.g. "final == 1" (grammar: docs/cli.md).'),
     ] = None,
     fix: Annotated[
         ValuesOption,

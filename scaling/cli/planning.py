@@ -32,7 +32,7 @@ MapOption = Annotated[
     list[str] | None,
     typer.Option("--map", "-m", help='Column mapping CANONICAL=FOREIGN, e.g. N="Model Size" (repeatable).'),
 ]
-WhereOption = Annotated[str | None, typer.Option("--where", "-w", help='Row selection (pandas query), e.g. "N > 1e4".')]
+WhereOption = Annotated[str | None, typer.Option("--where", "-w", help='Row selection, e.g. "N > 1e4" (grammar: docs/cli.md).')]
 
 
 def _read(results: str, map_: list[str] | None, where: str | None) -> pd.DataFrame:
