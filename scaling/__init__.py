@@ -17,12 +17,44 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from scaling.errors import ScalingError
-from scaling.laws import Law, Param, get_law, law_names
-from scaling.results import read_results
-from scaling.fit import Fit
-from scaling.estimate import LawFitter, fit
-from scaling.fitfile import load_fit
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ScalingError", "Law", "Param", "get_law", "law_names", "read_results", "Fit", "LawFitter", "fit",
-           "load_fit", "__version__"]
+# Public name -> the module that defines it. Imported on first use (PEP 562), so `import scaling` and the
+# command line's `--help` do not pay for scipy and pandas (about 1 s) before anything needs them.
+_EXPORTS = {
+    "ScalingError": "scaling.errors",
+    "Law": "scaling.laws",
+    "Param": "scaling.laws",
+    "get_law": "scaling.laws",
+    "law_names": "scaling.laws",
+    "read_results": "scaling.results",
+    "Fit": "scaling.fitting.result",
+    "LawFitter": "scaling.estimate",
+    "fit": "scaling.estimate",
+    "load_fit": "scaling.fitfile",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names resolve lazily below
+    from scaling.errors import ScalingError
+    from scaling.estimate import LawFitter, fit
+    from scaling.fitting.result import Fit
+    from scaling.fitfile import load_fit
+    from scaling.laws import Law, Param, get_law, law_names
+    from scaling.results import read_results
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        # submodules (scaling.forecast, ...) are attributes once imported; others are a normal AttributeError
+        raise AttributeError(f"module 'scaling' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -44,7 +44,7 @@ from scipy.stats import norm
 from threadpoolctl import threadpool_limits
 
 from scaling.errors import ScalingError
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.forecast import predict_many
 from scaling.laws.base import _REGISTRY, Law, get_law
 from scaling.results import read_results, validate_columns

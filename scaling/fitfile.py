@@ -1,4 +1,4 @@
-"""Fit files: a :class:`~scaling.fit.Fit` as versioned JSON, and the published laws in ``fits/`` found by name.
+"""Fit files: a :class:`~scaling.fitting.result.Fit` as versioned JSON, and the published laws in ``fits/`` found by name.
 
 The format is documented in ``docs/fit-files.md``. Loading parses JSON and validates it against a pydantic schema;
 nothing in a fit file is ever executed: the law is stored by its registry NAME (the formula text is for humans)
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.laws.base import get_law
 
 FORMAT_VERSION = 1

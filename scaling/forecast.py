@@ -25,7 +25,7 @@ from scaling.errors import ScalingError
 from scaling.laws.base import Law
 
 if TYPE_CHECKING:  # pragma: no cover
-    from scaling.fit import Fit
+    from scaling.fitting.result import Fit
 
 # How each law function can be evaluated for many parameter sets at once, found on first use and keyed by the
 # function object (weakly, so re-targeted laws made on the fly do not pile up):

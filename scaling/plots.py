@@ -1,8 +1,12 @@
 """PNG figures of a sweep's losses with the fitted law: loss against N, loss against D, and the fitted surface.
 
-Matplotlib with the Agg backend (no display needed). Every axis carries its quantity and unit; measured points
-are markers, the fitted law is lines (solid over the trained range, dashed where it extrapolates), and the
-forecast interval is a band where the fit has bootstrap draws.
+Every axis carries its quantity and unit; measured points are markers, the fitted law is lines (solid over the
+trained range, dashed where it extrapolates), and the forecast interval is a band where the fit has bootstrap draws.
+
+Each function draws on the matplotlib ``ax`` it is given (a new figure otherwise) and returns the Figure, so it
+works in a notebook (shown inline), in a subplot grid of the caller's, or for files (``path=``: written, and a
+figure made here is closed). No backend is chosen here: matplotlib picks an interactive or inline one where
+there is a display and Agg where there is none (CI, worker processes).
 """
 
 from __future__ import annotations
@@ -12,13 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: never needs a display, safe in worker processes and CI
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 LABELS = {
@@ -51,28 +54,51 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes, bool]:
+    """The caller's axes, or a new figure's; the flag says whether the figure is ours to close after saving."""
+    if ax is not None:
+        return ax.get_figure(), ax, False
+    fig, ax = plt.subplots(figsize=figsize, dpi=120)
+    return fig, ax, True
+
+
+def _finish(fig: Figure, path: str | os.PathLike | None, owned: bool) -> Figure:
+    """Write the figure when asked; close a figure made here once written (a loop of files must not pile up
+    open figures), and leave the caller's own figure and an unsaved one open for display."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if owned:
+            fig.tight_layout()
+        fig.savefig(path)
+        if owned:
+            plt.close(fig)
+    return fig
+
+
 def plot_loss_vs(
     df: pd.DataFrame,
     fit: Any,
     x: str,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
+    ax: Axes | None = None,
     extrapolate_to: float | None = None,
     title: str | None = None,
-) -> Path:
+) -> Figure:
     """Loss against ``x`` ("N" or "D"), one colour per value of the other input, with the fitted law.
 
     ``extrapolate_to`` extends the fitted curves (dashed) up to that value of ``x``, e.g. the forecast's N.
+    Draws on ``ax`` (a new figure when None); writes ``path`` when given; returns the Figure.
     """
     other = "D" if x == "N" else "N"
-    path = Path(path)
     xs, os_, loss = (df[c].to_numpy(dtype=float) for c in (x, other, "loss"))
     levels = _levels(df[other])
     groups = _group_of(os_, levels)
     cmap = plt.get_cmap("viridis")
     colors = [cmap(i / max(1, len(levels) - 1)) for i in range(len(levels))]
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    fig, ax, owned = _axes(ax, (7.5, 5.0))
     lo, hi = xs.min(), xs.max()
     top = max(hi, extrapolate_to or hi)
     grid_in = np.geomspace(lo / 1.5, hi, 60)
@@ -96,11 +122,7 @@ def plot_loss_vs(
                  fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, title=f"{other}", title_fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, owned)
 
 
 def _log_loss_axis(ax) -> None:
@@ -113,10 +135,17 @@ def _log_loss_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(formatter if hi / lo < 4 else NullFormatter())
 
 
-def plot_surface(df: pd.DataFrame, fit: Any, path: str | os.PathLike, *, extrapolate_to: float | None = None) -> Path:
+def plot_surface(
+    df: pd.DataFrame,
+    fit: Any,
+    path: str | os.PathLike | None = None,
+    *,
+    ax: Axes | None = None,
+    extrapolate_to: float | None = None,
+) -> Figure:
     """The fitted loss over (N, D) as filled contours, the measured runs on top, iso-compute lines and,
-    when the law has one, the compute-optimal frontier."""
-    path = Path(path)
+    when the law has one, the compute-optimal frontier. Draws on ``ax`` (a new figure when None); writes
+    ``path`` when given; returns the Figure."""
     N, D, loss = (df[c].to_numpy(dtype=float) for c in ("N", "D", "loss"))
     n_hi = max(N.max(), extrapolate_to or N.max()) * 1.5
     n_grid = np.geomspace(N.min() / 2, n_hi, 120)
@@ -124,7 +153,7 @@ def plot_surface(df: pd.DataFrame, fit: Any, path: str | os.PathLike, *, extrapo
     NN, DD = np.meshgrid(n_grid, d_grid)
     surface = fit.predict(N=NN.ravel(), D=DD.ravel())["point"].to_numpy().reshape(NN.shape)
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
+    fig, ax, owned = _axes(ax, (7.5, 5.5))
     levels = np.geomspace(np.nanmin(surface), np.nanmax(surface), 16)
     cs = ax.contourf(NN, DD, surface, levels=levels, cmap="viridis_r", norm=LogNorm())
     fig.colorbar(cs, ax=ax, label="fitted " + LABELS["loss"], format="%.2f")
@@ -146,18 +175,14 @@ def plot_surface(df: pd.DataFrame, fit: Any, path: str | os.PathLike, *, extrapo
     ax.set_ylabel(LABELS["D"])
     ax.set_title(f"Fitted {fit.law.name} surface {fit.law.formula}; white lines: constant C = 6ND", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, owned)
 
 
 def plot_fit(df: pd.DataFrame, fit: Any, out_dir: str | os.PathLike, *, extrapolate_to: float | None = None) -> list[Path]:
     """All three figures into ``out_dir``: loss_vs_N.png, loss_vs_D.png, loss_surface.png."""
     out = Path(out_dir)
-    return [
-        plot_loss_vs(df, fit, "N", out / "loss_vs_N.png", extrapolate_to=extrapolate_to),
-        plot_loss_vs(df, fit, "D", out / "loss_vs_D.png"),
-        plot_surface(df, fit, out / "loss_surface.png", extrapolate_to=extrapolate_to),
-    ]
+    paths = [out / "loss_vs_N.png", out / "loss_vs_D.png", out / "loss_surface.png"]
+    plot_loss_vs(df, fit, "N", paths[0], extrapolate_to=extrapolate_to)
+    plot_loss_vs(df, fit, "D", paths[1])
+    plot_surface(df, fit, paths[2], extrapolate_to=extrapolate_to)
+    return paths

@@ -8,8 +8,9 @@ side by side, isoFLOP profiles, frontiers), the backtest table (laws ranked by h
 predictions, and transfer (``D_F``), repetition (``epochs``/``U``) and calibration (``ece``) plots.
 
 The page needs no network and no files besides itself: figures are embedded as base64 PNG (the PNG and SVG copies
-in ``figures/`` are for slides and papers). Every axis names its quantity and unit. Figures are matplotlib (Agg);
-the fitted-curve panels of two-input laws reuse :mod:`scaling.plots` (the sweep's figures).
+in ``figures/`` are for slides and papers). Every axis names its quantity and unit. Figures are matplotlib, with no
+backend forced (Agg is what matplotlib picks without a display); the fitted-curve panels of two-input laws reuse
+:mod:`scaling.plots` (the sweep's figures).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -188,12 +186,13 @@ def fit_figures(df: pd.DataFrame, name: str, fit, figs: _Figures) -> list[Figure
         for x in ("N", "D"):
             top = 10 * rows[x].max()
             for ext in ("svg", "png"):
+                path = figs.folder / f"fit_{slug}_vs_{x}.{ext}"
                 with plt.rc_context({"svg.fonttype": "none"}):
-                    path = plots.plot_loss_vs(
+                    plots.plot_loss_vs(
                         rows,
                         fit,
                         x,
-                        figs.folder / f"fit_{slug}_vs_{x}.{ext}",
+                        path,
                         extrapolate_to=top,
                         title=f"{name}: loss against {x}; dashed = extrapolation with band",
                     )

@@ -33,7 +33,7 @@ import pandas as pd
 
 from scaling.errors import ScalingError
 from scaling.estimate import LawFitter
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.interpolate import amount_at_loss
 from scaling.laws import get_law
 from scaling.laws.transfer import CLASSES, OK, TRANSFER, classify_runs, data_multiplier, transfer_fraction
@@ -49,7 +49,7 @@ class TransferAnalysis:
 
     Attributes:
         fit: the ``transfer`` law D_T = k D_F^alpha N^beta fitted on the ``ok`` runs, with two-stage bootstrap
-            intervals (a :class:`~scaling.fit.Fit`: ``fit.predict(D_F=1e8, N=1e9)``, ``fit.save(path)``).
+            intervals (a :class:`~scaling.fitting.result.Fit`: ``fit.predict(D_F=1e8, N=1e9)``, ``fit.save(path)``).
         scratch_fit: the from-scratch law L_B(N, D) on the target.
         runs: one row per fine-tuned run: N, D_F, loss, D_E, D_T (with ``D_T_lower``/``D_T_upper`` from the
             from-scratch draws), f_T, multiplier, class, D_E_interp (monotone interpolation of the measured

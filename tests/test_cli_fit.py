@@ -352,7 +352,7 @@ def test_fit_usage_error_is_not_a_traceback(workdir, capsys):
 
 @pytest.fixture
 def fit_file(workdir):
-    from scaling.fit import Fit
+    from scaling.fitting.result import Fit
     from scaling.fitfile import save_fit
     from scaling.laws import get_law
 

@@ -12,7 +12,7 @@ from scipy.optimize import minimize_scalar
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.forecast import numeric_optimal
 from scaling.laws import get_law
 

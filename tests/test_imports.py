@@ -19,3 +19,39 @@ def test_fitting_side_imports_without_torch_transformers_datasets_accelerate():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"the fitting side imported {out.stdout.strip()}"
+
+
+def _run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_import_scaling_is_lazy_and_public_names_resolve():
+    # `import scaling` must not pay for scipy/pandas; each public name still resolves to the real object.
+    assert _run("import sys, scaling; print(sorted(m for m in ('scipy', 'pandas') if m in sys.modules))") == "[]"
+    code = (
+        "import scaling, scaling.estimate, scaling.fitfile\n"
+        "assert scaling.fit is scaling.estimate.fit and scaling.load_fit is scaling.fitfile.load_fit\n"
+        "missing = [n for n in scaling.__all__ if not hasattr(scaling, n)]\n"
+        "print(missing)\n"
+    )
+    assert _run(code) == "[]"
+
+
+def test_top_level_help_lists_every_real_command_without_importing_them():
+    from scaling.cli import COMMANDS, _load_commands, app
+    import typer.main
+
+    _load_commands()
+    group = typer.main.get_command(app)
+    real = {name: (cmd.help or "").strip().split("\n")[0] for name, cmd in group.commands.items()}
+    assert list(COMMANDS) == list(real), "scaling/cli/__init__.py COMMANDS must list the real commands, in order"
+    for name, text in COMMANDS.items():
+        assert " ".join(real[name].split()) == " ".join(text.split()), f"help of {name!r} differs from COMMANDS"
+    out = _run(
+        "import sys\nfrom scaling.cli import main\nsys.argv = ['scaling', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('IMPORTED' if 'pandas' in sys.modules else 'LAZY')"
+    )
+    assert out.endswith("LAZY")
+    for name in COMMANDS:
+        assert name in out

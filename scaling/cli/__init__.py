@@ -29,17 +29,50 @@ COMMAND_MODULES = [
     "scaling.cli.planning",  # backtest, report, serve (and optimal RESULTS.csv --approach)
 ]
 
+# The top-level commands with their one-line help, in the order `scaling --help` lists them. `scaling` and
+# `scaling --help` render this table instead of importing the command modules (pandas, scipy and the law
+# catalogue: about 1 s of a 1.3 s start), so asking what the tool does answers at once. A command that runs
+# imports everything. tests/test_imports.py checks this table against the real commands, so it cannot drift.
+COMMANDS = {
+    "fit": "Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit.",
+    "forecast": "Predicted loss with its interval at given inputs; several values per input give their full grid.",
+    "optimal": "Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap.",
+    "laws": "The law catalogue: name, formula, inputs, parameters and paper; or one law in full.",
+    "demo": "The main job: run configs/sweeps/demo.yaml, fit chinchilla, forecast a 100x larger model, write plots.",
+    "backtest": "Fit each law on the small end of the table, predict the held-out large end, rank laws by "
+    "extrapolation error.",
+    "serve": "Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs).",
+    "report": "A self-contained HTML report: data, fitted curves with extrapolation bands, residuals, isoFLOP "
+    "profiles, backtest.",
+    "sweep": "Plan and run training sweeps described by a sweep file (configs/sweeps/*.yaml).",
+}
+
 
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
         importlib.import_module(name)
 
 
+def _add_listing() -> None:
+    """Register each command by name and help only: enough for typer to render the top-level help."""
+    for name, text in COMMANDS.items():
+        app.command(name, help=text)(lambda: None)
+
+
+def _names_a_command(args: list[str]) -> bool:
+    # Options of the top-level group are flags only (--help), so the first non-option word is the command.
+    return any(not arg.startswith("-") for arg in args)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``scaling`` console script."""
-    _load_commands()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if _names_a_command(args):
+        _load_commands()
+    else:  # `scaling` or `scaling --help`: list the commands without importing them
+        _add_listing()
     try:
-        app(args=argv, standalone_mode=False, prog_name="scaling")
+        app(args=args, standalone_mode=False, prog_name="scaling")
     except ScalingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
