@@ -718,7 +718,7 @@ class _Trainer:
     count on the meta device, so the plan's N is the N that the run will record.
     """
 
-    SHAPE_FIELDS = ("model_type", "n_layer", "d_model", "n_head", "d_ff", "target_N", "aspect", "context",
+    SHAPE_FIELDS = ("model_type", "hf_config", "n_layer", "d_model", "n_head", "d_ff", "target_N", "aspect", "context",
                     "tokenizer", "bpe_vocab")
 
     def __init__(self) -> None:

@@ -63,3 +63,60 @@ def test_describe_for_planning():
     assert {"n_layer", "d_model", "N", "N_total", "flops_per_token"} <= set(info)
     assert info["vocab_size"] == 256
     assert describe(RunConfig(n_layer=2, d_model=64, tokens=1e6, tokenizer="bpe"))["vocab_size"] == 4096
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Any transformers causal-LM architecture, with hf_config passed through
+
+ARCHITECTURES = [
+    ("qwen2", {}),
+    ("gpt_neox", {}),
+    ("olmo2", {}),
+    ("mistral", {"num_key_value_heads": 2}),  # grouped-query attention: 4 heads share 2 key/value heads
+    ("qwen2", {"num_key_value_heads": 1, "tie_word_embeddings": False, "rope_theta": 500_000.0}),
+]
+
+
+@pytest.mark.parametrize("model_type, extra", ARCHITECTURES)
+def test_counts_match_transformers_oracle_for_any_architecture(model_type, extra):
+    shape = ModelShape(2, 64, 4, 192, 32, 256, model_type, extra)
+    model = build_model(shape, seed=0)
+    c = count(model, shape)
+    assert type(model).__name__.lower().startswith(model_type.replace("_", ""))
+    cfg = model.config
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size) == (2, 64, 4, 192)
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert tied == extra.get("tie_word_embeddings", True)
+    head = 0 if tied else 64 * 256
+    # transformers leaves nn.Embedding modules out, not an untied LM head; N leaves out both
+    assert c.N == model.num_parameters(exclude_embeddings=True) - head
+    assert c.N_total == model.num_parameters() == c.N + 64 * 256 + head
+    kv = extra.get("num_key_value_heads", 4)
+    assert getattr(cfg, "num_key_value_heads", 4) == kv
+    # the key and value projections shrink with the key/value heads (GQA), as built
+    assert c.N_matmul == 2 * (64 * 64 * 2 + 2 * 64 * 16 * kv + 3 * 64 * 192) if model_type != "gpt_neox" else True
+    assert c.flops_per_token == 3 * (2 * c.N_matmul + 2 * 2 * 32 * 64 + 2 * 64 * 256)
+    if "rope_theta" in extra:
+        assert str(int(extra["rope_theta"])) in str(cfg.to_dict())  # passed through (rope_parameters in v5)
+
+
+@pytest.mark.parametrize("model_type, extra", [("gpt_neox", {}), ("mistral", {"num_key_value_heads": 2})])
+def test_solve_shape_for_other_architectures(model_type, extra):
+    shape = solve_shape(1e5, aspect=32, context=64, vocab_size=256, model_type=model_type, hf_config=extra)
+    assert abs(shape_counts(shape).N / 1e5 - 1) <= 0.10
+    assert shape.n_head % extra.get("num_key_value_heads", 1) == 0 and shape.hf_config == extra
+    info = describe(RunConfig(target_N=1e5, context=64, tokens=1e6, model_type=model_type, hf_config=extra))
+    assert info["N"] == shape_counts(shape).N and info["model_type"] == model_type
+
+
+def test_bad_architectures_are_one_line_errors():
+    cases = [
+        (dict(model_type="vit"), "not a causal-LM architecture"),
+        (dict(model_type="qwen2", hf_config={"num_key_value_head": 2}), "did you mean 'num_key_value_heads'"),
+        (dict(model_type="qwen2", hf_config={"hidden_size": 64}), "run-config key 'd_model'"),
+        (dict(model_type="qwen2", n_head=4, hf_config={"num_key_value_heads": 3}), "not a multiple of 3"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(ScalingError, match=message) as err:
+            describe(RunConfig(**{"n_layer": 2, "d_model": 64, "tokens": 1e6, **kw}))
+        assert "\n" not in str(err.value)

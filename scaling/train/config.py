@@ -63,7 +63,15 @@ class RunConfig(BaseModel):
     tokenizer: Literal["bytes", "bpe"] = Field("bytes", description="bytes (vocabulary 256) or a BPE trained on the corpus")
     bpe_vocab: Count = Field(4096, ge=260, description="BPE vocabulary size (tokenizer: bpe)")
     # --- model
-    model_type: Literal["llama", "gpt2"] = Field("llama", description="transformers architecture")
+    model_type: str = Field(
+        "llama", min_length=1,
+        description="transformers causal-LM architecture (AutoConfig.for_model): llama, gpt2, qwen2, mistral, gpt_neox, olmo2, ...",
+    )
+    hf_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more parameters of the architecture's config, passed through (num_key_value_heads, rope_theta, "
+        "tie_word_embeddings, rms_norm_eps, ...)",
+    )
     n_layer: Count | None = Field(None, ge=1)
     d_model: Count | None = Field(None, ge=2)
     n_head: Count | None = Field(None, ge=1, description="default: d_model / 32 (at least 1)")
@@ -125,7 +133,7 @@ class RunConfig(BaseModel):
         if self.n_head is not None and self.d_model is not None:
             if self.d_model % self.n_head:
                 _fail(f"n_head {self.n_head} does not divide d_model {self.d_model}")
-            if self.model_type == "llama" and (self.d_model // self.n_head) % 2:
+            if self.model_type != "gpt2" and (self.d_model // self.n_head) % 2:
                 _fail(f"head size d_model/n_head = {self.d_model // self.n_head} must be even (rotary embeddings)")
         batch_tokens = self.batch_size * self.context
         if self.tokens < batch_tokens:
@@ -212,8 +220,9 @@ def run_id(config: RunConfig) -> str:
     sweep moved to another folder keeps its ids. A local corpus file enters by the path as written.
     """
     data = config.model_dump(mode="json", exclude=set(EXECUTION_KEYS))
-    if not data.get("eval_corpora"):  # added later: runs without it keep the ids they always had
-        data.pop("eval_corpora", None)
+    for key in ("eval_corpora", "hf_config"):  # added later: runs without them keep the ids they always had
+        if not data.get(key):
+            data.pop(key, None)
     if data.get("init_from"):
         p = Path(data["init_from"])
         data["init_from"] = (p.parent if p.name == "final" else p).name

@@ -193,10 +193,10 @@ def _check_compatible(config: RunConfig, source: Source, shape: model_lib.ModelS
             f"{corpus_name} here: token ids differ); use tokenizer: bytes for transfer across corpora"
         )
     src_shape = src["shape"]
-    for key in ("n_layer", "d_model", "n_head", "d_ff", "vocab_size", "model_type"):
-        if src_shape[key] != getattr(shape, key):
+    for key in ("n_layer", "d_model", "n_head", "d_ff", "vocab_size", "model_type", "hf_config"):
+        if src_shape.get(key, {}) != getattr(shape, key):
             raise ScalingError(
-                f"init_from {source.run_dir}: incompatible shape ({key} {src_shape[key]} there, {getattr(shape, key)} here)"
+                f"init_from {source.run_dir}: incompatible shape ({key} {src_shape.get(key, {})} there, {getattr(shape, key)} here)"
             )
     if src_shape["context"] < shape.context and shape.model_type == "gpt2":
         raise ScalingError(
@@ -342,12 +342,15 @@ class _Trainer:
 
         state = load_file(str(self.source.weights))
         own = self.model.state_dict()
-        # Tied embeddings are saved once; fill the tied name from the other one.
-        for name in own:
-            if name not in state and name == "lm_head.weight" and "model.embed_tokens.weight" in state:
-                state[name] = state["model.embed_tokens.weight"]
-            if name not in state and name == "lm_head.weight" and "transformer.wte.weight" in state:
-                state[name] = state["transformer.wte.weight"]
+        # A tensor shared by several names (a tied LM head) is saved under one of them: fill in the others.
+        shared: dict[int, list[str]] = {}
+        for name, tensor in own.items():
+            shared.setdefault(tensor.data_ptr(), []).append(name)
+        for names in shared.values():
+            saved = next((n for n in names if n in state), None)
+            for name in names:
+                if saved is not None and name not in state:
+                    state[name] = state[saved]
         if self.shape.model_type == "gpt2" and "transformer.wpe.weight" in state:
             # learned positions: a shorter context uses the first rows (a longer one was refused earlier)
             state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: self.shape.context]
