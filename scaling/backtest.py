@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
-from scaling.fitfile import write_text_atomic
+from scaling.fitfile import parse_json, write_text_atomic
 from scaling.laws import get_law, law_names
 from scaling.laws.base import Law
 
@@ -120,14 +120,17 @@ def load_backtest(path: str | os.PathLike) -> BacktestResult:
     """Read a file written by :meth:`BacktestResult.save` (for ``scaling report``)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScalingError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ScalingError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        data = parse_json(path.read_text(), source=str(path))
+    except UnicodeDecodeError:
+        raise ScalingError(f"{path}: not a backtest file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(data, dict) or data.get("format") != "scaling-backtest":
         raise ScalingError(f"{path}: not a backtest file (written by `scaling backtest -o`)")
-    if data.get("format_version", 0) > 1:
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ScalingError(f"{path}: field format_version {version!r} is not a whole number")
+    if version > 1:
         raise ScalingError(f"{path}: backtest format version {data['format_version']} is newer than this scaling")
     return BacktestResult(
         table=pd.DataFrame(data.get("table", [])).astype(object).fillna(np.nan).infer_objects(),

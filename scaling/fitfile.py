@@ -8,18 +8,21 @@ Non-finite numbers (an interval without draws) are stored as ``null`` so the fil
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 
 import scaling
 from scaling.errors import ScalingError
@@ -28,7 +31,9 @@ from scaling.laws.base import get_law
 
 FORMAT_VERSION = 1
 
-Number = float | None  # null stands for NaN / not available
+# Strict: a number in a fit file is a JSON number; "1.5" or true is a broken file, not a value to coerce.
+Real = Annotated[float, Strict()]
+Number = Real | None  # null stands for NaN / not available
 
 
 class _Draws(BaseModel):
@@ -52,11 +57,11 @@ class FitFileV1(BaseModel):
     param_def: Literal["nonemb", "total"]
     units: dict[str, str] = {}
     notes: str = ""
-    params: dict[str, float]
-    fixed: dict[str, float] = {}
+    params: dict[str, Real]
+    fixed: dict[str, Real] = {}
     tied: dict[str, str] = {}
     derived: dict[str, Number] = {}
-    ci: float = 0.95
+    ci: Real = 0.95
     intervals: dict[str, tuple[Number, Number]] = {}
     draws: _Draws | None = None
     settings: dict[str, Any] = {}
@@ -155,6 +160,7 @@ def fit_from_dict(d: Any, *, source: str = "fit") -> Fit:
         raise ScalingError(f"{source}: field params does not match law {f.law} ({detail})")
     if tuple(f.inputs) != law.inputs:
         raise ScalingError(f"{source}: field inputs {f.inputs} does not match law {f.law} ({list(law.inputs)})")
+    _check_values(f, law, source)
     draws = None
     if f.draws is not None:
         if sorted(f.draws.columns) != sorted(names):
@@ -183,23 +189,96 @@ def fit_from_dict(d: Any, *, source: str = "fit") -> Fit:
     )
 
 
+def _check_values(f: FitFileV1, law, source: str) -> None:
+    """Refuse values no fit can have: non-finite numbers, parameters outside the law's bounds, a bad level.
+
+    A fit file is edited by hand or truncated now and then; without these checks ``forecast`` would print inf, an
+    empty interval or a loss of -6e304 with exit status 0. Each error names the file and the field.
+    """
+    if not (math.isfinite(f.ci) and 0 < f.ci < 1):
+        raise ScalingError(f"{source}: field ci is {f.ci!r}; an interval level must lie strictly between 0 and 1")
+    names = law.param_names
+    for field_name, values in (("params", f.params), ("fixed", f.fixed)):
+        for name, value in values.items():
+            if name not in names:
+                raise ScalingError(f"{source}: field {field_name}.{name}: law {f.law} has no such parameter")
+            _check_param(law.param(name), value, f"{source}: field {field_name}.{name}")
+    for name, other in f.tied.items():
+        if name not in names or other not in names:
+            bad = name if name not in names else other
+            raise ScalingError(f"{source}: field tied.{name}: law {f.law} has no parameter {bad!r}")
+    for name, value in f.derived.items():
+        if value is not None and not math.isfinite(value):
+            raise ScalingError(f"{source}: field derived.{name} is {value!r}, not a finite number (use null)")
+    for name, (lower, upper) in f.intervals.items():
+        for end, value in (("lower", lower), ("upper", upper)):
+            if value is not None and not math.isfinite(value):
+                raise ScalingError(f"{source}: field intervals.{name} {end} end is {value!r}, not a finite number")
+        if lower is not None and upper is not None and lower > upper:
+            raise ScalingError(f"{source}: field intervals.{name}: lower end {lower:g} is above upper end {upper:g}")
+    if f.draws is not None:
+        for column, params in ((c, law.param(c)) for c in f.draws.columns if c in names):
+            i = f.draws.columns.index(column)
+            for r, row in enumerate(f.draws.rows):
+                if i < len(row) and row[i] is not None:
+                    _check_param(params, row[i], f"{source}: field draws.rows[{r}] {column}")
+
+
+def _check_param(param, value: float, where: str) -> None:
+    if not math.isfinite(value):
+        raise ScalingError(f"{where} is {value!r}, not a finite number")
+    if not param.lower <= value <= param.upper:
+        raise ScalingError(f"{where} is {value:g}, outside the law's range [{param.lower:g}, {param.upper:g}]")
+
+
 def save_fit(fit: Fit, path: str | os.PathLike) -> Path:
     """Write ``fit`` to ``path`` as JSON; a failure leaves nothing behind (and never half a file)."""
     text = json.dumps(fit_to_dict(fit), indent=1, allow_nan=False) + "\n"
     return write_text_atomic(Path(path), text, example="myfit.json")
 
 
+def output_problem(path: Path, *, example: str = "out.json") -> str | None:
+    """Why ``path`` cannot take an output file, or ``None``: it must be a regular file or not exist yet.
+
+    An atomic write renames a new file over the path, so a character device (``-o /dev/null`` run as root), a
+    FIFO or a socket would be replaced by a regular file; those are refused instead. Symlinks are followed.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a symlink loop, a path through a file
+        return f"cannot use it ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return f"is a folder; give a file name such as {path / example}"
+    if not stat.S_ISREG(mode):
+        kinds = {stat.S_ISCHR: "character device", stat.S_ISBLK: "block device", stat.S_ISFIFO: "FIFO",
+                 stat.S_ISSOCK: "socket"}
+        kind = next((name for test, name in kinds.items() if test(mode)), "special file")
+        return f"is a {kind}, not a regular file; refusing to replace it (give a file name)"
+    return None
+
+
+# A temporary file ``.NAME.PID.XXXXXXXX.tmp`` whose writer is gone (killed mid-write) is removed by the next write
+# to NAME. One whose process may still be running is kept, unless it is older than this (a writer on another
+# machine sharing the folder, or a PID reused since).
+ORPHAN_AGE_S = 3600.0
+
+
 def write_text_atomic(path: Path, text: str, *, example: str = "out.json") -> Path:
     """Write ``text`` to a temporary file next to ``path`` and rename it over ``path`` in one step.
 
     The result files of this package (fits, backtests) go through here, so a crash or a full disk never leaves
-    half a file; errors are one line naming the path.
+    half a file; errors are one line naming the path. Only regular files or new paths are written
+    (:func:`output_problem`), and temporary files that killed writers left beside ``path`` are cleaned up.
     """
-    if path.is_dir():
-        raise ScalingError(f"{path}: is a folder; give a file name such as {path / example}")
+    problem = output_problem(path, example=example)
+    if problem:
+        raise ScalingError(f"{path}: {problem}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _remove_orphans(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     except OSError as exc:
         raise ScalingError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
@@ -211,6 +290,30 @@ def write_text_atomic(path: Path, text: str, *, example: str = "out.json") -> Pa
         Path(tmp).unlink(missing_ok=True)
         raise ScalingError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove ``.NAME.*.tmp`` files beside ``path`` left by writers that died before their rename."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        middle = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        pid = middle.split(".", 1)[0]
+        try:
+            old = now - tmp.lstat().st_mtime > ORPHAN_AGE_S
+            if old or (pid.isdigit() and "." in middle and not _process_alive(int(pid))):
+                tmp.unlink()
+        except OSError:  # gone already (another writer cleaned it), or not ours to remove: leave it
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process; a number too large to be a PID
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def published_dir() -> Path:
@@ -252,13 +355,28 @@ def load_fit(path_or_name: str | os.PathLike) -> Fit:
     path = resolve(path_or_name)
     try:
         text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScalingError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    except UnicodeDecodeError:
+        raise ScalingError(f"{path}: not a fit file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return fit_from_dict(parse_json(text, source=str(path)), source=str(path))
+
+
+def parse_json(text: str, *, source: str) -> Any:
+    """``json.loads`` with one-line errors for what it raises on hostile input, not only on malformed JSON."""
     try:
-        d = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScalingError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    return fit_from_dict(d, source=str(path))
+        raise ScalingError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise ScalingError(f"{source}: not usable JSON (nested too deeply)") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's int-parsing limit)
+        raise ScalingError(f"{source}: not usable JSON ({_first_line_of(exc)})") from None
+
+
+def _first_line_of(exc: BaseException) -> str:
+    text = str(exc).split(";")[0].strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = ["FORMAT_VERSION", "fit_from_dict", "fit_to_dict", "load_fit", "published_names", "resolve", "save_fit"]

@@ -240,9 +240,12 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
     try:
         C = np.atleast_1d(np.asarray(compute, dtype=float)).ravel()
     except (TypeError, ValueError):
-        raise ScalingError(f"compute {compute!r}: not a number") from None
-    if C.size == 0 or not np.all(np.isfinite(C)) or np.any(C <= 6.0):
-        raise ScalingError(f"compute {compute!r}: must be positive FLOPs (e.g. 5.76e23)")
+        raise ScalingError(f"compute {str(compute)[:60]}: not a number") from None
+    if C.size == 0:
+        raise ScalingError("compute: give at least one budget in FLOPs (e.g. 5.76e23)")
+    bad = C[~(np.isfinite(C) & (C > 6.0))]
+    if bad.size:  # C = 6 N D needs N, D >= 1, so anything up to 6 FLOPs has no allocation at all
+        raise ScalingError(f"compute {float(bad[0]):g}: must be a finite number of FLOPs above 6 (e.g. 5.76e23)")
 
     def quantities(params: Mapping[str, float]) -> np.ndarray:
         n_opt, d_opt = _allocation(law, params, C, at)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import itertools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -121,9 +122,10 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     except UnicodeDecodeError:
         raise ScalingError(f"{path}: not a text CSV file (it is not UTF-8 text)") from None
     except pd.errors.ParserError as exc:
-        raise ScalingError(f"{path}: not a readable CSV file ({_first_line(exc)})") from None
+        raise ScalingError(f"{path}: {_parser_error(exc)}") from None
     except OSError as exc:  # permission denied, I/O error
         raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    _check_shape(df, path, sep)
     if df.shape[1] < 2:
         raise ScalingError(
             f"{path}: not a CSV table (found {df.shape[1]} column: {', '.join(map(str, df.columns))[:80]})"
@@ -134,6 +136,45 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     df.attrs["path"] = str(path)
     df.attrs["sep"] = sep
     return df
+
+
+def _parser_error(exc: Exception) -> str:
+    """pandas' "Error tokenizing data. C error: Expected 3 fields in line 4, saw 4" as a sentence about the file."""
+    text = _first_line(exc)
+    match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if match:
+        want, line, got = match.groups()
+        return f"line {line} has {got} fields but the header has {want} (a stray comma, or an unquoted text cell?)"
+    return f"not a readable CSV file ({text.removeprefix('Error tokenizing data. C error: ')})"
+
+
+def _check_shape(df: pd.DataFrame, path: Path, sep: str) -> None:
+    """Refuse what pandas reads silently but wrongly: a repeated column name, one field too many on every row."""
+    if not df.index.equals(pd.RangeIndex(len(df))) and _first_fields(path, sep) > len(df.columns):
+        # Every data row has one field more than the header: pandas takes the first column as the row labels and
+        # shifts every column by one (N's values under D, ...). Nearly always a delimiter at the end of each row.
+        fields = len(df.columns) + df.index.nlevels
+        raise ScalingError(
+            f"{path}: line 2 has {fields} fields but the header has {len(df.columns)} "
+            f"(a trailing {'tab' if sep == chr(9) else 'comma'} on every row?); remove it"
+        )
+    if any(re.search(r"\.\d+$", str(c)) for c in df.columns):  # pandas renames a repeated "N" to "N.1"
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+        seen: set[str] = set()
+        for position, name in enumerate(header.tolist(), start=1):
+            if name in seen:
+                raise ScalingError(f"{path}: line 1: column {name!r} appears twice in the header (field {position})")
+            seen.add(name)
+
+
+def _first_fields(path: Path, sep: str) -> int:
+    """The number of fields on the first data row, as the csv module splits it."""
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for r in itertools.islice(csv.reader(fh, delimiter=sep), 50) if r]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+    return len(rows[1]) if len(rows) > 1 else 0
 
 
 def canonicalize(df: pd.DataFrame, mapping: Mapping[str, str] | None = None, *, source: str = "table") -> pd.DataFrame:
@@ -317,7 +358,8 @@ def _where(df: pd.DataFrame, position: int, col: str) -> str:
     line = _line_number(df, position)
     if line is not None:
         return f"line {line}, {column}"
-    return f"row {df.index[position]!r}, {column}"
+    label = df.index[position]
+    return f"row {label.item() if isinstance(label, np.generic) else label!r}, {column}"
 
 
 def _line_number(df: pd.DataFrame, position: int) -> int | None:
@@ -406,6 +448,8 @@ def check_writable(path: str | os.PathLike, header: Sequence[str]) -> list[str]:
     path = Path(path)
     if path.is_dir():
         raise ScalingError(f"{path}: is a folder, expected a CSV file")
+    if path.exists() and not path.is_file():  # a FIFO would block the trainer, a device swallow its rows
+        raise ScalingError(f"{path}: not a regular file, expected a CSV file")
     left_out: list[str] = []
     if path.exists():
         existing = read_header(path)
@@ -434,8 +478,13 @@ def _is_older_header(existing: Sequence[str], header: Sequence[str]) -> bool:
 
 def read_header(path: Path) -> list[str] | None:
     """The first line of a CSV as a list of names, ``None`` for an empty file."""
-    with open(path, newline="") as fh:
-        first = fh.readline()
+    try:
+        with open(path, newline="") as fh:
+            first = fh.readline(1 << 20)  # a header, not a whole binary file read as one line
+    except UnicodeDecodeError:
+        raise ScalingError(f"{path}: not a text CSV file (it is not UTF-8 text); refusing to append") from None
+    except OSError as exc:
+        raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not first.strip():
         return None
     return next(csv.reader([first]))

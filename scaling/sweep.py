@@ -65,6 +65,8 @@ AXES: dict[str, str] = {
 # Run-config keys that the sweep sets itself (or that describe where things go) and so cannot be axes.
 NOT_AXES = {"name", "out_dir", "init_from", "branches", "threads", "target_corpus", "stop_after_steps"}
 # Run-config keys that describe a model's shape (what a ``model`` axis entry may hold).
+# Axes that count tokens or repeats: whole numbers, so a "START:STOP:COUNT" range is rounded.
+COUNT_AXES = ("tokens", "unique_tokens", "repeat_count")
 SHAPE_KEYS = ("n_layer", "d_model", "n_head", "d_ff", "target_N", "aspect")
 
 ROLES = ("pretrain", "grid", "isoflop", "scratch", "finetune")
@@ -313,8 +315,12 @@ def parse_count(value: Any, *, what: str) -> int:
     return int(x)
 
 
-def expand_values(values: Any, *, what: str) -> list[Any]:
-    """An axis's values: a list, one scalar, or ``"start:stop:num"`` (num log-spaced values, like the CLI grids)."""
+def expand_values(values: Any, *, what: str, whole: bool = False) -> list[Any]:
+    """An axis's values: a list, one scalar, or ``"start:stop:num"`` (num log-spaced values, like the CLI grids).
+
+    ``whole``: the axis counts tokens, so a range's values are rounded to whole numbers (``"1e5:1e6:4"`` gives
+    100000, 215443, 464159, 1000000), as docs/sweeps.md promises; a list's values must be whole already.
+    """
     if isinstance(values, str) and values.count(":") == 2:
         start, stop, num = (s.strip() for s in values.split(":"))
         a, b = parse_number(start, what=what), parse_number(stop, what=what)
@@ -322,7 +328,12 @@ def expand_values(values: Any, *, what: str) -> list[Any]:
         if a <= 0 or b <= 0:
             raise ScalingError(f"{what}: a log-spaced range needs positive ends, got {values!r}")
         # 10 significant digits: 1024:4096:3 gives 2048, not 2047.9999999999989.
-        return [float(f"{v:.10g}") for v in np.geomspace(a, b, n)]
+        spaced = [float(f"{v:.10g}") for v in np.geomspace(a, b, n)]
+        if whole:
+            spaced = list(dict.fromkeys(float(round(v)) for v in spaced))  # a narrow range may round to repeats
+            if spaced[0] < 1:
+                raise ScalingError(f"{what}: {values!r} starts below one token")
+        return spaced
     if isinstance(values, (list, tuple)):
         return list(values)
     return [values]
@@ -400,7 +411,7 @@ def _axes(sweep: SweepFile, where: str) -> dict[str, list[Any]]:
                 f"{where}: unknown grid axis {name!r}{why}{did}; valid axes: {', '.join(AXES)}, "
                 f"or a run-config key: {', '.join(k for k in valid_config if k not in AXES)}"
             )
-        vals = expand_values(values, what=f"{where}: grid.{name}")
+        vals = expand_values(values, what=f"{where}: grid.{name}", whole=name in COUNT_AXES)
         if not vals:
             raise ScalingError(f"{where}: grid axis {name!r} is empty; give at least one value")
         axes[name] = vals
@@ -440,7 +451,7 @@ def _apply(base: Mapping[str, Any], point: Mapping[str, Any], trainer: _Trainer,
                         cfg[k] = v
             else:
                 cfg["target_N"] = parse_number(value, what=what)
-        elif name in ("tokens", "unique_tokens", "repeat_count"):
+        elif name in COUNT_AXES:
             cfg[name] = parse_count(value, what=what)
         elif name == "epochs":
             cfg["_epochs"] = parse_number(value, what=what)
@@ -482,7 +493,7 @@ def _transfer_specs(sweep, base, points, trainer, where):
     if not tr.pairs:
         raise ScalingError(f"{where}: transfer.pairs is empty; give at least one source -> target pair")
     pretrain = {
-        src: [parse_count(t, what=f"{where}: transfer.pretrain.{src}") for t in expand_values(v, what=src)]
+        src: [parse_count(t, what=f"{where}: transfer.pretrain.{src}") for t in expand_values(v, what=src, whole=True)]
         for src, v in tr.pretrain.items()
     }
     specs = []
@@ -494,11 +505,12 @@ def _transfer_specs(sweep, base, points, trainer, where):
             raise ScalingError(
                 f"{label}: no pretraining run for source {pair.source!r} (transfer.pretrain has: {have})"
             )
-        ft = [parse_count(t, what=f"{label}: finetune_tokens") for t in expand_values(pair.finetune_tokens, what=label)]
+        ft = [parse_count(t, what=f"{label}: finetune_tokens")
+              for t in expand_values(pair.finetune_tokens, what=label, whole=True)]
         if not ft:
             raise ScalingError(f"{label}: finetune_tokens is empty")
         scratch = ft if pair.scratch_tokens is None else [
-            parse_count(t, what=f"{label}: scratch_tokens") for t in expand_values(pair.scratch_tokens, what=label)
+            parse_count(t, what=f"{label}: scratch_tokens") for t in expand_values(pair.scratch_tokens, what=label, whole=True)
         ]
         for point in points:
             model_cfg = _apply(base, point, trainer, where)

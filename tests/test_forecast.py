@@ -114,7 +114,8 @@ def test_numeric_optimum_for_kaplan_nd_is_interior():
         (lambda f: f.predict(N=[1, 2, 3], D=[1, 2]), "different lengths"),
         (lambda f: f.predict(ci=2, N=1e9, D=1e9), "ci 2"),
         (lambda f: f.optimal("lots"), "not a number"),
-        (lambda f: f.optimal(-5), "must be positive"),
+        (lambda f: f.optimal(-5), "compute -5: must be a finite number of FLOPs above 6"),
+        (lambda f: f.optimal(5), "compute 5: must be a finite number of FLOPs above 6"),
     ],
 )
 def test_forecast_bad_input(fitted, call, message):

@@ -162,8 +162,11 @@ def _default_output(csv_path: str, law_name: str) -> Path:
 
 def _check_can_write(path: Path) -> None:
     """Fail before the (possibly long) fit rather than after it."""
-    if path.is_dir():
-        raise ScalingError(f"-o {path}: is a folder; give a file name such as {path / 'fit.json'}")
+    from scaling.fitfile import output_problem
+
+    problem = output_problem(path, example="fit.json")  # a folder, a device, a FIFO
+    if problem:
+        raise ScalingError(f"-o {path}: {problem}")
     probe = path.parent if str(path.parent) else Path(".")
     while not probe.exists():
         probe = probe.parent

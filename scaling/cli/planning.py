@@ -187,14 +187,15 @@ def backtest_command(
 ) -> None:
     """Fit each law on the small end of the table, predict the held-out large end, rank laws by extrapolation error."""
     from scaling.backtest import Holdout, backtest
+    from scaling.fitfile import output_problem
 
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
     spec = Holdout.parse(holdout)
     laws = [p.strip() for item in (law or []) for p in item.split(",") if p.strip()]
     df = _read(results, map_, where)
-    if output is not None and output.is_dir():
-        raise ScalingError(f"-o {output}: is a folder; give a file name such as {output / 'backtest.json'}")
+    if output is not None and (problem := output_problem(output, example="backtest.json")):
+        raise ScalingError(f"-o {output}: {problem}")  # before the backtest's fits, not after
     result = backtest(
         df,
         laws or None,

@@ -29,6 +29,11 @@ WorkersOption = Annotated[
 BackendOption = Annotated[str, typer.Option("--backend", help="local | ray | slurm.")]
 
 
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:  # 0 must not quietly mean the default
+        raise ScalingError(f"--workers {workers}: must be at least 1")
+
+
 def _duration(seconds: float) -> str:
     seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
@@ -45,6 +50,7 @@ def plan_command(
     """Show the runs a sweep file expands to: ids, N, D, FLOPs and estimated time on this machine."""
     from scaling.sweep import estimate_wall_seconds, plan, short_count
 
+    _check_workers(workers)
     p = plan(file)
     k = workers or 2
     df = p.to_frame()
@@ -84,6 +90,7 @@ def run_command(
     from scaling.sweep import plan
     from scaling.sweep_backends import check_results, logs_dir, make_backend, run_plan
 
+    _check_workers(workers)
     p = plan(file)
     check_results(results)  # a results file with another header fails here, before anything trains
     stop_on_sigterm()
@@ -189,6 +196,7 @@ def demo_command(
     """The main job: run configs/sweeps/demo.yaml, fit chinchilla, forecast a 100x larger model, write plots."""
     from scaling.demo import demo_sweep_file, print_demo, run_demo
 
+    _check_workers(workers)
     sweep_file = demo_sweep_file(quick)
     note(f"sweep {sweep_file}; output in {out}/")
     if quick:

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     # scaling.train.corpora), so the user's HF_HUB_OFFLINE decides whether hf:NAME corpora can download.
     # One line per error: datasets' "Generating train split" bars would otherwise come before it on stderr.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    args = parser().parse_args(argv)
+    # intermixed: key=value settings may come before or after --results/--quiet (plain parse_args stops
+    # collecting positionals at the first option and reports the rest as unrecognized arguments)
+    args = parser().parse_intermixed_args(argv)
     try:
         from scaling.train.config import load_config
 

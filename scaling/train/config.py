@@ -274,6 +274,14 @@ def read_yaml(path: Path) -> Any:
     """Parse a YAML file (run config or sweep file); a syntax error is one line naming the file and the line."""
     try:
         return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ScalingError(f"{path}: not a YAML file (not UTF-8 text)") from None
+    except IsADirectoryError:
+        raise ScalingError(f"{path}: is a folder, expected a YAML file") from None
+    except OSError as exc:
+        raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise ScalingError(f"{path}: not usable YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
