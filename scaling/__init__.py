@@ -9,6 +9,7 @@ The notebook API::
     fit.predict(N=70e9, D=1.4e12)          # DataFrame: point, lower, upper
     fit.optimal(compute=5.76e23)
     published = scaling.load_fit("chinchilla")
+    scaling.optimal_hyperparameters([scaling.load_fit("steplaw2025-lr")], N=1e9, D=1e11)   # lr_opt with interval
 
 The fitting side imports without torch; the trainer lives in ``scaling.train``.
 """
@@ -33,6 +34,8 @@ _EXPORTS = {
     "LawFitter": "scaling.estimate",
     "fit": "scaling.estimate",
     "load_fit": "scaling.fitfile",
+    "optimal_hyperparameters": "scaling.hyperparameters",
+    "optimum_table": "scaling.hyperparameters",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -42,6 +45,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names re
     from scaling.estimate import LawFitter, fit
     from scaling.fitting.result import Fit
     from scaling.fitfile import load_fit
+    from scaling.hyperparameters import optimal_hyperparameters, optimum_table
     from scaling.laws import Law, Param, get_law, law_names
     from scaling.results import read_results
 

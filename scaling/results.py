@@ -42,6 +42,8 @@ CANONICAL_COLUMNS: dict[str, str] = {
     "D_F": "fine-tuning tokens (transfer runs)",
     "ece": "expected calibration error of next-token predictions",
     "error": "average top-1 error on downstream tasks, in [0, 1] (gadre-error)",
+    "lr_opt": "optimal (lowest-loss) peak learning rate at the row's N, D or C (hyperparameter laws)",
+    "batch_opt": "optimal batch size in tokens at the row's N, D or C (hyperparameter laws)",
     "run_id": "identifier of the training run (several rows per run: one per evaluation)",
     "step": "optimizer step of the evaluation",
     "final": "1 for the run's last evaluation, else 0",
@@ -49,7 +51,7 @@ CANONICAL_COLUMNS: dict[str, str] = {
 }
 
 # Columns that must be strictly positive wherever a law uses them.
-POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F"}
+POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F", "lr_opt", "batch_opt"}
 # Probabilities and error rates (calibration, downstream error): a value outside [0, 1] is a column or unit mix-up.
 UNIT_INTERVAL_COLUMNS = {"ece", "brier", "error"}
 

@@ -36,7 +36,8 @@ COMMAND_MODULES = [
 COMMANDS = {
     "fit": "Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit.",
     "forecast": "Predicted loss with its interval at given inputs; several values per input give their full grid.",
-    "optimal": "Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap.",
+    "optimal": "Compute-optimal model size and tokens (C = 6ND), or optimal learning rate and batch size; with "
+    "intervals.",
     "laws": "The law catalogue: name, formula, inputs, parameters and paper; or one law in full.",
     "demo": "The main job: run configs/sweeps/demo.yaml, fit chinchilla, forecast a 100x larger model, write plots.",
     "backtest": "Fit each law on the small end of the table, predict the held-out large end, rank laws by "

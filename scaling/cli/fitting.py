@@ -750,18 +750,27 @@ def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None) -> tu
 
 @app.command("optimal")
 def optimal_command(
-    fit: Annotated[
-        str,
+    fits: Annotated[
+        list[str],
         typer.Argument(
-            help="A fit file or a published law name; or a results CSV (see --approach).", metavar="FIT_OR_NAME"
+            help="A fit file or a published law name; or a results CSV (see --approach). Several hyperparameter fits "
+            "(e.g. steplaw2025-lr steplaw2025-batch) are answered side by side.",
+            metavar="FIT_OR_NAME...",
         ),
     ],
     compute: Annotated[
-        list[str],
+        ValuesOption,
         typer.Option(
             "--compute", "-C", metavar="FLOPS", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7."
         ),
-    ],
+    ] = None,
+    N: Annotated[
+        ValuesOption,
+        typer.Option("--N", metavar="VALUES", help="Hyperparameter laws: model size(s), e.g. 1e9 or 1e8:1e10:3."),
+    ] = None,
+    D: Annotated[
+        ValuesOption, typer.Option("--D", metavar="VALUES", help="Hyperparameter laws: training tokens.")
+    ] = None,
     at: Annotated[
         ValuesOption,
         typer.Option(
@@ -791,9 +800,25 @@ def optimal_command(
         typer.Option("--ensemble", help="With a results CSV: compare one model with K smaller ones.", metavar="K"),
     ] = None,
 ) -> None:
-    """Compute-optimal model size and tokens (C = 6ND) with intervals from the bootstrap."""
-    values = parse_values(compute, "--compute")
+    """Compute-optimal model size and tokens (C = 6ND), or optimal learning rate and batch size; with intervals.
+
+    A hyperparameter law (steplaw-lr, deepseek-batch, ...) is answered at --N, --D or --compute; several such fits
+    side by side."""
     held = parse_at(at or [])
+    fit = fits[0]
+    if approach is None and not fit.lower().endswith(".csv"):
+        loaded = [_load(f) for f in fits]
+        if any(r.law.kind == "hyperparameter" for r in loaded):
+            from scaling.cli.planning import optimal_hyperparameters_command
+
+            return optimal_hyperparameters_command(fits, loaded, compute=compute, N=N, D=D, at=held, ci=ci, fmt=fmt)
+    if len(fits) > 1:
+        raise ScalingError(f"one fit at a time (got {len(fits)}); several are for hyperparameter laws only")
+    if N or D:
+        raise ScalingError("--N and --D apply to hyperparameter laws (e.g. steplaw2025-lr); give --compute")
+    if not compute:
+        raise ScalingError("--compute is required: the training FLOPs to allocate, e.g. -C 1e21")
+    values = parse_values(compute, "--compute")
     if approach is not None or fit.lower().endswith(".csv"):
         if held:
             raise ScalingError("--at applies to a fit file or a published law, not to a results table (--approach)")
@@ -811,7 +836,7 @@ def optimal_command(
             ensemble=ensemble,
             fmt=fmt,
         )
-    result = _load(fit)
+    result = loaded[0]
     points = [dict(zip(held, combo)) for combo in itertools.product(*held.values())] if held else [None]
     with _quiet_numerics():
         table = pd.concat([result.optimal(np.array(values), ci=ci, at=p) for p in points], ignore_index=True)

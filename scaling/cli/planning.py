@@ -141,6 +141,56 @@ def optimal_from_results(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# scaling optimal FIT... for hyperparameter laws (optimal learning rate / batch size)
+
+
+def optimal_hyperparameters_command(
+    names: list[str],
+    fits: list[Any],
+    *,
+    compute: list[str] | None,
+    N: list[str] | None,
+    D: list[str] | None,
+    at: dict[str, list[float]],
+    ci: float | None,
+    fmt: Format,
+) -> None:
+    """The optimum each hyperparameter fit predicts on the grid of --N, --D, --compute and --at values."""
+    from scaling.cli.fitting import parse_values
+    from scaling.hyperparameters import optimal_hyperparameters
+
+    if ci is not None and not 0 < ci < 1:
+        raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.9")
+    given: dict[str, list[float]] = {}
+    for column, option, values in (("N", "--N", N), ("D", "--D", D), ("C", "--compute", compute)):
+        if values:
+            given[column] = parse_values(values, option)
+    for column, values in at.items():
+        if column in given:
+            raise ScalingError(f"--at {column}: {column} is given twice")
+        given[column] = values
+    size = int(np.prod([len(v) for v in given.values()])) if given else 0
+    if size > 1_000_000:
+        raise ScalingError(f"the grid has {size} points; at most 1000000")
+    table = optimal_hyperparameters(fits, ci=ci, **given)
+    outputs = [f.law.output for f in fits]
+    drawn = [f for f in fits if len(f.draws)]
+    if not drawn:
+        note("no intervals: " + ("this fit carries" if len(fits) == 1 else "these fits carry") + " no bootstrap draws")
+    caption = None
+    if drawn:
+        level = ci if ci is not None else drawn[0].ci
+        caption = f"[lower, upper]: {level:.0%} interval from the bootstrap draws of " + ", ".join(
+            f"{n} ({len(f.draws)})" for n, f in zip(names, fits) if len(f.draws))
+    if "C" in table.columns and "C" not in given:
+        note("C derived as 6ND for " + ", ".join(n for n, f in zip(names, fits) if "C" in f.law.inputs))
+    if fmt is Format.table:
+        table = _with_interval(table, outputs)
+    laws = "; ".join(f"{n}: {f.law.formula}" for n, f in zip(names, fits))
+    emit(table, fmt, title=f"optimal hyperparameters ({laws})", caption=caption)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # scaling backtest
 
 

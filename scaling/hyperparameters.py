@@ -1,0 +1,101 @@
+"""Optimal hyperparameters from fitted (or published) hyperparameter laws, and the rows such laws are fitted to.
+
+A hyperparameter law (``Law.kind == "hyperparameter"``: ``deepseek-lr``, ``steplaw-batch``, ...) predicts the optimum
+itself, so "the optimal learning rate and batch size at N, D" is a prediction of each law at that point, with the
+interval of its bootstrap draws. :func:`optimal_hyperparameters` answers several such fits at once (one learning-rate
+law, one batch law) on one grid of inputs, deriving C = 6 N D for a law of compute when only N and D are given.
+
+:func:`optimum_table` turns a sweep (runs at several learning rates / batch sizes for each N, D) into the rows these
+laws are fitted to: per scale, the setting with the lowest loss (Li et al. 2025 take the grid minimum; DeepSeek-AI
+2024 fit the near-optimal band, which the lowest-loss run approximates).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import ScalingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
+
+
+def optimum_table(runs: pd.DataFrame, *, settings: Sequence[str] = ("lr", "batch"), by: Sequence[str] = ("N", "D"),
+                  loss: str = "loss") -> pd.DataFrame:
+    """One row per ``by`` group: the ``settings`` of its lowest-``loss`` run, as ``<setting>_opt`` columns.
+
+    >>> optimum_table(sweep, settings=["lr"], by=["N", "D"])   # doctest: +SKIP
+    columns N, D, lr_opt, loss, runs (how many runs the group had)
+    """
+    needed = [*by, *settings, loss]
+    missing = [c for c in needed if c not in runs.columns]
+    if missing:
+        raise ScalingError(f"optimum table: column {missing[0]!r} is missing (columns: {', '.join(map(str, runs.columns))})")
+    table = runs[needed].apply(pd.to_numeric, errors="coerce")
+    bad = table.isna().any(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        col = next(c for c in needed if pd.isna(table[c].iloc[row]))
+        raise ScalingError(f"optimum table: row {row + 1}, column {col!r} is not a number")
+    best = table.loc[table.groupby(list(by), sort=True)[loss].idxmin()]
+    counts = table.groupby(list(by), sort=True).size().to_numpy()
+    out = best.rename(columns={s: f"{s}_opt" for s in settings}).reset_index(drop=True)
+    out["runs"] = counts
+    return out
+
+
+def _required_inputs(fits: Sequence[Fit]) -> list[str]:
+    return list(dict.fromkeys(c for f in fits for c in f.law.inputs))
+
+
+def optimal_hyperparameters(fits: Sequence[Fit], *, ci: float | None = None,
+                            **inputs: Any) -> pd.DataFrame:
+    """The optimum each hyperparameter fit predicts over the grid of ``inputs`` (cartesian product).
+
+    Columns: the inputs, then per fit ``<output>``, ``<output>_lower``, ``<output>_upper`` (NaN bounds for a fit
+    without bootstrap draws). ``C`` is derived as 6 N D for a law of compute when N and D are given and C is not.
+
+    >>> optimal_hyperparameters([load_fit("steplaw2025-lr"), load_fit("steplaw2025-batch")], N=1e9, D=1e11)  # doctest: +SKIP
+    """
+    if not fits:
+        raise ScalingError("no fit given")
+    outputs: dict[str, str] = {}
+    for f in fits:
+        if f.law.kind != "hyperparameter":
+            raise ScalingError(f"law {f.law_name} predicts {f.law.output}, not an optimal hyperparameter; "
+                               "give only hyperparameter fits (e.g. steplaw2025-lr, deepseek2024-batch)")
+        if f.law.output in outputs:
+            raise ScalingError(f"two fits predict {f.law.output} ({outputs[f.law.output]} and {f.law_name}); give one")
+        outputs[f.law.output] = f.law_name
+    required = _required_inputs(fits)
+    given = {k: np.atleast_1d(np.asarray(v, dtype=float)).ravel() for k, v in inputs.items() if v is not None}
+    derive_c = "C" in required and "C" not in given and {"N", "D"} <= set(given)
+    missing = [c for c in required if c not in given and not (c == "C" and derive_c)]
+    if missing:
+        hint = " (or N and D, for C = 6ND)" if missing == ["C"] else ""
+        raise ScalingError(f"{', '.join(outputs.values())} need{'s' if len(fits) == 1 else ''} "
+                           f"{', '.join(missing)}{hint}")
+    unknown = [c for c in given if c not in required and not (derive_c and c in ("N", "D"))]
+    if unknown:
+        raise ScalingError(f"{unknown[0]} is not an input of {', '.join(outputs.values())} "
+                           f"(inputs: {', '.join(required)})")
+    columns = list(given)
+    grid = pd.DataFrame(list(itertools.product(*given.values())), columns=columns)
+    if derive_c:
+        grid["C"] = 6.0 * grid["N"] * grid["D"]
+    out = grid.copy()
+    for f in fits:
+        pred = f.predict(ci=ci, **{c: grid[c].to_numpy() for c in f.law.inputs})
+        name = f.law.output
+        out[name] = pred["point"].to_numpy()
+        out[f"{name}_lower"] = pred["lower"].to_numpy()
+        out[f"{name}_upper"] = pred["upper"].to_numpy()
+    return out
+
+
+__all__ = ["optimal_hyperparameters", "optimum_table"]
