@@ -25,32 +25,39 @@ and translates. Design rules:
 - **Loopback by default**; there is no authentication, so exposing it is the operator's explicit choice.
 """
 
-import json
+import contextlib
 import math
 import os
-import re
-import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.fitfile import load_fit
+from scaling.fitstore import BACKTESTS, NAME_PATTERN, FitStore
+from scaling.serve_limits import BodyLimit, ComputePool, Overloaded, TimedOut, h11_with_header_timeout
+from scaling.serve_problems import Problem, ProblemError, install, problem_responses, refuse
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1_000_000
 MAX_VALUE = 1e40  # anything larger is not a model size, token count or FLOP budget anyone will plan
 # Inputs are counts (parameters, tokens, FLOPs): below 1 they mean nothing, and laws evaluated there overflow.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
-_NAME_RE = re.compile(NAME_PATTERN)
+# Work bounds per request (measured on a 2-core machine: 1e6 vectorised law evaluations ~0.13 s, one numeric
+# optimum ~2.7 ms), so no single request can hold a compute worker for long:
+MAX_EVALUATIONS = 5_000_000  # law evaluations: points x (draws + 1); ~0.7 s
+MAX_NUMERIC_OPTIMA = 2_000  # numeric optimisations (a law without a closed form, or "at"): budgets x (draws + 1)
+DRAW_OVERHEAD = 500  # the closed-form optimum costs ~70 us of Python per draw, about 500 evaluations' worth
+# Connection and queue limits (uvicorn and the compute pool; docs/serve.md says what each does)
+HEADER_TIMEOUT_S = 10.0  # request line and headers must arrive within this (slowloris)
+READ_TIMEOUT_S = 30.0  # the request body must arrive within this
+KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
+MAX_HEADER_BYTES = 16 * 1024  # h11's limit on the request line plus headers (431/400 beyond)
+COMPUTE_WORKERS = 2
+COMPUTE_QUEUE = 32
+COMPUTE_TIMEOUT_S = 30.0
 
 Value = Annotated[float, Field(ge=1, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
 Compute = Annotated[float, Field(gt=6, le=MAX_VALUE, allow_inf_nan=False, strict=True)]  # C = 6ND, N, D >= 1
@@ -160,57 +167,6 @@ class FitDetail(FitSummary):
     notes: str
 
 
-class Problem(BaseModel):
-    detail: str
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The fits folder
-
-
-class FitStore:
-    """Fit files in one folder, loaded on demand and cached until the file changes (mtime, size)."""
-
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder).resolve()
-        if not self.folder.is_dir():
-            raise ScalingError(f"--fits {folder}: no such folder")
-        self._cache: dict[str, tuple[tuple[int, int], Any]] = {}
-        self._lock = threading.Lock()
-
-    def path_of(self, name: str, suffix: str = ".json", sub: str | None = None) -> Path | None:
-        """The file for ``name``, or None when there is none *inside* the folder (the only files ever read)."""
-        if not _NAME_RE.match(name) or name in (".", ".."):
-            return None
-        folder = self.folder / sub if sub else self.folder
-        stem = name.removesuffix(suffix)
-        path = (folder / f"{stem}{suffix}").resolve()
-        if path.parent != folder.resolve() or not path.is_file():
-            return None
-        return path
-
-    def names(self, sub: str | None = None) -> list[str]:
-        folder = self.folder / sub if sub else self.folder
-        if not folder.is_dir():
-            return []
-        return sorted(p.stem for p in folder.glob("*.json") if self.path_of(p.stem, sub=sub) is not None)
-
-    def load(self, name: str):
-        path = self.path_of(name)
-        if path is None:
-            raise KeyError(name)
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            hit = self._cache.get(name)
-            if hit and hit[0] == key:
-                return hit[1]
-        fit = load_fit(path)  # an explicit path: never the name lookup in ./fits or the package
-        with self._lock:
-            self._cache[name] = (key, fit)
-        return fit
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Translating library answers
 
@@ -229,11 +185,18 @@ def _summary(name: str, fit) -> dict:
         "inputs": list(fit.law.inputs),
         "output": fit.law.output,
         "kind": str(fit.meta.get("kind", "fitted")),
-        "n_points": q.get("n_points"),
-        "rmse_log": _num(q["rmse_log"]) if q.get("rmse_log") is not None else None,
-        "converged": q.get("converged"),
+        # quality is free-form in a fit file: a value of the wrong type is shown as null, never a 500
+        "n_points": _typed(q.get("n_points"), int),
+        "rmse_log": _num(q["rmse_log"]) if _typed(q.get("rmse_log"), (int, float)) is not None else None,
+        "converged": _typed(q.get("converged"), bool),
         "n_draws": len(fit.draws),
     }
+
+
+def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        return None  # JSON true is not a count
+    return value if isinstance(value, kind) else None
 
 
 def _clean(value: Any) -> Any:
@@ -268,9 +231,24 @@ def _check_inputs(fit, name: str, points: list[dict[str, float]]) -> dict[str, n
     return {c: np.array([p[c] for p in points], dtype=float) for c in law.inputs}
 
 
+def _check_work(fit, name: str, n: int, what: str, numeric: bool = False, overhead: int = 0) -> None:
+    """Refuse a request that would hold a compute worker too long: ``n`` points or budgets x the fit's draws."""
+    draws = len(fit.draws) + 1  # the point estimate too
+    work, limit = (n + overhead) * draws, MAX_NUMERIC_OPTIMA if numeric else MAX_EVALUATIONS
+    if work > limit:
+        unit = "numeric optimisations" if numeric else "law evaluations"
+        most = max(0, limit // draws - overhead)
+        raise ProblemError(
+            "too-costly",
+            f"{n} {what} x {draws} draws of fit {name!r} (the point estimate included) is about {work:.3g} {unit}, "
+            f"over the limit of {limit:.3g} per request; send at most {most} {what} per request",
+        )
+
+
 def _forecast(store: FitStore, name: str, points: list[dict[str, float]], ci: float | None) -> dict:
     fit = _get(store, name)
     inputs = _check_inputs(fit, name, points)
+    _check_work(fit, name, len(points), "points")
     table = fit.predict(ci=ci, **inputs)
     bad = ~np.isfinite(table["point"].to_numpy(float))
     if bad.any():
@@ -299,43 +277,84 @@ def _get(store: FitStore, name: str):
     try:
         return store.load(name)
     except KeyError:
-        raise _NotFound(f"unknown fit {name!r}; GET /fits lists the {len(store.names())} available") from None
+        raise ProblemError("unknown-fit", f"unknown fit {name!r}; GET /fits lists the {len(store.names())} available") from None
     except ScalingError as exc:
-        raise ScalingError(f"fit {name!r} cannot be used: {exc}") from None
+        raise ProblemError("unusable-fit", f"fit {name!r} cannot be used: {exc}") from None
 
 
-class _NotFound(Exception):
-    pass
+def _detail(store: FitStore, name: str) -> dict:
+    fit = _get(store, name)
+    return _clean(
+        {
+            **_summary(name, fit),
+            "reference": str(fit.meta.get("reference") or fit.law.reference),
+            "params": fit.params,
+            "intervals": {k: list(v) for k, v in fit.intervals.items()},
+            "derived": fit.derived,
+            "ci": fit.ci,
+            "quality": {str(k): v for k, v in (fit.quality or {}).items()},
+            "data_summary": fit.data_summary,
+            "notes": str(fit.meta.get("notes") or ""),
+        }
+    )
 
 
-def _one_line(exc: RequestValidationError) -> str:
-    """The first validation error as ``body.points[3].N: Input should be greater than 0``."""
-    errors = exc.errors()
-    if not errors:
-        return "invalid request"
-    e = errors[0]
-    loc = ".".join(str(x) if not isinstance(x, int) else f"[{x}]" for x in e.get("loc", ())).replace(".[", "[")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{loc}: {e.get('msg', 'invalid')}{more}"
+def _optimal(store: FitStore, name: str, compute: list[float], at: dict[str, float], ci: float | None) -> dict:
+    fit = _get(store, name)
+    numeric = fit.law.optimal is None or bool(at)
+    _check_work(fit, name, len(compute), "compute budgets", numeric, 0 if numeric else DRAW_OVERHEAD)
+    table = fit.optimal(np.array(compute, dtype=float), ci=ci, at=at)
+    core = table[["N_opt", "D_opt", "loss", "tokens_per_param"]].to_numpy(float)
+    if not np.isfinite(core).all():
+        bad = float(table["compute"][~np.isfinite(core).all(axis=1)].iloc[0])
+        raise ScalingError(f"no finite compute-optimal allocation at compute {bad:g}: outside the law's range")
+    return {
+        "fit": name,
+        "law": fit.law_name,
+        "ci": fit.ci if ci is None else ci,
+        "allocations": [
+            {**_clean({k: v for k, v in r.items() if k not in at}), "at": dict(at)} for r in table.to_dict("records")
+        ],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The app
 
 
-def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
-    """A FastAPI app serving the fit files in ``fits_dir`` (read-only). Run it with uvicorn or ``scaling serve``."""
+def create_app(
+    fits_dir: str | os.PathLike = "fits",
+    *,
+    workers: int = COMPUTE_WORKERS,
+    queue: int = COMPUTE_QUEUE,
+    timeout: float = COMPUTE_TIMEOUT_S,
+    read_timeout: float = READ_TIMEOUT_S,
+) -> FastAPI:
+    """A FastAPI app serving the fit files in ``fits_dir`` (read-only). Run it with uvicorn or ``scaling serve``.
+
+    Forecasts and allocations run on ``workers`` threads with at most ``queue`` more waiting (503 beyond) and an
+    answer within ``timeout`` s (504 beyond); a request body must arrive within ``read_timeout`` s (408).
+    """
     store = FitStore(fits_dir)
+    pool = ComputePool(workers=workers, queue=queue, timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        pool.shutdown()
+
     app = FastAPI(
         title="scaling prediction service",
         version=scaling.__version__,
-        description="Forecasts and compute-optimal allocations from fitted scaling laws (read-only).",
-        # FastAPI's own limit: a larger body gets 413 before it is parsed (Starlette answers a too-large
-        # Content-Length in plain text "Content Too Large", a too-long chunked body as JSON).
-        max_body_size=MAX_BODY_BYTES,
+        description="Forecasts and compute-optimal allocations from fitted scaling laws (read-only). Every error "
+        "is an RFC 9457 problem (application/problem+json).",
+        lifespan=lifespan,
     )
-    app.state.store = store
-    errors = {400: {"model": Problem}, 404: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}}
+    app.state.store, app.state.pool = store, pool
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, read_timeout=read_timeout, refuse=refuse)
+    install(app)
+    reads = problem_responses(404, 422, 500)
+    computes = problem_responses(400, 404, 408, 413, 422, 500, 503, 504)
     # The schema's example names are the files present at start-up, so generated clients (and fuzzers) reach
     # real fits rather than only 404s.
     Name = Annotated[
@@ -351,103 +370,65 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
         PathParam(
             pattern=NAME_PATTERN,
             description="file name in FITS/backtests/",
-            examples=store.names(sub="backtests")[:3] or ["demo"],
+            examples=store.names(sub=BACKTESTS)[:3] or ["demo"],
         ),
     ]
 
-    @app.exception_handler(RequestValidationError)
-    async def on_validation(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": _one_line(exc)}, status_code=422)
+    async def in_pool(fn, *args):
+        try:
+            return await pool.run(fn, *args)
+        except Overloaded as exc:
+            raise ProblemError("busy", str(exc), {"Retry-After": str(exc.retry_after)}) from None
+        except TimedOut as exc:
+            raise ProblemError("timeout", str(exc)) from None
 
-    @app.exception_handler(ScalingError)
-    async def on_scaling_error(request: Request, exc: ScalingError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(request: Request, exc: StarletteHTTPException):
-        # FastAPI answers a body it cannot decode with "There was an error parsing the body": say what to send.
-        detail = str(exc.detail)
-        if exc.status_code == 400 and "parsing the body" in detail:
-            detail = "the request body is not valid JSON (send UTF-8 JSON with Content-Type: application/json)"
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(_NotFound)
-    async def on_not_found(request: Request, exc: _NotFound):
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
+    # async, so it runs on the event loop and never waits for a thread: it answers while every worker is busy
+    @app.get("/health", responses=problem_responses(500))
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "fits": len(store.names()), "version": scaling.__version__}
 
-    @app.get("/fits", response_model=FitList)
+    @app.get("/fits", response_model=FitList, responses=problem_responses(500))
     def list_fits() -> dict:
         fits, unreadable = [], {}
-        for name in store.names():
+        for name, entry in store.entries().items():
             try:
+                if isinstance(entry, ScalingError):
+                    raise entry
                 fits.append(_summary(name, store.load(name)))
             except ScalingError as exc:
                 unreadable[name] = str(exc)
+            except KeyError:
+                continue  # removed since the listing
         return {"fits": fits, "unreadable": unreadable}
 
-    @app.get("/fits/{name}", response_model=FitDetail, responses=errors)
+    @app.get("/fits/{name}", response_model=FitDetail, responses=reads)
     def show_fit(name: Name) -> dict:
-        fit = _get(store, name)
-        return _clean(
-            {
-                **_summary(name, fit),
-                "reference": str(fit.meta.get("reference") or fit.law.reference),
-                "params": fit.params,
-                "intervals": {k: list(v) for k, v in fit.intervals.items()},
-                "derived": fit.derived,
-                "ci": fit.ci,
-                "quality": {k: v for k, v in (fit.quality or {}).items()},
-                "data_summary": fit.data_summary,
-                "notes": str(fit.meta.get("notes") or ""),
-            }
-        )
+        return _detail(store, name)
 
-    @app.post("/fits/{name}/forecast", response_model=ForecastResponse, responses=errors)
-    def forecast(name: Name, body: ForecastRequest) -> dict:
-        return _forecast(store, name, [dict(body.inputs)], body.ci)
+    @app.post("/fits/{name}/forecast", response_model=ForecastResponse, responses=computes)
+    async def forecast(name: Name, body: ForecastRequest) -> dict:
+        return await in_pool(_forecast, store, name, [dict(body.inputs)], body.ci)
 
-    @app.post("/fits/{name}/forecast/batch", response_model=ForecastResponse, responses=errors)
-    def forecast_batch(name: Name, body: BatchRequest) -> dict:
-        return _forecast(store, name, [dict(p) for p in body.points], body.ci)
+    @app.post("/fits/{name}/forecast/batch", response_model=ForecastResponse, responses=computes)
+    async def forecast_batch(name: Name, body: BatchRequest) -> dict:
+        return await in_pool(_forecast, store, name, [dict(p) for p in body.points], body.ci)
 
-    @app.post("/fits/{name}/optimal", response_model=OptimalResponse, responses=errors)
-    def optimal(name: Name, body: OptimalRequest) -> dict:
-        fit = _get(store, name)
-        table = fit.optimal(np.array(body.compute, dtype=float), ci=body.ci, at=body.at)
-        core = table[["N_opt", "D_opt", "loss", "tokens_per_param"]].to_numpy(float)
-        if not np.isfinite(core).all():
-            bad = float(table["compute"][~np.isfinite(core).all(axis=1)].iloc[0])
-            raise ScalingError(f"no finite compute-optimal allocation at compute {bad:g}: outside the law's range")
-        return {
-            "fit": name,
-            "law": fit.law_name,
-            "ci": fit.ci if body.ci is None else body.ci,
-            "allocations": [
-                {**_clean({k: v for k, v in r.items() if k not in body.at}), "at": dict(body.at)}
-                for r in table.to_dict("records")
-            ],
-        }
+    @app.post("/fits/{name}/optimal", response_model=OptimalResponse, responses=computes)
+    async def optimal(name: Name, body: OptimalRequest) -> dict:
+        return await in_pool(_optimal, store, name, list(body.compute), dict(body.at), body.ci)
 
-    @app.get("/backtests")
+    @app.get("/backtests", responses=problem_responses(500))
     def list_backtests() -> dict[str, list[str]]:
-        return {"backtests": store.names(sub="backtests")}
+        return {"backtests": store.names(sub=BACKTESTS)}
 
-    @app.get("/backtests/{name}", responses=errors)
+    @app.get("/backtests/{name}", responses=reads)
     def show_backtest(name: BacktestName) -> dict[str, Any]:
-        path = store.path_of(name, sub="backtests")
-        if path is None:
-            raise _NotFound(f"unknown backtest {name!r}; GET /backtests lists them")
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ScalingError(f"backtest {name!r} cannot be read: {exc}") from None
-        if not isinstance(data, dict):
-            raise ScalingError(f"backtest {name!r} is not a backtest summary (expected a JSON object)")
-        return _clean(data)
+            return _clean(store.read_backtest(name))
+        except KeyError:
+            raise ProblemError("unknown-backtest", f"unknown backtest {name!r}; GET /backtests lists them") from None
+        except ScalingError as exc:
+            raise ProblemError("unusable-backtest", f"backtest {name!r} cannot be read: {exc}") from None
 
     return app
 
@@ -455,16 +436,51 @@ def create_app(fits_dir: str | os.PathLike = "fits") -> FastAPI:
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+def server_config(
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "warning",
+    header_timeout: float = HEADER_TIMEOUT_S,
+):
+    """The uvicorn configuration ``scaling serve`` runs ``app`` with: the header timeout, keep-alive and
+    header-size limits of docs/serve.md (tests start the same configuration)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=h11_with_header_timeout(header_timeout),  # uvicorn has no header timeout of its own
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        timeout_graceful_shutdown=5,
+    )
+
+
 def serve(
-    fits_dir: str | os.PathLike = "fits", host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"
+    fits_dir: str | os.PathLike = "fits",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "warning",
+    *,
+    workers: int = COMPUTE_WORKERS,
+    queue: int = COMPUTE_QUEUE,
+    timeout: float = COMPUTE_TIMEOUT_S,
 ) -> None:
     """Run the service with uvicorn until interrupted (what ``scaling serve`` calls)."""
     import uvicorn
 
     if not (0 <= port <= 65535):
         raise ScalingError(f"--port {port}: must be between 0 and 65535")
-    app = create_app(fits_dir)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    for option, value, low in (("--workers", workers, 1), ("--queue", queue, 0)):
+        if value < low:
+            raise ScalingError(f"{option} {value}: must be {low} or more")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ScalingError(f"--timeout {timeout}: must be a positive number of seconds")
+    app = create_app(fits_dir, workers=workers, queue=queue, timeout=timeout)
+    uvicorn.Server(server_config(app, host, port, log_level)).run()
 
 
-__all__ = ["LOOPBACK", "MAX_BATCH", "MAX_BODY_BYTES", "MAX_VALUE", "FitStore", "create_app", "serve"]
+__all__ = ["LOOPBACK", "MAX_BATCH", "MAX_BODY_BYTES", "MAX_VALUE", "FitStore", "create_app", "serve", "server_config"]

@@ -287,6 +287,9 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback by default.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port (0 picks a free one).")] = 8000,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: warning, info, debug.")] = "warning",
+    workers: Annotated[int, typer.Option("--workers", help="Threads computing forecasts and allocations.")] = 2,
+    queue: Annotated[int, typer.Option("--queue", help="Requests that may wait for a worker; more get 503.")] = 32,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to answer a forecast (wait included); 504 after.")] = 30.0,
 ) -> None:
     """Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs)."""
     from scaling.serve import LOOPBACK, FitStore, serve
@@ -298,7 +301,7 @@ def serve_command(
         f"serving {len(store.names())} fit(s) from {store.folder} at http://{host}:{port} (docs at /docs); "
         "read-only; Ctrl-C stops"
     )
-    serve(fits, host=host, port=port, log_level=log_level)
+    serve(fits, host=host, port=port, log_level=log_level, workers=workers, queue=queue, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------------------
