@@ -2,7 +2,7 @@
 
     scaling serve --fits fits/ --host 127.0.0.1 --port 8000      # then open http://127.0.0.1:8000/docs
 
-Endpoints (all JSON; the OpenAPI schema is at ``/openapi.json``)::
+Endpoints (JSON; errors are ``application/problem+json``; the OpenAPI schema is at ``/openapi.json``)::
 
     GET  /health                          liveness and the number of fits
     GET  /fits                            the fits in the folder (name, law, formula, points, ...)
@@ -11,17 +11,23 @@ Endpoints (all JSON; the OpenAPI schema is at ``/openapi.json``)::
     POST /fits/{name}/forecast/batch      {"points": [{"N": ..., "D": ...}, ...], "ci": 0.9}   (<= 1000 points)
     POST /fits/{name}/optimal             {"compute": [5.76e23], "ci": 0.9}  (+ "at": {"U": 25e9})
     GET  /backtests, /backtests/{name}    backtest summaries saved with ``scaling backtest -o FOLDER/backtests/NAME.json``
+    GET  /problems/{slug}                 what an error's ``type`` means
 
 The same library calls as the CLI and the notebook (``Fit.predict``, ``Fit.optimal``); this module only validates
 and translates. Design rules:
 
 - **Read-only**: no endpoint writes anything; fits are made with ``scaling fit`` and dropped into the folder.
-- **Never reads outside the fits folder**: a fit name is one path component (letters, digits, ``._-``), and the
-  resolved file (symlinks followed) must sit directly in the folder.
+- **Never reads outside the fits folder**, and one bad entry costs only itself (:mod:`scaling.fitstore`): names are
+  one path component, every path is resolved and must sit directly in the folder, links out of it and loops are
+  refused, and a fit whose numbers are not finite or outside the law's bounds is listed as unreadable.
 - **Every input validated** (pydantic): numbers must be finite, positive and below 1e40; ``ci`` in (0, 1); at most
-  1000 points per batch and 1 MB per request body. Bad input gets a 4xx with a one-line ``detail``; an unknown fit a
-  404. A :class:`~scaling.errors.ScalingError` from the library (a law without that input, no compute-optimal size)
-  is a 422, and a prediction that is not a finite number at absurd inputs is a 422 too.
+  1000 points per batch and 1 MB per request body, and at most :data:`MAX_EVALUATIONS` law evaluations
+  (:data:`MAX_NUMERIC_OPTIMA` numeric optima) per request.
+- **Every error is an RFC 9457 problem** (``application/problem+json``, :mod:`scaling.serve_problems`): bad input
+  a 4xx with a one-line ``detail``, an unknown fit a 404, a fit file that cannot be used a 422.
+- **Stays responsive** (:mod:`scaling.serve_limits`): forecasts and allocations run on a bounded pool (503 with
+  Retry-After when its queue is full, 504 past the timeout); ``/health`` is async and never waits for it; uvicorn
+  closes connections whose headers or body do not arrive in time.
 - **Loopback by default**; there is no authentication, so exposing it is the operator's explicit choice.
 """
 
