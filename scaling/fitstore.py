@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from scaling.errors import ScalingError
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.fitfile import fit_from_dict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"

@@ -33,7 +33,7 @@ from packaging.version import Version
 
 from scaling.backtest import backtest
 from scaling.estimate import fit as fit_law
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.fitfile import load_fit, save_fit
 from scaling.laws.chinchilla import chinchilla_loss
 from scaling.serve import MAX_EVALUATIONS, create_app, server_config
