@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.stats import norm
+from scipy.stats import norm, qmc
 from threadpoolctl import threadpool_limits
 
 from scaling.errors import ScalingError
@@ -65,6 +65,9 @@ SCREEN_OPTIONS: dict[str, Any] = {"ftol": 1e-10, "gtol": 1e-8, "maxiter": 5000, 
 # A third, for objectives with kinks (Huber with a tiny delta is nearly least-absolute-deviations, where gradient
 # tests are fragile): restarting a tight L-BFGS-B from the point lowers the objective by at most RESTART_TOL relative.
 STEP_TOL = 1e-4
+# Multi-start: a full grid up to MAX_GRID starts (Hoffmann's chinchilla grid has 4500), else SOBOL_STARTS Sobol points.
+MAX_GRID = 50_000
+SOBOL_STARTS = 4096
 GRAD_TOL = 1e-6
 RESTART_TOL = 1e-9
 
@@ -161,7 +164,12 @@ class _Space:
             return np.where(self.log, np.log(x), x)
 
     def grid(self) -> np.ndarray:
-        """The multi-start grid (cartesian product of the free parameters' grids), clipped into the bounds."""
+        """The multi-start grid (cartesian product of the free parameters' grids), clipped into the bounds.
+
+        When the product would exceed ``MAX_GRID`` starts (many parameters, e.g. per-group copies), a scrambled
+        Sobol sequence of ``SOBOL_STARTS`` points over the box spanned by the grids replaces it (scipy.stats.qmc;
+        low-discrepancy points cover the box far more evenly than as many random starts).
+        """
         axes = []
         for name, is_log, lo, hi in zip(self.free, self.log, self.lower, self.upper):
             g = np.asarray(self.law.param(name).grid, dtype=float)
@@ -171,6 +179,11 @@ class _Space:
             axes.append(np.unique(np.clip(g, lo, hi)))
         if not axes:
             return np.zeros((1, 0))
+        if math.prod(a.size for a in axes) > MAX_GRID:
+            lo = np.array([a.min() for a in axes])
+            hi = np.array([a.max() for a in axes])
+            unit = qmc.Sobol(d=len(axes), scramble=True, seed=0).random(SOBOL_STARTS)
+            return lo + unit * (hi - lo)
         return np.array(list(itertools.product(*axes)), dtype=float)
 
     def scipy_bounds(self) -> list[tuple[float | None, float | None]]:
@@ -527,6 +540,15 @@ def _min_distinct(law: Law) -> dict[str, int]:
     return out
 
 
+def _unit_strata(df: pd.DataFrame, strata: str | None, codes: np.ndarray, n_units: int) -> list[np.ndarray] | None:
+    """The resampling units of each value of the ``strata`` column (a unit belongs to the stratum of its first
+    row), or None without strata."""
+    if not strata or strata not in df.columns:
+        return None
+    first = pd.Series(df[strata].to_numpy()).groupby(codes).first().reindex(range(n_units))
+    return [np.flatnonzero((first == value).to_numpy()) for value in pd.unique(first.dropna())]
+
+
 def _file_sha256(path: str | None) -> str | None:
     if not path:
         return None
@@ -569,6 +591,8 @@ class LawFitter:
         optimizer_options: L-BFGS-B options; None = tight (ftol 1e-15, gtol 1e-12); ``{}`` = SciPy's defaults.
         ref_compute: compute (FLOPs) at which ``tokens_per_param`` is reported for laws with a closed-form optimum;
             default: the largest 6 N D in the data.
+        strata: column whose values the bootstrap keeps balanced: units (runs) are resampled within each value
+            (per-group fits: every group keeps its runs' count, so its own parameters stay identified).
     """
 
     def __init__(
@@ -592,6 +616,7 @@ class LawFitter:
         reduction: str = "sum",
         optimizer_options: Mapping[str, Any] | None = None,
         ref_compute: float | None = None,
+        strata: str | None = None,
     ):
         self.law = law
         self.loss = loss
@@ -611,6 +636,7 @@ class LawFitter:
         self.reduction = reduction
         self.optimizer_options = optimizer_options
         self.ref_compute = ref_compute
+        self.strata = strata
 
     # -- settings ------------------------------------------------------------------------------------------------
 
@@ -660,6 +686,7 @@ class LawFitter:
             "optimizer": "L-BFGS-B",
             "optimizer_options": dict(TIGHT_OPTIONS if self.optimizer_options is None else self.optimizer_options),
             "ref_compute": ref_compute,
+            "strata": self.strata,
         }
 
     # -- fitting -------------------------------------------------------------------------------------------------
@@ -670,7 +697,10 @@ class LawFitter:
         df = data
         if self.param_def == "total" and "N_total" in df.columns and "N" in law.inputs:
             df = df.assign(N=df["N_total"])
-        df = validate_columns(df, list(law.inputs) + [law.output], source=source)
+        positive = None
+        if not law.positive_inputs:  # a formula law: inputs may be <= 0; a log-space target must still be > 0
+            positive = {law.output} if law.residual_space == "log" else set()
+        df = validate_columns(df, list(law.inputs) + [law.output], source=source, positive=positive)
         if len(df) == 0:
             raise ScalingError(f"{source}: no rows to fit")
         for col, k in _min_distinct(law).items():
@@ -910,8 +940,12 @@ class LawFitter:
             except ScalingError as exc:
                 raise ScalingError(f"fix_draws row {k}: {exc}") from None
         rows, failed = [], 0
+        strata = _unit_strata(df, self.strata, codes, n_units)
         for i in range(self.n_bootstrap):
-            counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
+            if strata is None:
+                counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
+            else:  # resample units within each stratum, so every stratum (a per-group parameter's data) stays
+                counts = sum(np.bincount(rng.choice(units, units.size), minlength=n_units) for units in strata)
             weights = counts[codes].astype(float)
             used = weights > 0
             if used.sum() < space.size or any(np.unique(v[used]).size < k for v, k in distinct):

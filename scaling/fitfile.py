@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 import scaling
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
-from scaling.laws.base import get_law
+from scaling.laws.base import _REGISTRY, get_law
 
 FORMAT_VERSION = 1
 
@@ -68,6 +68,7 @@ class FitFileV1(BaseModel):
     data_summary: dict[str, Any] | None = None
     quality: dict[str, Any] = {}
     created: str | None = None
+    law_spec: dict[str, Any] | None = None  # formula laws: the spec they are rebuilt from (scaling.laws.formula)
 
 
 def _jsonable(value: Any) -> Any:
@@ -121,7 +122,35 @@ def fit_to_dict(fit: Fit) -> dict:
         "quality": fit.quality,
         "created": meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    spec = _law_spec(fit)
+    if spec is not None:
+        d["law_spec"] = spec
     return _jsonable(d)
+
+
+def _law_spec(fit: Fit) -> dict | None:
+    """The formula spec to store for a law outside the catalogue (None for catalogue laws, stored by name).
+
+    A :class:`~scaling.laws.formula.FormulaLaw` stores its spec. A law made in a script with ``scaling.Law`` is
+    rebuilt from its formula text when that text reproduces its function (checked numerically); otherwise
+    saving is refused, since the file could not be loaded again.
+    """
+    from scaling.laws.formula import FormulaLaw, law_from_plain
+
+    law = fit.law
+    if isinstance(law, FormulaLaw) and law.spec is not None:
+        return law.spec.model_dump()
+    if fit.law_name.partition(":")[0] in _REGISTRY:
+        return None
+    ranges = (fit.data_summary or {}).get("ranges")
+    rebuilt = law_from_plain(law, fit.params, ranges)
+    if rebuilt is None:
+        raise ScalingError(
+            f"law {law.name!r} is not in the catalogue and its formula {law.formula!r} does not reproduce its "
+            "function, so a saved fit could not be loaded again; write the law as a formula "
+            "(scaling.laws.formula.formula_law or --formula) or register it (scaling.laws.register) before saving"
+        )
+    return rebuilt.spec.model_dump()
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -149,7 +178,12 @@ def fit_from_dict(d: Any, *, source: str = "fit") -> Fit:
     except ValidationError as exc:
         raise ScalingError(f"{source}: invalid fit file: {_first_error(exc)}") from None
     try:
-        law = get_law(f.law)
+        if f.law_spec is not None:  # a formula law: rebuilt from its re-validated formula text, nothing else runs
+            from scaling.laws.formula import build_law, spec_from_dict
+
+            law = build_law(spec_from_dict(f.law_spec, source=f"{source}: law_spec"))
+        else:
+            law = get_law(f.law)
     except ScalingError as exc:
         raise ScalingError(f"{source}: {exc}") from None
     names = set(law.param_names)

@@ -107,9 +107,10 @@ def _broadcast_inputs(law: Law, inputs: Mapping[str, Any], grid: bool) -> dict[s
             raise ScalingError(f"input {c}: {inputs[c]!r} is not a number") from None
         if a.size == 0:
             raise ScalingError(f"input {c}: no values")
-        if not np.all(np.isfinite(a)) or np.any(a <= 0):
-            bad = a[~(np.isfinite(a) & (a > 0))][0]
-            raise ScalingError(f"input {c}: {bad!r} must be a positive finite number")
+        ok = np.isfinite(a) & ((a > 0) | (not law.positive_inputs))  # formula laws may take inputs <= 0
+        if not ok.all():
+            bad = a[~ok][0]
+            raise ScalingError(f"input {c}: {bad!r} must be a {'positive ' if law.positive_inputs else ''}finite number")
         arrays[c] = a
     if grid:
         combos = list(itertools.product(*(arrays[c] for c in law.inputs)))

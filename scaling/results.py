@@ -20,7 +20,7 @@ import io
 import itertools
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +77,12 @@ DERIVED: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def parse_mapping(items: Iterable[str]) -> dict[str, str]:
+def parse_mapping(items: Iterable[str], extra: Collection[str] = ()) -> dict[str, str]:
     """``["N=Model Size", "C=Training FLOP"]`` -> ``{"N": "Model Size", "C": "Training FLOP"}``.
 
-    The left side must be a canonical column (``N``, ``D``, ``loss``, ... or an exact-case one like ``D_F``);
-    a near miss such as ``n`` is an error with the suggestion rather than a silently useless mapping.
+    The left side must be a canonical column (``N``, ``D``, ``loss``, ... or an exact-case one like ``D_F``)
+    or one of ``extra`` (the names a formula law reads, e.g. ``lr``); a near miss such as ``n`` is an error with
+    the suggestion rather than a silently useless mapping.
     """
     mapping: dict[str, str] = {}
     for item in items:
@@ -89,12 +90,13 @@ def parse_mapping(items: Iterable[str]) -> dict[str, str]:
         canonical, foreign = canonical.strip(), foreign.strip().strip("\"'")
         if not sep or not canonical or not foreign:
             raise ScalingError(f"--map {item!r}: expected CANONICAL=FOREIGN, e.g. N=\"Model Size\"")
-        if canonical not in CANONICAL_COLUMNS:
-            near = _suggest(canonical, list(CANONICAL_COLUMNS))
+        if canonical not in CANONICAL_COLUMNS and canonical not in extra:
+            near = _suggest(canonical, [*CANONICAL_COLUMNS, *extra])
             hint = f" (did you mean {near!r}?)" if near else ""
             raise ScalingError(
                 f"--map {item!r}: {canonical!r} is not a canonical column{hint}; "
                 f"canonical columns are {', '.join(CANONICAL_COLUMNS)}"
+                + (f"; the formula's names are {', '.join(extra)}" if extra else "")
             )
         if canonical in mapping and mapping[canonical] != foreign:
             raise ScalingError(f"--map {item!r}: {canonical} is already mapped to {mapping[canonical]!r}")
@@ -229,8 +231,12 @@ def select_rows(df: pd.DataFrame, where: str | None, *, source: str = "table") -
     return out
 
 
-def validate_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "table") -> pd.DataFrame:
+def validate_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "table",
+                     positive: Collection[str] | None = None) -> pd.DataFrame:
     """Check that ``columns`` exist and hold finite numbers (positive where that is required).
+
+    ``positive``: the columns that must be positive (default :data:`POSITIVE_COLUMNS`); a formula law whose
+    inputs may be zero or negative passes only its log-space target.
 
     Errors name the file, the column as the user wrote it and the line of the first bad value (header =
     line 1). A derived column (D = C/(6N)) is checked through the columns it comes from, so the error points
@@ -265,7 +271,7 @@ def validate_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = 
             else:
                 what = f"{raw!r}, not a finite number"
             raise ScalingError(f"{source}: {_where(out, pos, col)} is {what}")
-        if col in POSITIVE_COLUMNS and (array <= 0).any():
+        if col in (POSITIVE_COLUMNS if positive is None else positive) and (array <= 0).any():
             pos = int((array <= 0).nonzero()[0][0])
             raw = _raw_cell(out, pos, col)
             shown = raw if raw is not None else repr(float(array[pos]))

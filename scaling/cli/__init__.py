@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "scaling.cli.fitting",  # fit, forecast, optimal, laws
     "scaling.cli.sweep",  # sweep plan, sweep run, demo
     "scaling.cli.planning",  # backtest, report, serve (and optimal RESULTS.csv --approach)
+    "scaling.cli.formula",  # predict, evaluate (and fit --formula / --law-file)
 ]
 
 # The top-level commands with their one-line help, in the order `scaling --help` lists them. `scaling` and

@@ -253,6 +253,33 @@ def fit_command(
         Path | None,
         typer.Option("--output", "-o", metavar="PATH", help="Fit file to write (default fits/<csv stem>-<law>.json)."),
     ] = None,
+    formula: Annotated[
+        str | None,
+        typer.Option("--formula", metavar="TEXT", help='Fit your own law, e.g. "L = E + A/N^alpha + B/D^beta" '
+                     "(docs/laws.md, Write your own law)."),
+    ] = None,
+    law_file: Annotated[
+        str | None, typer.Option("--law-file", metavar="PATH", help="A YAML law file (formula, params, ...).")
+    ] = None,
+    param: Annotated[
+        ValuesOption,
+        typer.Option("--param", metavar="NAME=LO:HI", help="Formula parameter bounds, e.g. alpha=0:2, A=0:inf:log, "
+                     "E=0:10@1,2 (starts after @; repeatable)."),
+    ] = None,
+    residual: Annotated[
+        str | None, typer.Option("--residual", metavar="log|linear", help="Formula laws: residual space (log).")
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", metavar="COL", help="Formula laws: the column naming each row's group.")
+    ] = None,
+    per_group: Annotated[
+        str | None, typer.Option("--per-group", metavar="NAMES", help="Formula laws: parameters fitted once per "
+                                 "--by group, e.g. E,A (the others are shared).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", metavar="COLS", help="Formula laws: output column(s) to fit, one fit "
+                                 "each, e.g. loss_english,loss_python.")
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
@@ -272,6 +299,19 @@ def fit_command(
         raise ScalingError(f"--delta {delta:g}: must be positive")
     if param_def not in ("nonemb", "total"):
         raise ScalingError(f"--param-def {param_def!r}: expected nonemb or total")
+    from scaling.cli.formula import FormulaOptions, fit_formula_command
+
+    own = FormulaOptions(formula, law_file, param or [], residual, by, per_group, target)
+    if own.wanted or any(v is not None for v in (residual, by, per_group, target)) or param:
+        if not own.wanted:
+            raise ScalingError("--param, --residual, --by, --per-group and --target are for formula laws: "
+                               "add --formula TEXT or --law-file PATH")
+        if law is not None or x is not None or fix_from is not None or param_def != "nonemb":
+            raise ScalingError("--formula/--law-file replace --law; --x, --fix-from and --param-def do not apply")
+        fitter = {"loss": loss, "delta": delta, "n_bootstrap": bootstrap, "ci": ci, "seed": seed, "group": group}
+        fit_formula_command(results, own, map_items=map_ or [], where=where, fix=fix or [], tie=tie or [],
+                            fitter=fitter, output=output, fmt=fmt)
+        return
     mapping = parse_mapping(map_ or [])
     if law is None:
         # The engine owns the rule for picking a law from the columns; it looks at the (mapped, selected) table.

@@ -76,6 +76,9 @@ class Law:
             output is an optimal setting such as the learning rate: its prediction *is* the optimum, see
             :mod:`scaling.hyperparameters`) or ``"downstream"`` (a metric predicted from a loss, the second step of
             a chained forecast, see :mod:`scaling.downstream`).
+        positive_inputs: True (the catalogue's laws of counts N, D, U, ...): inputs must be positive, in tables and
+            forecasts. False for laws whose formula takes zero or negative inputs (formula laws of log learning
+            rate, mixture proportions, ...): the inputs need only be finite.
     """
 
     name: str
@@ -92,6 +95,7 @@ class Law:
     notes: str = ""
     residual_space: str = "log"
     kind: str = "loss"
+    positive_inputs: bool = True
 
     def __post_init__(self) -> None:
         if self.residual_space not in RESIDUAL_SPACES:
