@@ -342,7 +342,10 @@ def resolve_spec(spec: FormulaSpec, columns: Sequence[str] | None = None) -> For
     if not inputs:
         raise ScalingError(f"formula {spec.formula!r}: no input column among its names ({', '.join(symbols)}); "
                            "name the table's columns in the formula, or map them with --map NAME=COLUMN")
-    params = {s: spec.params.get(s, ParamSpec()) for s in symbols if s not in inputs}
+    others = [s for s in symbols if s not in inputs]
+    if set(others) == declared:  # every parameter declared (law files, fit files): keep the declared order
+        others = list(spec.params)
+    params = {s: spec.params.get(s, ParamSpec()) for s in others}
     if not params:
         raise ScalingError(f"formula {spec.formula!r}: no parameters to fit")
     output = spec.output or ("loss" if lhs in (None, "L") else lhs)
