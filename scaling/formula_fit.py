@@ -22,7 +22,7 @@ import pandas as pd
 
 from scaling.errors import ScalingError
 from scaling.estimate import LawFitter
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.laws.formula import (
     FormulaLaw,
     FormulaSpec,

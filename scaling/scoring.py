@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
-from scaling.fit import Fit
+from scaling.fitting.result import Fit
 from scaling.laws.formula import FormulaLaw, add_group_index
 from scaling.results import canonicalize, validate_columns
 

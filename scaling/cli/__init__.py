@@ -46,6 +46,9 @@ COMMANDS = {
     "serve": "Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs).",
     "report": "A self-contained HTML report: data, fitted curves with extrapolation bands, residuals, isoFLOP "
     "profiles, backtest.",
+    "predict": "The rows with the fit's prediction and interval appended (prediction, prediction_lower, "
+    "prediction_upper).",
+    "evaluate": "R^2, NMSE, NMAE, log-RMSE and mean relative error of a fit on a test table (docs/cli.md).",
     "sweep": "Plan and run training sweeps described by a sweep file (configs/sweeps/*.yaml).",
 }
 
