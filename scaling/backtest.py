@@ -65,14 +65,20 @@ class Holdout:
 
     kind: str
     size: float
+    tail: float | None = None  # held-out curves keep only this last fraction of their tokens (GPT-3's protocol)
 
     @classmethod
-    def parse(cls, text: str) -> Holdout:
+    def parse(cls, text: str, tail: float | None = None) -> Holdout:
         kind, _, size = str(text).strip().partition(":")
         if kind not in HOLDOUTS:
             raise ScalingError(f"--holdout {text!r}: expected one of {', '.join(HOLDOUTS)} (optionally :SIZE)")
+        if tail is not None:
+            if not (isinstance(tail, (int, float)) and 0 < tail <= 1):
+                raise ScalingError(f"--tail {tail!r}: a fraction of the held-out curve in (0, 1], e.g. 0.3")
+            if kind == "last-fraction":
+                raise ScalingError("--tail applies to largest-N and largest-C; last-fraction already holds out tails")
         if not size:
-            return cls(kind, DEFAULT_SIZE[kind])
+            return cls(kind, DEFAULT_SIZE[kind], tail)
         try:
             value = float(size)
         except ValueError:
@@ -83,11 +89,11 @@ class Holdout:
             raise ScalingError(f"--holdout {text!r}: last-fraction takes a fraction below 1, e.g. last-fraction:0.25")
         if value >= 1 and not value.is_integer():
             raise ScalingError(f"--holdout {text!r}: a size >= 1 counts distinct values and must be whole")
-        return cls(kind, value)
+        return cls(kind, value, tail)
 
     def __str__(self) -> str:
         size = int(self.size) if self.size >= 1 else self.size
-        return f"{self.kind}:{size}"
+        return f"{self.kind}:{size}" + (f" tail {self.tail:g}" if self.tail is not None else "")
 
 
 @dataclass
@@ -215,6 +221,22 @@ def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
     return mask
 
 
+def split_train_test(df: pd.DataFrame, holdout: Holdout | str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) boolean masks. Without a tail they are complements. With ``holdout.tail`` the test keeps only
+    the last ``tail`` of each held-out curve (by tokens D) and the rest of those curves is used by neither side:
+    training on a held-out model's early checkpoints would leak its identity into the fit."""
+    holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
+    held = split(df, holdout)
+    if holdout.tail is None:
+        return ~held, held
+    if "D" not in df.columns:
+        raise ScalingError(f"{df.attrs.get('source', 'table')}: --tail needs a D column (tokens seen)")
+    D = pd.to_numeric(df["D"]).to_numpy(float)
+    dmax = pd.Series(D).groupby(curve_key(df).to_numpy()).transform("max").to_numpy()
+    test = held & (D >= (1 - holdout.tail) * dmax)
+    return ~held, test
+
+
 def _largest(values: np.ndarray, size: float) -> np.ndarray:
     if size >= 1:
         distinct = np.unique(values)
@@ -334,9 +356,13 @@ def _intervals(fit, inputs: dict[str, np.ndarray], kind: str, rng: np.random.Gen
     return out
 
 
-def _law_groups(law: Law, df: pd.DataFrame) -> list[str]:
-    """Columns that fix one curve for a single-input law: the table's other varying inputs."""
-    if len(law.inputs) != 1:
+def _law_groups(law: Law, df: pd.DataFrame, per_curve: bool = False) -> list[str]:
+    """Columns that fix one curve for a single-input law fitted per curve: the table's other varying inputs.
+
+    Only with ``per_curve``: by default a single-input law is fitted once on all training rows. One fit per
+    distinct value of the other input breaks down on digitised or random-search tables, where nearly every row
+    has its own D (hundreds of one-row "curves", none predictable)."""
+    if len(law.inputs) != 1 or not per_curve:
         return []
     return [
         c
@@ -353,12 +379,19 @@ def _fit_and_predict(
     fit_kwargs: dict,
     intervals: str,
     rng: np.random.Generator,
+    per_curve: bool = False,
 ):
-    """Fit on ``train`` (per curve for single-input laws) and predict ``test``; returns (predictions, fits, notes)."""
+    """Fit on ``train`` (per curve for single-input laws when asked) and predict ``test``; returns (predictions,
+    fits, notes)."""
     from scaling.estimate import fit as fit_law
 
-    groups = _law_groups(law, pd.concat([train, test]))
+    groups = _law_groups(law, pd.concat([train, test]), per_curve)
     pieces, fits, notes = [], {}, []
+    if len(law.inputs) == 1 and not per_curve:
+        others = [c for c in CURVE_INPUTS if c in train.columns and c != law.inputs[0]
+                  and pd.to_numeric(train[c], errors="coerce").nunique() > 1]
+        if others:
+            notes.append(f"one fit over all {', '.join(others)} (per_curve / --per-curve: one fit per curve)")
     if groups:
         tkeys = train[groups].astype(float).apply(tuple, axis=1) if len(train) else pd.Series(dtype=object)
         ekeys = test[groups].astype(float).apply(tuple, axis=1)
@@ -405,13 +438,22 @@ def backtest(
     n_bootstrap: int = 100,
     seed: int = 0,
     fit_options: dict[str, Any] | None = None,
+    per_curve: bool | None = None,
 ) -> BacktestResult:
     """Fit every law on the training part, predict the held-out part, rank laws by held-out RMSE of log loss.
+
+    ``per_curve``: fit a single-input law once per curve (per value of the table's other inputs); default: per
+    run for ``last-fraction``, one pooled fit for ``largest-N``/``largest-C``. Laws that predicted only part of the
+    held-out rows rank after every law that predicted all of them.
 
     Columns of ``result.table``: rank, law, formula, n_train, n_test, n_predicted, abs_rel_error, rmse_log,
     coverage_80, coverage_95, in_sample_rmse_log, within_2x_noise, converged, notes.
     """
     holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
+    if per_curve is None:
+        # last-fraction extrapolates each training run along its own tokens: a single-input law over D is a law of
+        # one run, fitted per run. Across sizes (largest-N/C) one law is fitted on all training rows.
+        per_curve = holdout.kind == "last-fraction"
     if intervals not in ("prediction", "band"):
         raise ScalingError(f"--intervals {intervals!r}: expected prediction or band")
     source = str(data.attrs.get("source", "table"))
@@ -425,8 +467,8 @@ def backtest(
     df = validate_columns(data, needed, source=source)
     df.attrs["source"] = source
     df = prepare(df, min_tokens=min_tokens, average_seeds=average_seeds, columns=sorted(outputs))
-    mask = split(df, holdout)
-    train, test = df[~mask], df[mask]
+    train_mask, test_mask = split_train_test(df, holdout)
+    train, test = df[train_mask], df[test_mask]
     if curve_fraction is not None:
         train = keep_last_fraction(train, curve_fraction)
     noise = seed_noise(data, next(iter(outputs)))
@@ -435,7 +477,7 @@ def backtest(
 
     rows, all_preds, fits = [], [], {}
     for law, name in resolved:
-        preds, law_fits, notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, rng)
+        preds, law_fits, notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, rng, per_curve)
         fits[name] = law_fits
         row: dict[str, Any] = {
             "law": name,
@@ -469,7 +511,7 @@ def backtest(
             else None
         )
         if len(preds) and row["n_predicted"] < len(test):
-            notes.insert(0, f"predicted {row['n_predicted']} of {len(test)} held-out rows")
+            notes.insert(0, f"skipped {len(test) - row['n_predicted']} of {len(test)} held-out rows (not predicted)")
         row["notes"] = "; ".join(notes)
         rows.append(row)
 
@@ -490,9 +532,16 @@ def backtest(
         "notes",
     ]
     table = pd.DataFrame(rows).reindex(columns=columns)
-    # Rank by extrapolation error; a law that predicted nothing goes last. Laws that predicted only part of the
-    # held-out rows are ranked on what they predicted, and their notes say so.
-    table = table.sort_values(["rmse_log", "abs_rel_error"], na_position="last", kind="stable").reset_index(drop=True)
+    # Rank by extrapolation error among the laws that predicted every held-out row; laws that predicted only part
+    # of them rank after all of those (an error on the easy half of a test is not comparable), and a law that
+    # predicted nothing goes last. Notes say what a partial law left out.
+    partial = (table["n_predicted"] < table["n_test"]).to_numpy()
+    table = (
+        table.assign(_partial=partial)
+        .sort_values(["_partial", "rmse_log", "abs_rel_error"], na_position="last", kind="stable")
+        .drop(columns="_partial")
+        .reset_index(drop=True)
+    )
     table["rank"] = np.where(table["rmse_log"].notna(), np.arange(1, len(table) + 1), np.nan)
     keep = [
         c
@@ -518,6 +567,7 @@ def backtest(
         "laws": [n for _, n in resolved],
         "min_tokens": min_tokens,
         "curve_fraction": curve_fraction,
+        "per_curve": per_curve,
         "average_seeds": average_seeds,
         "intervals": intervals,
         "n_bootstrap": n_bootstrap,
@@ -550,4 +600,5 @@ __all__ = [
     "prepare",
     "seed_noise",
     "split",
+    "split_train_test",
 ]

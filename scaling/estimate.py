@@ -33,7 +33,7 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -530,6 +530,36 @@ def _law_key(law: Law | str, x: str | None) -> tuple[str, Law]:
     return key, bound
 
 
+# Inputs a single-input law (power, saturating, bnsl, ...) is commonly fitted over.
+SINGLE_INPUT_CANDIDATES = ("N", "D", "C")
+
+
+def single_input_column(law: Law, columns: Sequence[str], *, source: str = "table") -> str | None:
+    """The column a single-input law should read when the table lacks the law's default input.
+
+    ``saturating`` reads N; on a table with D but no N it is fitted over D (returns ``"D"``). None when the law's
+    own input is present (or it has several inputs). Raises when the table offers several candidates, naming the
+    choices (``saturating:D``), and when it offers none.
+    """
+    if len(law.inputs) != 1 or law.inputs[0] in columns or law.output != "loss":  # ece(N) over D means nothing
+        return None
+    present = [c for c in SINGLE_INPUT_CANDIDATES if c in columns]
+    base = law.name
+    if len(present) == 1:
+        return present[0]
+    if present:
+        choices = " or ".join(f"{base}:{c}" for c in present)
+        raise ScalingError(
+            f"{source}: law {base} reads {law.inputs[0]}, which the table lacks; it has {', '.join(present)}: "
+            f"choose with --law {choices} (or --x)"
+        )
+    raise ScalingError(
+        f"{source}: law {base} reads {law.inputs[0]}, which the table lacks, and none of "
+        f"{', '.join(SINGLE_INPUT_CANDIDATES)} either; map a column (--map {law.inputs[0]}=COLUMN) or name one with "
+        f"--law {base}:COLUMN"
+    )
+
+
 def _min_distinct(law: Law) -> dict[str, int]:
     """The law's identifiability requirement, following a single-input law re-targeted to another column."""
     out = {}
@@ -725,6 +755,10 @@ class LawFitter:
         self._validate()
         law_key, law = _law_key(self.law, self.x)
         source = source or (str(data.attrs.get("source")) if isinstance(data, pd.DataFrame) and data.attrs.get("source") else "table")
+        if self.x is None and isinstance(data, pd.DataFrame):
+            column = single_input_column(law, [str(c) for c in data.columns], source=source)
+            if column is not None:  # saturating on a table of D: the law over D, recorded as saturating:D
+                law_key, law = _law_key(law_key.partition(":")[0], column)
         df = self._prepare(data, source, law)
         space = _Space(law, self.fix, self.tie, self.bounds)
         if space.size == 0:  # scipy's minimize would fail on an empty bounds list with a bare ValueError

@@ -350,9 +350,10 @@ def _vertices(
 
 
 def _summarise_skips(notes: list[str], n_budgets: int) -> list[str]:
-    """One warning per reason rather than one per skipped budget (digitised tables have dozens)."""
-    if len(notes) <= 3:
-        return notes
+    """One warning per reason rather than one per skipped budget (digitised tables have dozens), in the one format
+    of skip warnings: ``skipped K of M THINGS: REASON: n (e.g. ...); REASON: n``."""
+    if not notes:
+        return []
     reasons: dict[str, list[str]] = {}
     for n in notes:
         budget, _, reason = n.partition(": ")
@@ -360,6 +361,69 @@ def _summarise_skips(notes: list[str], n_budgets: int) -> list[str]:
         reasons.setdefault(key, []).append(budget.replace("budget ", ""))
     detail = "; ".join(f"{k}: {len(v)} (e.g. C = {', '.join(v[:3])})" for k, v in reasons.items())
     return [f"skipped {len(notes)} of {n_budgets} budgets: {detail}"]
+
+
+def _pooled_configurations(data: pd.DataFrame) -> list[str]:
+    """A warning when some (budget, N) holds several rows: seeds, learning rates or other settings pooled into
+    one profile (each parabola then fits their mixture, and the bootstrap treats them as independent sizes)."""
+    counts = data.groupby(["budget", "N"]).size()
+    repeated = counts[counts > 1]
+    if repeated.empty:
+        return []
+    return [
+        f"{len(repeated)} of {len(counts)} (budget, N) configurations have several rows (up to {int(repeated.max())}): "
+        "pooled seeds or settings; average them first or pick one with --where"
+    ]
+
+
+def _near_minimum(data: pd.DataFrame, factor: float, source: str) -> pd.DataFrame:
+    """Per budget, the rows whose N is within ``factor`` of the budget's lowest-loss N."""
+    if not (isinstance(factor, (int, float)) and np.isfinite(factor) and factor > 1):
+        raise ScalingError(f"--near-min {factor!r}: a factor above 1, e.g. 10 (a decade either side of the minimum)")
+    best = data.loc[data.groupby("budget")["loss"].idxmin(), ["budget", "N"]].set_index("budget")["N"]
+    ratio = np.abs(np.log(data["N"].to_numpy() / data["budget"].map(best).to_numpy()))
+    kept = data[ratio <= np.log(factor) + 1e-12]
+    if kept.empty:  # cannot happen (each budget's best row is kept) but keep the contract explicit
+        raise ScalingError(f"{source}: --near-min {factor:g} keeps no rows")
+    return kept.reset_index(drop=True)
+
+
+def _profile_shape_warnings(vertices: pd.DataFrame, data: pd.DataFrame, near_min: float | None) -> list[str]:
+    """Profiles whose vertex depends on how wide they were sampled, and lopsided ones.
+
+    Sensitivity check: per used budget, the vertex is refitted on the sizes within 10x of the budget's lowest-loss
+    size; a vertex that moves by more than 10% means the parabola is bent by points far from the minimum, where
+    the profile is not parabolic (it rises faster towards small models). Lopsided: the vertex lies in the outer
+    fifth of the sampled sizes, so one side of the minimum is barely measured.
+    """
+    moved, lopsided = [], []
+    for _, v in vertices.iterrows():
+        rows = data[np.isclose(data["budget"], v["C"], rtol=1e-12)]
+        lnN = np.log(rows["N"].to_numpy())
+        span = lnN.max() - lnN.min()
+        position = (np.log(v["N_opt"]) - lnN.min()) / span if span > 0 else 0.5
+        if position < 0.2 or position > 0.8:
+            lopsided.append(f"{v['C']:.3g}")
+        if near_min is None:
+            near = _near_minimum(rows, 10.0, "table")
+            x, y = np.log(near["N"].to_numpy()), near["loss"].to_numpy()
+            if len(np.unique(x)) >= 3 and len(near) < len(rows):
+                c2, c1, _ = np.polyfit(x, y, 2)
+                if c2 > 0 and abs(-c1 / (2 * c2) - np.log(v["N_opt"])) > np.log(1.1):
+                    moved.append(f"{v['C']:.3g}")
+    out = []
+    if moved:
+        out.append(
+            f"{len(moved)} of {len(vertices)} profile vertices move by more than 10% when only sizes within 10x of "
+            f"the minimum are fitted (e.g. C = {', '.join(moved[:3])}): the profiles are not parabolic over their "
+            "width; try --near-min 10"
+        )
+    if lopsided:
+        out.append(
+            f"{len(lopsided)} of {len(vertices)} profiles have their vertex in the outer fifth of the sampled sizes "
+            f"(e.g. C = {', '.join(lopsided[:3])}): sample more sizes on the far side of the minimum"
+        )
+    return out
 
 
 def isoflop(
@@ -371,8 +435,16 @@ def isoflop(
     n_bootstrap: int = 200,
     ci: float = 0.95,
     seed: int = 0,
+    near_min: float | None = None,
 ) -> Allocation:
     """Approach 2 (Hoffmann et al. 2022, Section 3.2): isoFLOP profiles.
+
+    ``near_min``: keep, per budget, only the sizes within that factor of the budget's lowest-loss size (e.g. 10: a
+    decade either side). A parabola in ln N describes a profile near its minimum; far from it the profile is
+    asymmetric (it rises faster towards small models) and a wide profile drags the vertex. Warnings say when rows
+    repeat a (budget, N) configuration (pooled seeds or settings), when a profile's vertex moves by more than 10%
+    with only the sizes near its minimum, and when a profile is lopsided (its vertex in the outer fifth of the
+    sampled sizes).
 
     Rows (final evaluations when the table has a ``final`` column) are grouped into budgets: by
     ``budget_column`` when given, else by clustering C (``C`` column or 6 N D) within ``tol_dex`` decades. Per
@@ -393,6 +465,10 @@ def isoflop(
     else:
         budget = assign_budgets(_compute_column(df), tol_dex)
     data = pd.DataFrame({"N": df["N"].to_numpy(float), "loss": df["loss"].to_numpy(float), "budget": budget})
+    pooled = _pooled_configurations(data)
+    if near_min is not None:
+        data = _near_minimum(data, near_min, source)
+        budget = data["budget"].to_numpy(float)
     lnN, loss = np.log(data["N"].to_numpy()), data["loss"].to_numpy()
     vertices, notes = _vertices(budget, lnN, loss, min_points)
     if len(vertices) < 2:
@@ -412,7 +488,8 @@ def isoflop(
         return _frontier(np.log(v["C"]), np.log(v["N_opt"]), np.log(v["D_opt"]))
 
     draws, failed = _bootstrap(n_bootstrap, seed, one)
-    warnings = _summarise_skips(notes, n_budgets=len(groups)) + _spread_warning(draws, ci)
+    warnings = pooled + _summarise_skips(notes, n_budgets=len(groups)) + _spread_warning(draws, ci)
+    warnings += _profile_shape_warnings(vertices, data, near_min)
     if len(vertices) == 2:
         warnings.append("only 2 usable budgets: the exponent is a line through two points")
     return Allocation(

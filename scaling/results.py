@@ -188,19 +188,28 @@ def canonicalize(df: pd.DataFrame, mapping: Mapping[str, str] | None = None, *, 
     errors can name the column the user wrote and the CLI can say what it derived.
     """
     attrs = dict(df.attrs)
+    original = df
     df = df.copy()
     renamed: dict[str, str] = {}
+    displaced: dict[str, str] = {}
     for canonical, foreign in (mapping or {}).items():
-        if foreign not in df.columns:
-            near = _suggest(foreign, [str(c) for c in df.columns])
+        if foreign not in original.columns:
+            near = _suggest(foreign, [str(c) for c in original.columns])
             hint = f" (did you mean {near!r}?)" if near else ""
             raise ScalingError(
                 f"{source}: --map {canonical}={foreign!r}: no column {foreign!r}{hint}; "
-                f"columns are {_column_list(df)}"
+                f"columns are {_column_list(original)}"
             )
-        if canonical in df.columns and canonical != foreign:
-            df = df.drop(columns=[canonical])
-        df = df.rename(columns={foreign: canonical})
+        if canonical == foreign:
+            continue
+        if canonical in original.columns and canonical not in displaced:
+            # --map loss=loss_c4 on a table that has a loss column too: the old one stays, under a name that says
+            # what happened, instead of vanishing (attrs["displaced"] lets the CLI say so).
+            keep = f"{canonical}_unmapped"
+            df = df.rename(columns={canonical: keep})
+            displaced[canonical] = keep
+        # The foreign column stays under its own name as well, so a --where can name it as written in the file.
+        df[canonical] = original[foreign]
         renamed[canonical] = foreign
     derived: dict[str, str] = {}
     for column, (formula, sources) in DERIVED.items():
@@ -212,7 +221,7 @@ def canonicalize(df: pd.DataFrame, mapping: Mapping[str, str] | None = None, *, 
                 df["C"] = 6.0 * N * pd.to_numeric(df["D"], errors="coerce")
             derived[column] = formula
     df.attrs = attrs
-    df.attrs.update(source=source, renamed=renamed, derived=derived)
+    df.attrs.update(source=source, renamed=renamed, derived=derived, displaced=displaced)
     return df
 
 
@@ -321,8 +330,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _column_list(df: pd.DataFrame, limit: int = 12) -> str:
     """The columns as the user wrote them (mapped ones under their new name, derived ones left out)."""
-    derived = df.attrs.get("derived", {})
-    cols = [str(c) for c in df.columns if c not in derived]
+    hidden = {*df.attrs.get("derived", {}), *df.attrs.get("renamed", {})}  # the file's own names are listed instead
+    cols = [str(c) for c in df.columns if c not in hidden]
     shown = ", ".join(cols[:limit])
     return shown + (f", ... ({len(cols)} in all)" if len(cols) > limit else "")
 
@@ -343,12 +352,29 @@ def _suggest(name: str, candidates: Sequence[str]) -> str | None:
     return close[0] if close else None
 
 
+def _variants(name: str, candidates: Sequence[str]) -> list[str]:
+    """Columns holding ``name`` as a whole word among others (``loss_c4_val``, ``eval/loss`` for ``loss``),
+    held-out ones first: the usual case of a table that logs one loss per evaluation set."""
+    pattern = re.compile(rf"(^|[^0-9A-Za-z]){re.escape(name)}($|[^0-9A-Za-z])", re.IGNORECASE)
+    found = [c for c in candidates if c != name and pattern.search(c)]
+    held_out = re.compile(r"val|valid|eval|test|held", re.IGNORECASE)
+    return sorted(found, key=lambda c: (not held_out.search(c), len(c)))
+
+
 def _missing_column(df: pd.DataFrame, col: str, source: str) -> str:
     columns = [str(c) for c in df.columns]
     candidate = _suggest(col, columns)
     if candidate is None:  # a well-known foreign name for this canonical column?
         known = {_normalise(n) for n in FOREIGN_NAMES.get(col, ())}
         candidate = next((c for c in columns if _normalise(c) in known), None)
+    variants = _variants(col, columns)
+    if candidate is None and variants:  # loss_c4_val, eval/loss, train_loss: the same quantity, one of several
+        quoted = [f'"{v}"' if not re.fullmatch(r"[A-Za-z0-9_.]+", v) else v for v in variants[:3]]
+        more = f" (or {', '.join(variants[1:3])})" if len(variants) > 1 else ""
+        return (
+            f"{source}: missing column {col!r} (did you mean {variants[0]!r}{more}? "
+            f"use --map {col}={quoted[0]}); columns are {_column_list(df)}"
+        )
     if candidate is not None:
         quoted = f'"{candidate}"' if not re.fullmatch(r"[A-Za-z0-9_.]+", candidate) else candidate
         hint = f" (did you mean {candidate!r}? use --map {col}={quoted})"

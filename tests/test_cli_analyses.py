@@ -191,7 +191,7 @@ def test_transfer_fit_table_and_csv_with_runs_left_out(workdir, capsys):
     assert "from-scratch fit on the target, kaplan-nd" in out
     assert "fine-tuned runs (runs per class: ok 22, saturated 3" in out
     assert "transfer fit on the 22 ok runs" in out and "saturated" in out
-    assert "3 of 25 fine-tuned runs are left out of the transfer fit" in err
+    assert "skipped 3 of 25 fine-tuned runs in the transfer fit" in err
     assert (workdir / "fits" / "runs-transfer.json").exists()
     code, out, err = run(capsys, "fit", "runs.csv", "--law", "transfer", "-b", "0", "-f", "csv", "-o", "t.json")
     assert code == 0, err

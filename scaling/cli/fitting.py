@@ -283,10 +283,10 @@ def fit_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
-    from scaling.estimate import LOSSES, default_law
+    from scaling.estimate import LOSSES, default_law, single_input_column
     from scaling.estimate import fit as fit_law
     from scaling.fitfile import save_fit
-    from scaling.results import parse_mapping, read_results
+    from scaling.results import parse_mapping, read_results, validate_columns
 
     # Option checks first: a typo should not cost a read of the table, let alone a fit.
     if loss not in LOSSES:
@@ -313,13 +313,19 @@ def fit_command(
                             fitter=fitter, output=output, fmt=fmt)
         return
     mapping = parse_mapping(map_ or [])
+    table = read_results(results, mapping=mapping, where=where)
     if law is None:
         # The engine owns the rule for picking a law from the columns; it looks at the (mapped, selected) table.
-        law = default_law(read_results(results, mapping=mapping, where=where))
+        law = default_law(table)
         picked = True
     else:
         picked = False
     chosen = _resolve_law(law, x)
+    retargeted = None
+    if x is None:  # `--law saturating` on a table of D: the law over D (docs/cli.md)
+        x = retargeted = single_input_column(chosen, [str(c) for c in table.columns], source=results)
+        if x is not None:
+            chosen = chosen.with_input(x)
     fixed = parse_assignments(fix or [], "--fix", chosen, numeric=True)
     tied = parse_assignments(tie or [], "--tie", chosen, numeric=False)
     fix_draws, from_base = None, []
@@ -330,7 +336,6 @@ def fit_command(
     if clash:
         raise ScalingError(f"--fix and --tie both set {clash[0]}; choose one")
     if chosen.name in ANALYSES:
-        table = read_results(results, mapping=mapping, where=where)
         kind = _analysis_kind(chosen, table)
         if kind is not None:
             _refuse_options(kind, fixed=fixed, tied=tied, loss=loss, delta=delta, group=group, param_def=param_def)
@@ -345,7 +350,7 @@ def fit_command(
     require = [*chosen.inputs, chosen.output]
     if param_def == "total" and "N" in chosen.inputs:
         require.append("N_total")
-    data = read_results(results, mapping=mapping, where=where, require=require)
+    data = validate_columns(table, require, source=results)
     out_path = output if output is not None else _default_output(results, law if x is None else f"{law}-{x}")
     _check_can_write(out_path)
 
@@ -369,6 +374,8 @@ def fit_command(
     # Notes only after success, so that a failure prints exactly one line (the error).
     if picked:
         note(f"law: {result.law_name} ({chosen.formula}), picked from the columns; choose another with --law")
+    if retargeted is not None:
+        note(f"law {law} reads {get_law(law).inputs[0]}; the table has {retargeted}: fitted {result.law_name}")
     if fix_from is not None:
         carried = f"its {len(fix_draws)} bootstrap draws carried into the intervals" if fix_draws is not None else (
             "it has no bootstrap draws, so the intervals treat them as exact")
@@ -376,6 +383,8 @@ def fit_command(
     for column, formula in data.attrs.get("derived", {}).items():
         if column in chosen.inputs:
             note(f"{column} derived as {formula}")
+    for column, kept in data.attrs.get("displaced", {}).items():
+        note(f"--map {column}={data.attrs['renamed'][column]}: the table's own {column} column is kept as {kept}")
     sections, warnings_ = _calibration_floor(data, mapping) if chosen.name == "calibration" else ([], [])
     print_fit(result, fmt, out_path, sections, warnings_)
 
@@ -492,7 +501,7 @@ def _fit_transfer(table: pd.DataFrame, out_path: Path, fmt: Format, options: dic
     _warn_quality(a.fit, fmt)
     left_out = len(a.runs) - a.counts.get("ok", 0)
     if left_out:
-        note(f"{left_out} of {len(a.runs)} fine-tuned runs are left out of the transfer fit ({counts})")
+        note(f"skipped {left_out} of {len(a.runs)} fine-tuned runs in the transfer fit: {counts}")
     note(f"saved {out_path}")
 
 
@@ -717,12 +726,31 @@ def forecast_command(
         ValuesOption,
         typer.Option("--at", metavar="COL=VALUES", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3."),
     ] = None,
+    points: Annotated[
+        ValuesOption,
+        typer.Option(
+            "--points",
+            metavar="COL=V,...|FILE.csv",
+            help="Paired points instead of a grid: N=1e9,D=2e10 (repeatable), or a CSV with one row per point.",
+        ),
+    ] = None,
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Predicted loss with its interval at given inputs; several values per input give their full grid."""
     result = _load(fit)
     law = result.law
+    if points:
+        if N or D or at:
+            raise ScalingError("--points gives whole points; use it without --N, --D and --at")
+        paired = parse_points(points, law)
+        with _quiet_numerics():
+            table = result.predict(ci=ci, grid=False, **paired)
+        _warn_no_intervals(table, result)
+        if fmt is Format.table and table[["lower", "upper"]].isna().all().all():
+            table = table.drop(columns=["lower", "upper"])
+        emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=_ci_caption(result, ci))
+        return
     given: dict[str, list[float]] = {}
     if N:
         given["N"] = parse_values(N, "--N")
@@ -751,6 +779,42 @@ def forecast_command(
     elif fmt is Format.table and table[["lower", "upper"]].isna().all().all():
         table = table.drop(columns=["lower", "upper"])  # empty columns; JSON/CSV keep them for a stable schema
     emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=caption)
+
+
+def parse_points(items: list[str], law: Law, *, limit: int = 1_000_000) -> dict[str, np.ndarray]:
+    """``--points N=1e9,D=2e10 --points N=7e10,D=1.4T`` or ``--points rows.csv``: one value per input per point.
+
+    Unlike --N/--D (every combination), each point is taken as given, e.g. the (N, D) of a planned run.
+    """
+    from scaling.results import read_results, validate_columns
+
+    rows: list[dict[str, float]] = []
+    frames: list[pd.DataFrame] = []
+    for item in items:
+        if "=" not in item:  # a file of points
+            table = validate_columns(read_results(item), list(law.inputs), source=item)
+            frames.append(table[list(law.inputs)])
+            continue
+        point: dict[str, float] = {}
+        for part in item.split(","):
+            column, sep, value = (t.strip() for t in part.partition("="))
+            if not sep or not column or not value:
+                raise ScalingError(f"--points {item!r}: expected COL=VALUE,COL=VALUE, e.g. N=1e9,D=2e10")
+            if column not in law.inputs:
+                raise ScalingError(
+                    f"--points {item!r}: law {law.name} has no input {column!r}; its inputs are {', '.join(law.inputs)}"
+                )
+            if column in point:
+                raise ScalingError(f"--points {item!r}: {column} is given twice")
+            point[column] = parse_number(value, f"--points {column}")
+        missing = [c for c in law.inputs if c not in point]
+        if missing:
+            raise ScalingError(f"--points {item!r}: law {law.name} needs {', '.join(missing)} in every point")
+        rows.append(point)
+    table = pd.concat([*frames, pd.DataFrame(rows, columns=list(law.inputs))], ignore_index=True)
+    if len(table) > limit:
+        raise ScalingError(f"--points: {len(table)} points; at most {limit}")
+    return {c: table[c].to_numpy(dtype=float) for c in law.inputs}
 
 
 def parse_at(items: list[str]) -> dict[str, list[float]]:
@@ -839,6 +903,14 @@ def optimal_command(
         int | None,
         typer.Option("--ensemble", help="With a results CSV: compare one model with K smaller ones.", metavar="K"),
     ] = None,
+    near_min: Annotated[
+        float | None,
+        typer.Option(
+            "--near-min",
+            metavar="FACTOR",
+            help="With a results CSV, approach 2: keep per budget only sizes within FACTOR of its lowest-loss size.",
+        ),
+    ] = None,
 ) -> None:
     """Compute-optimal model size and tokens (C = 6ND), or optimal learning rate and batch size; with intervals.
 
@@ -874,8 +946,11 @@ def optimal_command(
             map_=map_,
             where=where,
             ensemble=ensemble,
+            near_min=near_min,
             fmt=fmt,
         )
+    if near_min is not None:
+        raise ScalingError("--near-min applies to a results table (approach 2), not to a fit file")
     result = loaded[0]
     points = [dict(zip(held, combo)) for combo in itertools.product(*held.values())] if held else [None]
     with _quiet_numerics():

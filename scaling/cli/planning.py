@@ -86,6 +86,7 @@ def optimal_from_results(
     map_: list[str] | None = None,
     where: str | None = None,
     ensemble: int | None = None,
+    near_min: float | None = None,
     fmt: Format = Format.table,
 ) -> None:
     """Approaches 1-3 side by side from one results table, with bootstrap intervals (``docs/planning.md``)."""
@@ -100,7 +101,12 @@ def optimal_from_results(
     if ensemble is not None and 3 not in approaches:
         raise ScalingError("--ensemble needs approach 3 (the parametric fit predicts the members' losses)")
     df = _read(results, map_, where)
-    table, fitted = compare(df, compute, approaches=approaches, n_bootstrap=bootstrap, ci=level, seed=seed)
+    if near_min is not None and 2 not in approaches:
+        raise ScalingError("--near-min applies to approach 2 (isoFLOP profiles)")
+    isoflop_options = {"near_min": near_min} if near_min is not None else None
+    table, fitted = compare(
+        df, compute, approaches=approaches, n_bootstrap=bootstrap, ci=level, seed=seed, isoflop_options=isoflop_options
+    )
     verdicts = []
     if ensemble is not None:
         fit3 = fitted.get(3)
@@ -208,6 +214,24 @@ def backtest_command(
     holdout: Annotated[
         str, typer.Option("--holdout", help="largest-N[:k] | largest-C[:f or k] | last-fraction[:f].")
     ] = "largest-N",
+    tail: Annotated[
+        float | None,
+        typer.Option(
+            "--tail",
+            metavar="FRACTION",
+            help="Score only the last FRACTION of each held-out curve (by tokens), e.g. --holdout largest-N --tail "
+            "0.3 (GPT-3's protocol); the rest of those curves is used by neither side.",
+        ),
+    ] = None,
+    per_curve: Annotated[
+        bool | None,
+        typer.Option(
+            "--per-curve/--pooled",
+            help="Single-input laws: one fit per curve (per value of the other inputs) or one pooled fit; default: "
+            "per curve for last-fraction, pooled for largest-N/largest-C.",
+            show_default=False,
+        ),
+    ] = None,
     min_tokens: Annotated[
         float | None, typer.Option("--min-tokens", help="Drop checkpoints with D below this.")
     ] = None,
@@ -241,7 +265,7 @@ def backtest_command(
 
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
-    spec = Holdout.parse(holdout)
+    spec = Holdout.parse(holdout, tail=tail)
     laws = [p.strip() for item in (law or []) for p in item.split(",") if p.strip()]
     df = _read(results, map_, where)
     if output is not None and (problem := output_problem(output, example="backtest.json")):
@@ -256,6 +280,7 @@ def backtest_command(
         intervals=intervals,
         n_bootstrap=bootstrap,
         seed=seed,
+        per_curve=per_curve,
     )
     if output is not None:
         result.save(output)
