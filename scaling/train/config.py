@@ -97,7 +97,9 @@ class RunConfig(BaseModel):
     grad_clip: Number | None = Field(1.0, ge=0.0, description="max gradient norm; 0 or null: off")
     betas: tuple[Number, Number] = Field((0.9, 0.95))
     seed: Count = Field(0, ge=0)
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast where measured faster")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: the precision accelerate launch was configured with, else bf16 autocast where measured faster"
+    )
     compile: bool = Field(False, description="torch.compile the model (pays off only for runs of several minutes)")
     # --- evaluation
     eval_tokens: Count = Field(100_000, ge=2, description="held-out tokens scored per evaluation")
@@ -112,7 +114,14 @@ class RunConfig(BaseModel):
     out_dir: str = Field("runs", description="checkpoints and final weights go to out_dir/run_id/")
     threads: Count | None = Field(None, ge=1, description="torch threads per process (default: torch's choice)")
     checkpoint_every: str | Count | None = Field("5m", description="steps (500) or time (30s, 5m, 1h); null: only at branch points")
-    log_with: Literal["tensorboard"] | None = Field(None, description="accelerate tracker")
+    log_with: Literal["tensorboard"] | None = Field(None, description="older spelling of trackers: [tensorboard]")
+    trackers: list[str] = Field(
+        default_factory=list,
+        description="accelerate trackers: tensorboard, wandb, mlflow, aim, comet_ml, clearml, dvclive, swanlab, trackio, all",
+    )
+    grad_accum_steps: Count = Field(
+        1, ge=1, description="micro-batches per optimizer step (Accelerator.accumulate); the global batch is unchanged"
+    )
     peak_flops: Number | None = Field(None, gt=0, description="FLOP/s for MFU; default: a matmul peak measured once and cached")
     stop_after_steps: Count | None = Field(None, ge=0, description="testing: stop as if killed after this global step")
 
@@ -136,6 +145,8 @@ class RunConfig(BaseModel):
             if self.model_type != "gpt2" and (self.d_model // self.n_head) % 2:
                 _fail(f"head size d_model/n_head = {self.d_model // self.n_head} must be even (rotary embeddings)")
         batch_tokens = self.batch_size * self.context
+        if self.batch_size % self.grad_accum_steps:
+            _fail(f"batch_size {self.batch_size} is not divisible by grad_accum_steps {self.grad_accum_steps}")
         if self.tokens < batch_tokens:
             _fail(f"tokens {self.tokens} is smaller than one batch (batch_size*context = {batch_tokens})")
         if self.branches and self.schedule != "wsd":
@@ -209,7 +220,8 @@ def _fail(message: str) -> None:
 
 
 # Keys that do not change what a run computes: excluded from the run id.
-EXECUTION_KEYS = ("name", "out_dir", "threads", "checkpoint_every", "log_with", "peak_flops", "stop_after_steps")
+EXECUTION_KEYS = ("name", "out_dir", "threads", "checkpoint_every", "log_with", "trackers", "grad_accum_steps", "peak_flops",
+                  "stop_after_steps")
 
 
 def run_id(config: RunConfig) -> str:

@@ -27,7 +27,6 @@ step, and WSD branches need the lr of any budget at any step):
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ import scaling
 from scaling.errors import ScalingError
 from scaling.results import append_rows, check_writable, read_header
 from scaling.train import metrics, model as model_lib, record
+from scaling.train import trackers as tracker_lib
 from scaling.train.config import RunConfig, eval_column, run_id as compute_run_id, validate_config
 from scaling.train.data import TokenizedCorpus, TrainSampler, default_cache_dir, heldout_batches, load_corpus
 
@@ -278,6 +278,7 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
         repeat_count=cfg.repeat_count,
     )
     assert sampler.steps == plan.steps, (sampler.steps, plan.steps)
+    _Trainer.trackers = tracker_lib.resolve([*cfg.trackers, *([cfg.log_with] if cfg.log_with else [])])
     trainer = _Trainer(cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console)
     trainer.header, trainer.eval_sets = header, eval_sets
     return trainer.fit()
@@ -291,10 +292,11 @@ def _say(console, message: str) -> None:
 class _Trainer:
     header: list[str] = record.HEADER  # set by train(): plus the eval_corpora columns
     eval_sets: list = []  # set by train(): (column, corpus) pairs scored besides the target
+    trackers: list[str] = []  # set by train(): validated accelerate tracker names
 
     def __init__(self, cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console):
         from accelerate import Accelerator, PartialState
-        from accelerate.state import AcceleratorState, GradientState
+        from accelerate.utils import is_compiled_module, set_seed
 
         self.cfg, self.rid, self.results = cfg, rid, results
         self.corpus, self.target, self.source = corpus, target, source
@@ -307,32 +309,36 @@ class _Trainer:
         state = PartialState(cpu=cpu)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)  # a multi-CPU PartialState sets its own thread count
-        if state.num_processes > 1 and cfg.batch_size % state.num_processes:
-            raise ScalingError(f"batch_size {cfg.batch_size} is not divisible by the {state.num_processes} processes")
+        shards = state.num_processes * cfg.grad_accum_steps
+        if cfg.batch_size % shards:
+            raise ScalingError(f"batch_size {cfg.batch_size} is not divisible by {state.num_processes} process(es) x "
+                               f"grad_accum_steps {cfg.grad_accum_steps}")
+        set_seed(cfg.seed)  # python, numpy, torch (and CUDA) RNGs; the weights draw from their own seeded fork
         self.model = model_lib.build_model(shape, seed=cfg.seed)
         self.counts = model_lib.count(self.model, shape)
         if source is not None:
             self._load_source_weights()
-        self.precision, peak = _resolve_precision(cfg, self.counts.N, state.device)
-        self.peak = peak * state.num_processes  # MFU is against all devices' peak together
-        # An earlier in-process run leaves accelerate's singleton state behind, and it refuses another
-        # mixed-precision setting; one process has nothing to tear down, so start from a clean state.
-        if AcceleratorState._shared_state and state.num_processes == 1:
-            AcceleratorState._reset_state()
-            GradientState._reset_state()
         self.run_dir = Path(cfg.out_dir) / rid
         self.acc = Accelerator(
             cpu=cpu,
-            mixed_precision="bf16" if self.precision == "bf16" else "no",
-            log_with=cfg.log_with,
+            mixed_precision=_wanted_precision(cfg, self.counts.N, state.device),
+            gradient_accumulation_steps=cfg.grad_accum_steps,
+            log_with=self.trackers or None,
             project_dir=str(self.run_dir),
         )
+        # What accelerate actually does (a launch config or a DeepSpeed config may decide it): the recorded value.
+        self.precision = {"no": "fp32"}.get(self.acc.mixed_precision, self.acc.mixed_precision)
+        peak = cfg.peak_flops or metrics.matmul_peak(
+            self.acc.device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
+        )
+        self.peak = peak * self.acc.num_processes  # MFU is against all devices' peak together
         self.console = console if self.acc.is_main_process else None
         self.lr = cfg.lr if cfg.lr is not None else _kaplan_lr(self.counts.N)
         self.optimizer = _adamw(self.model, self.lr, cfg)
-        if cfg.compile:
-            self.model = torch.compile(self.model)
         self.model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+        if cfg.compile and not is_compiled_module(self.model):
+            # After prepare, as accelerate's own dynamo_backend does (a launch config may already have compiled it).
+            self.model = torch.compile(self.model)
         self.rows: list[dict] = []
         self.stop_requested = False
 
@@ -378,6 +384,10 @@ class _Trainer:
             "source": self.source.info["corpus"] if self.source else None,
             "lr": self.lr,
             "precision": self.precision,
+            # how it ran (not part of the run id): accelerate's distributed type, processes, micro-batches
+            "distributed_type": str(self.acc.distributed_type.value),
+            "num_processes": self.acc.num_processes,
+            "grad_accum_steps": self.cfg.grad_accum_steps,
             "scaling_version": scaling.__version__,
         }
 
@@ -410,8 +420,8 @@ class _Trainer:
         if acc.is_main_process:
             _write_json(self.run_dir / "run.json", self.info())
         acc.wait_for_everyone()
-        if cfg.log_with:
-            acc.init_trackers(self.rid, config={k: v for k, v in cfg.model_dump(mode="json").items() if not isinstance(v, list)})
+        if self.trackers:
+            acc.init_trackers(self.rid, config=tracker_lib.loggable_config(cfg.model_dump(mode="json")))
 
         t = _State()
         ckpt = _latest_checkpoint(self.run_dir)
@@ -493,17 +503,24 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * multiplier
         start = time.perf_counter()
-        batch = self.sampler.batch(t.step, acc.process_index, acc.num_processes).to(acc.device, non_blocking=True)
-        logits = self.model(input_ids=batch[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
-        acc.backward(loss)
-        if cfg.grad_clip:
-            acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        batch = self.sampler.batch(t.step, acc.process_index, acc.num_processes)
+        total = torch.zeros((), device=acc.device)
+        # grad_accum_steps equal micro-batches (batch_size was checked divisible): accelerate divides each loss
+        # by their number, skips the gradient all-reduce and the optimizer step until the last one.
+        for micro in batch.chunk(cfg.grad_accum_steps):
+            with acc.accumulate(self.model):
+                micro = micro.to(acc.device, non_blocking=True)
+                logits = self.model(input_ids=micro[:, :-1]).logits
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), micro[:, 1:].reshape(-1))
+                acc.backward(loss)
+                if cfg.grad_clip and acc.sync_gradients:
+                    acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            total += loss.detach()
         # .item() waits for the device; on CPU there is nothing to wait for, on a GPU once per step is cheap at
         # these sizes compared with keeping a running tensor and explaining it.
-        value = float(loss.detach().item())
+        value = float(total.item()) / cfg.grad_accum_steps
         t.step += 1
         t.train_tokens += cfg.batch_tokens
         t.train_s += time.perf_counter() - start
@@ -515,10 +532,13 @@ class _Trainer:
             t.branch_loss_count += 1
 
     def _branch(self, t: _State, index: int, budget: int, end: int, progress) -> None:
-        """Cool down from the current (stable-phase) state to step ``end``, record a final row, restore."""
-        model = self.acc.unwrap_model(self.model)
-        saved_model = copy.deepcopy(model.state_dict())
-        saved_opt = copy.deepcopy(self.optimizer.state_dict())
+        """Cool down from the current (stable-phase) state to step ``end``, record a final row, restore.
+
+        The fork state is the checkpoint that fit() wrote at this step; it is restored with ``load_state``, which
+        works for sharded (FSDP, DeepSpeed) models and optimizers, where copying state dicts in memory does not.
+        """
+        fork = _latest_checkpoint(self.run_dir)
+        assert fork is not None and json.loads((fork / "trainer_state.json").read_text())["step"] == t.step
         saved = (t.step, t.loss_sum, t.loss_count)
         # train_loss of the branch's row: the steps since the last evaluation, as for any row (those before the
         # fork were shared with the main run)
@@ -527,8 +547,7 @@ class _Trainer:
             self._train_step(t, self.plan.multiplier(t.step, self.cfg, end=end), main=False)
             progress.update(None, t.train_tokens, t.train_s)
         self._evaluate_and_record(t, branch=index, step=end, budget=budget, final=True)
-        model.load_state_dict(saved_model)
-        self.optimizer.load_state_dict(saved_opt)
+        self.acc.load_state(str(fork))
         t.step, t.loss_sum, t.loss_count = saved
 
     def _agree(self, flag: bool, step: int) -> bool:
@@ -568,14 +587,23 @@ class _Trainer:
         model.eval()
         stats = metrics.NextTokenStats(self.cfg.ece_bins, device=acc.device)
         n_bytes = 0
+        batches = list(batches)
+        # Through the prepared model: FSDP gathers its shards in forward (and DDP syncs buffers), collectives
+        # that every process must join; the shares may differ by a batch, so the shorter ones repeat their last
+        # batch (its statistics are not counted).
+        n = len(batches)
+        most = int(acc.gather(torch.tensor([n], device=acc.device)).max().item()) if acc.num_processes > 1 else n
         with acc.autocast():
-            for batch in batches:
-                if count_bytes:
+            for i in range(most):
+                batch = batches[min(i, n - 1)] if n else None
+                if batch is None:  # no share at all (fewer windows than processes): any one window will do
+                    batch = next(heldout_batches(self.target, context=self.cfg.context, batch_size=1, max_tokens=1))
+                if count_bytes and i < n:
                     n_bytes += self.target.count_bytes(batch[:, 1:])
                 batch = batch.to(acc.device)
-                # The unwrapped module: a DDP forward outside backward would only add bookkeeping.
-                logits = acc.unwrap_model(model)(input_ids=batch[:, :-1]).logits
-                stats.update(logits, batch[:, 1:])
+                logits = model(input_ids=batch[:, :-1]).logits
+                if i < n:
+                    stats.update(logits, batch[:, 1:])
         model.train()
         total = torch.cat([stats.state, torch.tensor([float(n_bytes)], dtype=torch.float64, device=acc.device)])
         if acc.num_processes > 1:
@@ -604,7 +632,7 @@ class _Trainer:
                 f"step {step:>6} D={row['D']:>10,} loss={m['loss']:.4f} bpb={m['bits_per_byte']:.4f} "
                 f"train={train_loss:.4f} ece={m['ece']:.4f}" + (f" [branch {branch}]" if branch else "") + (" final" if final else ""),
             )
-            if self.cfg.log_with:
+            if self.trackers:
                 self.acc.log({"eval/loss": m["loss"], "eval/bits_per_byte": m["bits_per_byte"], "eval/ece": m["ece"],
                               "train/loss": train_loss}, step=row["D"])
         self.done_keys.add(key)
@@ -709,13 +737,21 @@ class _Trainer:
         """Final weights in Hugging Face format (``from_pretrained``-loadable), renamed into place."""
         acc = self.acc
         acc.wait_for_everyone()
+        # Every process: under FSDP / DeepSpeed ZeRO-3 this gathers the full weights (a collective).
+        state_dict = acc.get_state_dict(self.model)
         if acc.is_main_process:
+            import inspect
+
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # "Writing model shards" bars are noise for a few-MB model
             tmp = self.run_dir / ".final.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            acc.unwrap_model(self.model).save_pretrained(str(tmp))
+            model = acc.unwrap_model(self.model)
+            # transformers 4.x takes save_function (accelerate's save knows TPU and process rules); 5.x writes
+            # safetensors itself and no longer has the argument.
+            extra = {"save_function": acc.save} if "save_function" in inspect.signature(model.save_pretrained).parameters else {}
+            model.save_pretrained(str(tmp), state_dict=state_dict, is_main_process=True, **extra)
             shutil.rmtree(self.run_dir / "final", ignore_errors=True)
             os.replace(tmp, self.run_dir / "final")
         acc.wait_for_everyone()
@@ -801,21 +837,38 @@ BF16_MIN_N = 1e6  # CPU-BUDGET.md: bf16 autocast pays off from about 1e6 paramet
 BF16_MIN_GAIN = 1.5  # measured bf16 matmul peak must beat fp32 by this factor
 
 
-def _resolve_precision(cfg: RunConfig, N: int, device: torch.device) -> tuple[str, float | None]:
-    """(precision, peak FLOP/s of this process for MFU)."""
-    precision = cfg.precision
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        elif device.type == "cpu" and N >= BF16_MIN_N:
-            fp32 = metrics.matmul_peak(device, torch.float32)
-            bf16 = metrics.matmul_peak(device, torch.bfloat16)
-            precision = "bf16" if bf16 >= BF16_MIN_GAIN * fp32 else "fp32"
-        else:
-            precision = "fp32"
-    if cfg.peak_flops:
-        return precision, cfg.peak_flops
-    return precision, metrics.matmul_peak(device, torch.bfloat16 if precision == "bf16" else torch.float32)
+def _wanted_precision(cfg: RunConfig, N: int, device: torch.device) -> str | None:
+    """``mixed_precision`` for the Accelerator: None lets accelerate decide (the user's ``accelerate config`` or
+    launch flags, a DeepSpeed config); "bf16" or "no" where the run config, or auto on a plain ``python`` start,
+    decides. accelerate keeps one precision per process: a second in-process run that needs another is refused."""
+    from accelerate.state import AcceleratorState, is_initialized
+
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set by `accelerate launch` from its config/flags
+    if cfg.precision == "auto" and launched is not None:
+        wanted = None
+    elif cfg.precision == "auto":
+        wanted = "bf16" if _auto_bf16(N, device) else "no"
+    else:
+        wanted = {"fp32": "no"}.get(cfg.precision, cfg.precision)
+    if wanted is not None and is_initialized():
+        current = AcceleratorState().mixed_precision
+        if current != wanted:
+            raise ScalingError(
+                f"precision {cfg.precision}: this Python process already trained a run with mixed precision "
+                f"{current!r}, and accelerate fixes it once per process; train this run in a fresh process "
+                "(python trainers/train.py ..., as sweeps do)"
+            )
+    return wanted
+
+
+def _auto_bf16(N: int, device: torch.device) -> bool:
+    """auto: bf16 on a GPU that supports it; on a CPU only from BF16_MIN_N and where a bf16 matmul is measured
+    BF16_MIN_GAIN times faster than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu" and N >= BF16_MIN_N:
+        return metrics.matmul_peak(device, torch.bfloat16) >= BF16_MIN_GAIN * metrics.matmul_peak(device, torch.float32)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------------
