@@ -71,6 +71,19 @@ SOBOL_STARTS = 4096
 GRAD_TOL = 1e-6
 RESTART_TOL = 1e-9
 
+# Memory. A law evaluation for K parameter sets at n rows allocates K x n arrays, several of them (chinchilla's
+# logsumexp keeps about 8 temporaries of that size), so scoring 4500 starts at once on 1e6 rows needed tens of GB
+# (issue 13). Every evaluation here is therefore split into blocks of at most BLOCK_ELEMENTS (parameter set, row)
+# pairs: 2e6, i.e. 16 MB a temporary and roughly 150 MB at peak for chinchilla, whatever the table size. Blocks
+# this large keep the per-block Python overhead negligible (measured in benchmarks/fit_memory.py).
+BLOCK_ELEMENTS = 2_000_000
+# Time. On tables larger than SCREEN_ROWS the grid starts are scored and screened on a seeded random subsample of
+# SCREEN_ROWS rows (which locates the basins as well: its optimum lies within ~1/sqrt(10^4) of the full one), and
+# only the best distinct screened optima are refined and polished on every row. Without it a 1e6-row fit spends
+# ~10 minutes screening 32 starts at 0.1-0.2 s per gradient. Tables up to SCREEN_ROWS rows are fitted as before.
+SCREEN_ROWS = 10_000
+SCREEN_SEED = 0
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Parameter space: named natural parameters <-> the free vector theta the optimizer sees
@@ -246,11 +259,24 @@ class _Objective:
     def n_x(self) -> int:
         return self.space.size + (1 if self.loss == "huber_likelihood" else 0)
 
-    def log_pred(self, theta: np.ndarray) -> np.ndarray:
-        """Predictions in the law's residual space: log L_hat by default, L_hat itself for a linear-space law."""
+    def log_pred(self, theta: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        """Predictions in the law's residual space (log L_hat by default, L_hat itself for a linear-space law) for
+        parameter sets theta (K, P) at the data rows ``rows``: an array (K, m). The law is called on blocks of at
+        most BLOCK_ELEMENTS (set, row) pairs, so only the (K, m) result grows with the table."""
         self.n_evaluations += theta.shape[0]
         log = self.space.law.residual_space == "log"
-        return predict_many(self.space.law, self.space.natural(theta), self.inputs, log=log)
+        params = self.space.natural(theta)
+        first, stop, _ = rows.indices(self.log_y.size)
+        stop = max(first, stop)
+        step = max(1, BLOCK_ELEMENTS // max(1, theta.shape[0]))
+        if stop - first <= step:
+            return predict_many(self.space.law, params, {k: v[first:stop] for k, v in self.inputs.items()}, log=log)
+        out = np.empty((theta.shape[0], stop - first))
+        for a in range(first, stop, step):
+            b = min(stop, a + step)
+            out[:, a - first : b - first] = predict_many(self.space.law, params,
+                                                         {k: v[a:b] for k, v in self.inputs.items()}, log=log)
+        return out
 
     def _rho_psi(self, r: np.ndarray, sigma: np.ndarray | float = 0.0):
         """Per-point loss rho and its derivative psi = d rho / d r (rows = parameter sets)."""
@@ -269,16 +295,22 @@ class _Objective:
         mean_abs = (np.abs(r) * self.weights).sum(axis=-1) / self.weights.sum()
         return np.log(np.maximum(self.delta * mean_abs, 1e-300))
 
-    def values(self, theta: np.ndarray, chunk: int = 2048) -> np.ndarray:
-        """Objective at many theta rows (M, P); sigma is profiled for the likelihood. Non-finite -> inf."""
+    def values(self, theta: np.ndarray, block: int | None = None) -> np.ndarray:
+        """Objective at many theta rows (M, P); sigma is profiled for the likelihood. Non-finite -> inf.
+
+        Parameter sets are scored ``block`` at a time (default: as many as fit BLOCK_ELEMENTS (set, row) pairs,
+        at least one), so memory is bounded by the block, not by M x rows.
+        """
+        if block is None:
+            block = max(1, BLOCK_ELEMENTS // max(1, self.log_y.size))
         out = np.empty(theta.shape[0])
-        for start in range(0, theta.shape[0], chunk):
-            rows = theta[start : start + chunk]
+        for start in range(0, theta.shape[0], block):
+            sets = theta[start : start + block]
             with np.errstate(all="ignore"):
-                r = self.log_pred(rows) - self.log_y
+                r = self.log_pred(sets) - self.log_y
                 sigma = self.profile_sigma(r)[:, None] if self.loss == "huber_likelihood" else 0.0
                 rho, _ = self._rho_psi(r, sigma)
-                out[start : start + chunk] = self.scale * (rho * self.weights).sum(axis=1)
+                out[start : start + block] = self.scale * (rho * self.weights).sum(axis=1)
         out[~np.isfinite(out)] = np.inf
         return out
 
@@ -290,8 +322,9 @@ class _Objective:
             r = self.log_pred(theta[None, :])[0] - self.log_y
         return np.append(theta, self.profile_sigma(r))
 
-    def _jacobian(self, theta: np.ndarray):
-        """log-prediction at theta (n,) and its Jacobian (n, P) from ONE broadcast call of the law.
+    def _jacobian(self, theta: np.ndarray, rows: slice = slice(None)):
+        """log-prediction at theta (m,) and its Jacobian (m, P) at the data rows ``rows``, from ONE broadcast call
+        of the law.
 
         Central differences: 4th order with h = 1e-4 max(1, |theta|) (truncation ~h^4 and round-off ~eps/h, both
         ~1e-12 relative), or 2nd order with h = 6e-6 max(1, |theta|) (~1e-10, half the law evaluations) while
@@ -305,22 +338,22 @@ class _Objective:
             h = 6e-6 * np.maximum(1.0, np.abs(theta))
             offsets = np.array([-1.0, 1.0])
         k = offsets.size
-        rows = np.repeat(theta[None, :], 1 + k * P, axis=0)
+        stencil = np.repeat(theta[None, :], 1 + k * P, axis=0)
         for j in range(P):
-            rows[1 + k * j : 1 + k * (j + 1), j] += offsets * h[j]
+            stencil[1 + k * j : 1 + k * (j + 1), j] += offsets * h[j]
         # One-sided near a bound: shift the whole stencil of that coordinate to the inside.
         for j in range(P):
             if theta[j] - offsets.max() * h[j] < self.space.lower[j]:
-                rows[1 + k * j : 1 + k * (j + 1), j] += offsets.max() * h[j]
+                stencil[1 + k * j : 1 + k * (j + 1), j] += offsets.max() * h[j]
             elif theta[j] + offsets.max() * h[j] > self.space.upper[j]:
-                rows[1 + k * j : 1 + k * (j + 1), j] -= offsets.max() * h[j]
+                stencil[1 + k * j : 1 + k * (j + 1), j] -= offsets.max() * h[j]
         with np.errstate(all="ignore"):
-            f = self.log_pred(rows)
+            f = self.log_pred(stencil, rows)
         f0 = f[0]
         jac = np.empty((f0.size, P))
         for j in range(P):
             block = f[1 + k * j : 1 + k * (j + 1)]
-            shift = rows[1 + k * j, j] - (theta[j] + offsets[0] * h[j])
+            shift = stencil[1 + k * j, j] - (theta[j] + offsets[0] * h[j])
             if shift == 0.0:  # centred
                 if k == 4:
                     jac[:, j] = (block[0] - 8 * block[1] + 8 * block[2] - block[3]) / (12 * h[j])
@@ -342,25 +375,40 @@ class _Objective:
         return value if np.isfinite(value) else np.inf
 
     def value_and_grad(self, x: np.ndarray):
-        """(objective, gradient) at x, times ``norm``, for L-BFGS-B with ``jac=True``."""
+        """(objective, gradient) at x, times ``norm``, for L-BFGS-B with ``jac=True``.
+
+        Accumulated over blocks of data rows, so the (rows x P) Jacobian never exists whole: memory stays within
+        BLOCK_ELEMENTS (set, row) pairs for the stencil's 1 + 4P parameter sets.
+        """
         P = self.space.size
         theta = x[:P]
-        log_pred, jac = self._jacobian(theta)
-        r = log_pred - self.log_y
-        w = self.weights * self.scale
-        if self.loss == "huber_likelihood":
-            sigma = x[P]
-            rho, psi = self._rho_psi(r, sigma)
-            u = r / np.exp(sigma)
-            d_sigma = np.sum(w * (1.0 - np.clip(u, -self.delta, self.delta) * u))
-            grad = np.append(jac.T @ (w * psi), d_sigma)
-        else:
-            rho, psi = self._rho_psi(r)
-            grad = jac.T @ (w * psi)
-        value = float(np.sum(w * rho))
+        n = self.log_y.size
+        step = max(1, BLOCK_ELEMENTS // (1 + 4 * P))
+        value, grad = 0.0, np.zeros(self.n_x)
+        for a in range(0, n, step):
+            rows = slice(a, a + step)
+            log_pred, jac = self._jacobian(theta, rows)
+            r = log_pred - self.log_y[rows]
+            w = self.weights[rows] * self.scale
+            if self.loss == "huber_likelihood":
+                sigma = x[P]
+                rho, psi = self._rho_psi(r, sigma)
+                u = r / np.exp(sigma)
+                grad[:P] += jac.T @ (w * psi)
+                grad[P] += np.sum(w * (1.0 - np.clip(u, -self.delta, self.delta) * u))
+            else:
+                rho, psi = self._rho_psi(r)
+                grad += jac.T @ (w * psi)
+            value += float(np.sum(w * rho))
         if not (np.isfinite(value) and np.all(np.isfinite(grad))):
             return np.inf, np.zeros_like(x)
         return value * self.norm, grad * self.norm
+
+    def subset(self, index: np.ndarray) -> _Objective:
+        """The same objective on the data rows ``index`` (for screening starts on a subsample)."""
+        return _Objective(self.space, {k: v[index] for k, v in self.inputs.items()}, self.log_y[index],
+                          loss=self.loss, delta=self.delta, reduction="mean" if self.scale != 1.0 else "sum",
+                          weights=self.weights[index])
 
     def bounds(self) -> list[tuple[float | None, float | None]]:
         b = self.space.scipy_bounds()
@@ -887,24 +935,45 @@ class LawFitter:
         return fit
 
     def _multistart(self, obj: _Objective, grid: np.ndarray):
-        """Score every grid start in one broadcast call, screen the best ``n_refine`` with L-BFGS-B, polish the
+        """Score every grid start in broadcast blocks, screen the best ``n_refine`` with L-BFGS-B, polish the
         winner with tight tolerances. Returns the best result, the number screened and the other distinct local
-        optima found (best first; warm starts for the bootstrap)."""
+        optima found (best first; warm starts for the bootstrap).
+
+        Tables over SCREEN_ROWS rows are scored and screened on a seeded subsample of SCREEN_ROWS rows; the best
+        two distinct screened optima are then refined on all rows before the polish (see SCREEN_ROWS).
+        """
         screen, polish = self._options()
-        values = obj.values(grid)
+        n = obj.log_y.size
+        sampled = n > SCREEN_ROWS
+        if sampled:
+            index = np.sort(np.random.default_rng(SCREEN_SEED).choice(n, SCREEN_ROWS, replace=False))
+            screen_obj = obj.subset(index)
+        else:
+            screen_obj = obj
+        values = screen_obj.values(grid)
         finite = np.flatnonzero(np.isfinite(values))
         if finite.size == 0:
             return None, 0, []
         order = finite[np.argsort(values[finite], kind="stable")][: self.n_refine]
         results = []
         for i in order:
-            res = _lbfgsb(obj, obj.start(grid[i]), screen, order=2)
+            res = _lbfgsb(screen_obj, screen_obj.start(grid[i]), screen, order=2)
             if np.isfinite(res.fun):
                 results.append(res)
         if not results:
             return None, len(order), []
         results.sort(key=lambda r: r.fun)
-        best = results[0]
+        distinct: list[Any] = []
+        for r in results:
+            if all(np.max(np.abs(r.x - o.x)) > 1e-2 for o in distinct):
+                distinct.append(r)
+        if sampled:  # the subsample's objective is not the full one: refine its best optima on every row
+            full = [_lbfgsb(obj, r.x, screen, order=2) for r in distinct[:2]]
+            full = sorted((r for r in full if np.isfinite(r.fun)), key=lambda r: r.fun)
+            if not full:
+                return None, len(order), []
+            distinct = full + distinct[2:]
+        best = distinct[0]
         nit = best.nit
         # Polish until a tight restart stops gaining (a fresh L-BFGS memory gains the last digits in a few
         # iterations); the last relative gain is one of the convergence measures.
@@ -923,7 +992,7 @@ class LawFitter:
         best.nit = nit
         best.restart_gain = gain
         others: list[np.ndarray] = []
-        for r in results[1:]:
+        for r in distinct[1:]:
             if all(np.max(np.abs(r.x - o)) > 1e-2 for o in [best.x, *others]):
                 others.append(r.x)
         return best, len(order), others

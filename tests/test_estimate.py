@@ -273,3 +273,40 @@ def test_as_many_free_parameters_as_distinct_points_is_warned():
     # fixing a parameter leaves 2 free for 3 sizes: no warning
     fixed = scaling.fit(pd.DataFrame(rows), law="calibration", n_bootstrap=0, fix={"ECE_inf": 0.01})
     assert not any("distinct input" in w for w in fixed.quality["warnings"])
+
+
+@pytest.mark.parametrize("loss", ["huber", "huber_likelihood"])
+def test_blocked_scoring_equals_unblocked_scoring(monkeypatch, loss):
+    """Issue 13: evaluations are split into blocks of BLOCK_ELEMENTS (set, row) pairs; the split changes nothing."""
+    import scaling.estimate as estimate
+
+    df = chinchilla_grid(noise=0.02, seed=3, n=9)  # 81 rows
+    space = _Space(CHIN, None, None, None)
+    obj = _Objective(space, {"N": df.N.to_numpy(), "D": df.D.to_numpy()}, np.log(df.loss.to_numpy()),
+                     loss=loss, delta=1e-3)
+    grid = space.grid()[::7]  # 643 starts
+    x = obj.start(space.theta_of(BESIROGLU) + 0.01)
+    whole_values = obj.values(grid, block=len(grid))  # every start at every row in one evaluation
+    whole_value, whole_grad = obj.value_and_grad(x)
+    monkeypatch.setattr(estimate, "BLOCK_ELEMENTS", 50)  # smaller than one row set: 1 start x 50 rows per block
+    blocked_values = obj.values(grid)
+    blocked_value, blocked_grad = obj.value_and_grad(x)
+    finite = np.isfinite(whole_values)
+    assert finite.sum() > 100 and np.array_equal(finite, np.isfinite(blocked_values))
+    np.testing.assert_allclose(blocked_values[finite], whole_values[finite], rtol=1e-12)
+    np.testing.assert_allclose(blocked_value, whole_value, rtol=1e-12)
+    np.testing.assert_allclose(blocked_grad, whole_grad, rtol=1e-10, atol=1e-14 * np.abs(whole_grad).max())
+
+
+def test_a_table_over_screen_rows_is_screened_on_a_subsample_and_polished_on_all(monkeypatch):
+    import scaling.estimate as estimate
+
+    df = chinchilla_grid(noise=0.01, seed=4, n=12)  # 144 rows
+    full = LawFitter("chinchilla", n_bootstrap=0).fit(df)
+    monkeypatch.setattr(estimate, "SCREEN_ROWS", 60)  # screen on 60 of the 144 rows
+    sampled = LawFitter("chinchilla", n_bootstrap=0).fit(df)
+    assert sampled.quality["converged"]
+    # the polish on every row reaches the full-data optimum, not the subsample's
+    assert sampled.quality["objective"] <= full.quality["objective"] * (1 + 1e-9)
+    for k, v in full.params.items():
+        assert sampled.params[k] == pytest.approx(v, rel=1e-4)
