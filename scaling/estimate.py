@@ -1139,7 +1139,8 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
     >>> fit = scaling.fit("results.csv", law="chinchilla", n_bootstrap=200)   # doctest: +SKIP
 
     ``mapping``/``where`` are applied when reading a path (see :func:`scaling.read_results`); other keyword
-    arguments go to :class:`LawFitter`.
+    arguments go to :class:`LawFitter`. ``law="downstream"`` is the two-step task forecast (Bhagia et al. 2024):
+    both steps are fitted from the table's N, D, task_loss and accuracy (:func:`scaling.downstream.fit_downstream`).
     """
     if isinstance(data, (str, Path)):
         source = source or str(data)
@@ -1151,6 +1152,10 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
         raise ScalingError(f"expected a pandas DataFrame or a CSV path, got {type(data).__name__}")
     if law is None:
         law = default_law(data)
+    if (law.strip() if isinstance(law, str) else getattr(law, "name", None)) == "downstream":
+        from scaling.downstream import fit_downstream  # the chained law is fitted step by step, not in one go
+
+        return fit_downstream(data, source=source, **kwargs)
     return LawFitter(law, **kwargs).fit(data, source=source)
 
 

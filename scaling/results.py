@@ -42,6 +42,8 @@ CANONICAL_COLUMNS: dict[str, str] = {
     "D_F": "fine-tuning tokens (transfer runs)",
     "ece": "expected calibration error of next-token predictions",
     "error": "average top-1 error on downstream tasks, in [0, 1] (gadre-error)",
+    "task_loss": "loss of the correct answers of one downstream task (nats or bits per byte; task-loss, downstream)",
+    "accuracy": "accuracy on one downstream task, in [0, 1] (task-accuracy, downstream)",
     "lr_opt": "optimal (lowest-loss) peak learning rate at the row's N, D or C (hyperparameter laws)",
     "batch_opt": "optimal batch size in tokens at the row's N, D or C (hyperparameter laws)",
     "run_id": "identifier of the training run (several rows per run: one per evaluation)",
@@ -51,9 +53,9 @@ CANONICAL_COLUMNS: dict[str, str] = {
 }
 
 # Columns that must be strictly positive wherever a law uses them.
-POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F", "lr_opt", "batch_opt"}
+POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F", "lr_opt", "batch_opt", "task_loss"}
 # Probabilities and error rates (calibration, downstream error): a value outside [0, 1] is a column or unit mix-up.
-UNIT_INTERVAL_COLUMNS = {"ece", "brier", "error"}
+UNIT_INTERVAL_COLUMNS = {"ece", "brier", "error", "accuracy"}
 
 # Names other people's tables use for the canonical columns, so a missing column can be answered with
 # "use --map N=params_N" instead of only listing the columns. Compared after normalising (lower case,

@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 
 from cli_helpers import assert_user_error, run
+from scaling.downstream import chain_forecast
+from scaling.errors import ScalingError
 from scaling.estimate import LawFitter
+from scaling.estimate import fit as scaling_fit
+from scaling.fitfile import load_fit
+from scaling.fitting.result import Fit
 from scaling.laws import get_law
 
 GADRE_TRUTH = {"eps": 0.85, "k": 10.0, "gamma": 1.2}
@@ -77,3 +82,123 @@ def test_gadre_cli_refuses_an_error_in_percent(tmp_path, monkeypatch, capsys):
     table["error"] *= 100  # percent instead of a fraction: a unit mix-up, named with its line
     table.to_csv("pct.csv", index=False)
     assert_user_error(*run(capsys, "fit", "pct.csv", "--law", "gadre-error"), "pct.csv", "error", "[0, 1]")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Two-step task forecast (Bhagia et al. 2024): task loss from (N, D), accuracy from task loss, chained
+
+STEP1 = {"E": 0.7, "A": 150.0, "B": 800.0, "alpha": 0.3, "beta": 0.3}
+STEP2 = {"a": 0.6, "k": -4.0, "L0": 1.6, "b": 0.25}
+TARGET = {"N": 7e9, "D": 4e12}  # 5x the largest ladder model, 30x its tokens (the paper's 7B-4T target)
+
+
+def _ladder(noise_loss: float, noise_acc: float, seed: int) -> pd.DataFrame:
+    """5 sizes x 3 token multipliers (20, 40, 100 tokens/param) = 15 runs, 5 checkpoints each (75 rows)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N in np.geomspace(1.9e8, 1.3e9, 5):
+        for m in (1, 2, 5):
+            for frac in (0.2, 0.4, 0.6, 0.8, 1.0):
+                D = 20 * m * N * frac
+                loss = float(get_law("task-loss").predict(STEP1, N=N, D=D)) * np.exp(rng.normal(0, noise_loss))
+                acc = float(get_law("task-accuracy").predict(STEP2, task_loss=loss)) + rng.normal(0, noise_acc)
+                rows.append({"run_id": f"{N:.2g}-{m}", "N": N, "D": D, "task_loss": loss, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def test_ladder_catalogue_entries():
+    chained = get_law("downstream")
+    assert chained.param_names == (*get_law("task-loss").param_names, *get_law("task-accuracy").param_names)
+    assert chained.residual_space == "linear" and get_law("task-loss").residual_space == "log"
+    assert all("arXiv:2412.04403" in get_law(n).reference for n in ("task-loss", "task-accuracy", "downstream"))
+    x = {"N": np.array([2e8, 7e9]), "D": np.array([4e9, 4e12])}
+    loss = get_law("task-loss").predict(STEP1, **x)
+    np.testing.assert_allclose(get_law("downstream").predict({**STEP1, **STEP2}, **x),
+                               get_law("task-accuracy").predict(STEP2, task_loss=loss), rtol=1e-14)
+    # accuracy rises as the task loss falls (k < 0); b at high loss, a + b at low loss
+    acc = get_law("task-accuracy").predict(STEP2, task_loss=[50.0, 1.0, -50.0])
+    assert acc[0] == pytest.approx(0.25) and acc[2] == pytest.approx(0.85) and acc[0] < acc[1] < acc[2]
+
+
+def test_two_step_noiseless_recovery():
+    fit = scaling_fit(_ladder(0.0, 0.0, 0), law="downstream", n_bootstrap=0)
+    assert fit.law_name == "downstream" and fit.quality["converged"], fit.quality["message"]
+    assert set(fit.quality["steps"]) == {"task-loss", "task-accuracy"}
+    for name, value in {**STEP1, **STEP2}.items():
+        assert fit.params[name] == pytest.approx(value, rel=1e-5), name
+    assert fit.quality["rmse_log"] < 1e-8  # end-to-end accuracy residual from (N, D)
+
+
+@pytest.fixture(scope="module")
+def noisy_chain():
+    """1% task-loss noise and 1 point of accuracy noise, 40 paired bootstrap draws over the 15 runs."""
+    return scaling_fit(_ladder(0.01, 0.01, 1), law="downstream", n_bootstrap=40, seed=0)
+
+
+def test_chained_forecast_is_close_with_intervals_on_both_steps(noisy_chain):
+    fit = noisy_chain
+    assert len(fit.draws) == 40 and list(fit.draws.columns) == list(get_law("downstream").param_names)
+    out = chain_forecast(fit, **TARGET).iloc[0]
+    truth_loss = float(get_law("task-loss").predict(STEP1, **TARGET))
+    truth_acc = float(get_law("downstream").predict({**STEP1, **STEP2}, **TARGET))
+    assert out["task_loss_lower"] < out["task_loss"] < out["task_loss_upper"]
+    assert out["accuracy_lower"] < out["accuracy"] < out["accuracy_upper"]
+    assert abs(out["task_loss"] - truth_loss) < 0.05 and abs(out["accuracy"] - truth_acc) < 0.05
+
+
+def test_chained_interval_carries_step_one_uncertainty():
+    """Accuracy exactly the sigmoid of each run's (noisy) task loss: every step-2 draw is the truth, so all the spread
+    of the chained forecast comes from the step-1 draws pushed through it. Freezing step 1 at its point removes it."""
+    fit = scaling_fit(_ladder(0.02, 0.0, 2), law="downstream", n_bootstrap=30, seed=0)
+    chained = fit.predict(**TARGET).iloc[0]
+    step1 = list(get_law("task-loss").param_names)
+    frozen = Fit(fit.law, fit.params, draws=fit.draws.assign(**{p: fit.params[p] for p in step1}),
+                 settings=fit.settings).predict(**TARGET).iloc[0]
+    assert frozen["upper"] - frozen["lower"] < 1e-6
+    assert chained["upper"] - chained["lower"] > 0.01
+
+
+def test_two_step_refuses_a_table_without_task_loss_and_foreign_parameters():
+    with pytest.raises(ScalingError, match="needs a task_loss column"):
+        scaling_fit(_ladder(0.0, 0.0, 0).drop(columns="task_loss"), law="downstream")
+    with pytest.raises(ScalingError, match="has no parameter 'gamma'"):
+        scaling_fit(_ladder(0.0, 0.0, 0), law="downstream", fix={"gamma": 1.0})
+    fit = scaling_fit(_ladder(0.0, 0.0, 0), law="downstream", n_bootstrap=0, fix={"b": 0.25})
+    assert fit.fixed == {"b": 0.25} and fit.params["k"] == pytest.approx(-4.0, rel=1e-5)
+
+
+def test_cli_two_step_fit_forecast_and_round_trip(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _ladder(0.01, 0.01, 1).to_csv("ladder.csv", index=False)
+    code, out, err = run(capsys, "fit", "ladder.csv", "--law", "downstream", "-b", "20", "-f", "json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["law"] == "downstream" and record["saved"] == "fits/ladder-downstream.json"
+    assert set(record["quality"]["steps"]) == {"task-loss", "task-accuracy"}
+    saved = load_fit("fits/ladder-downstream.json")
+    assert saved.law.name == "downstream" and len(saved.draws) == 20
+    code, out, err = run(capsys, "forecast", "fits/ladder-downstream.json", "--N", "7e9", "--D", "4e12", "-f", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    expected = chain_forecast(saved, **TARGET).iloc[0]
+    assert row["point"] == pytest.approx(expected["accuracy"], rel=1e-12)
+    assert row["task_loss"] == pytest.approx(expected["task_loss"], rel=1e-12)
+    assert row["task_loss_lower"] < row["task_loss"] < row["task_loss_upper"] and row["lower"] < row["upper"]
+    code, out, err = run(capsys, "forecast", "fits/ladder-downstream.json", "--N", "7e9", "--D", "4e12")
+    assert code == 0 and "task_loss" in out and "(both steps)" in out
+
+
+@pytest.mark.parametrize("law, truth", [("task-loss", STEP1), ("task-accuracy", STEP2)])
+def test_cli_each_step_alone(law, truth, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _ladder(0.0, 0.0, 0).to_csv("ladder.csv", index=False)
+    code, out, err = run(capsys, "fit", "ladder.csv", "--law", law, "-b", "0", "-f", "json")
+    assert code == 0, err
+    for name, value in truth.items():
+        assert json.loads(out)["params"][name]["value"] == pytest.approx(value, rel=1e-5), name
+
+
+def test_cli_two_step_without_task_loss_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _ladder(0.0, 0.0, 0).drop(columns="task_loss").to_csv("ladder.csv", index=False)
+    assert_user_error(*run(capsys, "fit", "ladder.csv", "--law", "downstream"), "ladder.csv", "task_loss")

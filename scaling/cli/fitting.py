@@ -747,9 +747,12 @@ def forecast_command(
         with _quiet_numerics():
             table = result.predict(ci=ci, grid=False, **paired)
         _warn_no_intervals(table, result)
-        if fmt is Format.table and table[["lower", "upper"]].isna().all().all():
+        caption = _ci_caption(result, ci)
+        if law.name == "downstream":
+            table, caption = _chained_task_loss(result, table, ci, fmt, caption)
+        elif fmt is Format.table and table[["lower", "upper"]].isna().all().all():
             table = table.drop(columns=["lower", "upper"])
-        emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=_ci_caption(result, ci))
+        emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=caption)
         return
     given: dict[str, list[float]] = {}
     if N:
@@ -776,6 +779,8 @@ def forecast_command(
     caption = _ci_caption(result, ci)
     if law.name == "transfer":
         table, caption = _effective_data(table, fmt, caption)
+    elif law.name == "downstream":
+        table, caption = _chained_task_loss(result, table, ci, fmt, caption)
     elif fmt is Format.table and table[["lower", "upper"]].isna().all().all():
         table = table.drop(columns=["lower", "upper"])  # empty columns; JSON/CSV keep them for a stable schema
     emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=caption)
@@ -815,6 +820,24 @@ def parse_points(items: list[str], law: Law, *, limit: int = 1_000_000) -> dict[
     if len(table) > limit:
         raise ScalingError(f"--points: {len(table)} points; at most {limit}")
     return {c: table[c].to_numpy(dtype=float) for c in law.inputs}
+
+
+def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: Format,
+                       caption: str | None) -> tuple[pd.DataFrame, str | None]:
+    """A two-step downstream forecast also shows the step-1 task loss it goes through, with its interval."""
+    from scaling.downstream import chain_forecast
+
+    chained = chain_forecast(result, ci=ci, grid=False, N=table["N"].to_numpy(), D=table["D"].to_numpy())
+    out = table.copy()
+    for c in ("task_loss", "task_loss_lower", "task_loss_upper"):
+        out.insert(len(out.columns) - 3, c, chained[c].to_numpy())
+    if fmt is not Format.table:
+        return out, caption
+    out = out.rename(columns={"point": "accuracy", "lower": "accuracy_lower", "upper": "accuracy_upper"})
+    if out["accuracy_lower"].isna().all():
+        return out.drop(columns=[c for c in out.columns if c.endswith(("_lower", "_upper"))]), caption
+    out = _with_intervals(out, ["task_loss", "accuracy"])
+    return out, caption and caption.replace("lower/upper", "[lower, upper]") + " (both steps)"
 
 
 def parse_at(items: list[str]) -> dict[str, list[float]]:
