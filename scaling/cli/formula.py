@@ -78,10 +78,11 @@ def fit_formula_command(results: str, options: FormulaOptions, *, map_items: lis
     from scaling.fitfile import save_fit
     from scaling.formula_fit import _fit_per_group, law_for_table
     from scaling.estimate import LawFitter
-    from scaling.laws.formula import split_formula
+    from scaling.laws.formula import parse_rhs, split_formula
     from scaling.results import parse_mapping, read_results
 
     spec = build_spec(options)
+    parse_rhs(spec.formula, split_formula(spec.formula)[1])  # a bad formula fails before the table is read
     names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", split_formula(spec.formula)[1])
     targets = _split(options.target)
     mapping = parse_mapping(map_items, extra=sorted(set(names) | set(targets) | {spec.output or "loss"}))
@@ -106,6 +107,9 @@ def fit_formula_command(results: str, options: FormulaOptions, *, map_items: lis
         save_fit(result, out_path)
         if len(plans) > 1 and fmt is Format.table:
             note(f"target {law.output}:")
+        for column, how in data.attrs.get("derived", {}).items():
+            if column in law.inputs:
+                note(f"{column} derived as {how}")
         print_fit(result, fmt, out_path)
 
 
@@ -118,14 +122,21 @@ RowsArgument = Annotated[str, typer.Argument(help="CSV with the law's input colu
                                               metavar="ROWS.csv", show_default=False)]
 MapOption = Annotated[list[str] | None, typer.Option("--map", "-m", metavar="NAME=COLUMN",
                                                      help="Read input NAME from COLUMN (repeatable).")]
+WhereOption = Annotated[str | None, typer.Option("--where", "-w", metavar="EXPR",
+                                                 help='Row selection, e.g. "C >= 1e21" (mapped names).')]
 
 
-def _rows(path: str, map_items: list[str] | None, fit, extra: tuple[str, ...] = ()):
-    """The table as read and the mapping of the law's names to its columns."""
-    from scaling.results import parse_mapping, read_table
+def _rows(path: str, map_items: list[str] | None, where: str | None, fit, extra: tuple[str, ...] = ()):
+    """The rows as read (those matching --where, which sees the mapped names) and the mapping of the law's names
+    to the table's columns."""
+    from scaling.results import canonicalize, parse_mapping, read_table, select_rows
 
     law = fit.law
-    return read_table(path), parse_mapping(map_items or [], extra=[*law.inputs, law.output, *extra])
+    mapping = parse_mapping(map_items or [], extra=[*law.inputs, law.output, *extra])
+    table = read_table(path)
+    if where:
+        table = table.loc[select_rows(canonicalize(table, mapping, source=path), where, source=path).index]
+    return table, mapping
 
 
 @app.command("predict")
@@ -133,6 +144,7 @@ def predict_command(
     fit: FitArgument,
     rows: RowsArgument,
     map_: MapOption = None,
+    where: WhereOption = None,
     ci: CiOption = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH",
                                                 help="Write the CSV here instead of stdout.")] = None,
@@ -142,7 +154,7 @@ def predict_command(
     from scaling.scoring import predict_rows
 
     result = load_fit(fit)
-    table, mapping = _rows(rows, map_, result)
+    table, mapping = _rows(rows, map_, where, result)
     with _quiet_numerics():
         out = predict_rows(result, table, mapping=mapping, ci=ci, source=rows)
     if output is None:
@@ -160,6 +172,7 @@ def evaluate_command(
     test: Annotated[str, typer.Argument(help="CSV with the law's inputs and its output column.",
                                         metavar="TEST.csv", show_default=False)],
     map_: MapOption = None,
+    where: WhereOption = None,
     target: Annotated[str | None, typer.Option("--target", metavar="COL",
                                                help="Column to score against (default: the law's output).")] = None,
     fmt: FormatOption = Format.table,
@@ -169,7 +182,7 @@ def evaluate_command(
     from scaling.scoring import evaluate
 
     result = load_fit(fit)
-    table, mapping = _rows(test, map_, result, extra=(target,) if target else ())
+    table, mapping = _rows(test, map_, where, result, extra=(target,) if target else ())
     with _quiet_numerics():
         scores = evaluate(result, table, target=target, mapping=mapping, source=test)
     emit(pd.DataFrame([scores]), fmt, title=f"{fit} on {test}")
