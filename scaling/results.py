@@ -44,6 +44,8 @@ CANONICAL_COLUMNS: dict[str, str] = {
     "error": "average top-1 error on downstream tasks, in [0, 1] (gadre-error)",
     "task_loss": "loss of the correct answers of one downstream task (nats or bits per byte; task-loss, downstream)",
     "accuracy": "accuracy on one downstream task, in [0, 1] (task-accuracy, downstream)",
+    "N_v": "vocabulary parameters, V x d (vocabulary size times embedding width; vocab law)",
+    "loss_u": "unigram-normalised loss: loss minus the unigram model's loss, nats/token, usually negative (vocab law)",
     "lr_opt": "optimal (lowest-loss) peak learning rate at the row's N, D or C (hyperparameter laws)",
     "batch_opt": "optimal batch size in tokens at the row's N, D or C (hyperparameter laws)",
     "run_id": "identifier of the training run (several rows per run: one per evaluation)",
@@ -53,7 +55,7 @@ CANONICAL_COLUMNS: dict[str, str] = {
 }
 
 # Columns that must be strictly positive wherever a law uses them.
-POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F", "lr_opt", "batch_opt", "task_loss"}
+POSITIVE_COLUMNS = {"N", "D", "loss", "N_total", "C", "U", "epochs", "D_F", "lr_opt", "batch_opt", "task_loss", "N_v"}
 # Probabilities and error rates (calibration, downstream error): a value outside [0, 1] is a column or unit mix-up.
 UNIT_INTERVAL_COLUMNS = {"ece", "brier", "error", "accuracy"}
 

@@ -14,6 +14,6 @@ from scaling.laws import power  # noqa: E402,F401
 from scaling.laws import bnsl  # noqa: E402,F401
 from scaling.laws import m4  # noqa: E402,F401
 from scaling.laws import calibration, data_constrained, repetition, transfer  # noqa: E402,F401
-from scaling.laws import gadre, hyperparameters, task_ladder  # noqa: E402,F401
+from scaling.laws import gadre, hyperparameters, task_ladder, vocabulary  # noqa: E402,F401
 
 __all__ = ["Law", "Param", "get_law", "law_names", "register"]
