@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import itertools
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -157,15 +156,19 @@ def _parser_error(exc: Exception) -> str:
 
 
 def _check_shape(df: pd.DataFrame, path: Path, sep: str) -> None:
-    """Refuse what pandas reads silently but wrongly: a repeated column name, one field too many on every row."""
-    if not df.index.equals(pd.RangeIndex(len(df))) and _first_fields(path, sep) > len(df.columns):
-        # Every data row has one field more than the header: pandas takes the first column as the row labels and
-        # shifts every column by one (N's values under D, ...). Nearly always a delimiter at the end of each row.
-        fields = len(df.columns) + df.index.nlevels
-        raise ScalingError(
-            f"{path}: line 2 has {fields} fields but the header has {len(df.columns)} "
-            f"(a trailing {'tab' if sep == chr(9) else 'comma'} on every row?); remove it"
-        )
+    """Refuse what pandas reads silently but wrongly: a repeated column name, extra fields on the first row."""
+    if not df.index.equals(pd.RangeIndex(len(df))):
+        # The first data row has more fields than the header: pandas takes the first column(s) as row labels and
+        # shifts every column (N's values under D, ...). Nearly always a delimiter at the end of each row.
+        counts = _field_counts(path, sep)
+        width = len(df.columns)
+        if counts and counts[0] > width:
+            if all(c == counts[0] for c in counts[1:]):
+                raise ScalingError(
+                    f"{path}: every row has {counts[0]} fields but the header has {width} "
+                    f"(a trailing {'tab' if sep == chr(9) else 'comma'} on each row?); remove it"
+                )
+            raise ScalingError(f"{path}: line 2 has {counts[0]} fields but the header has {width}")
     if any(re.search(r"\.\d+$", str(c)) for c in df.columns):  # pandas renames a repeated "N" to "N.1"
         header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
         seen: set[str] = set()
@@ -175,14 +178,13 @@ def _check_shape(df: pd.DataFrame, path: Path, sep: str) -> None:
             seen.add(name)
 
 
-def _first_fields(path: Path, sep: str) -> int:
-    """The number of fields on the first data row, as the csv module splits it."""
+def _field_counts(path: Path, sep: str) -> list[int]:
+    """Fields per non-blank data row, as the csv module splits them (only read when reporting an error)."""
     try:
         with open(path, newline="") as fh:
-            rows = [r for r in itertools.islice(csv.reader(fh, delimiter=sep), 50) if r]
+            return [len(r) for r in csv.reader(fh, delimiter=sep) if r][1:]
     except (OSError, UnicodeDecodeError, csv.Error):
-        return 0
-    return len(rows[1]) if len(rows) > 1 else 0
+        return []
 
 
 def canonicalize(df: pd.DataFrame, mapping: Mapping[str, str] | None = None, *, source: str = "table") -> pd.DataFrame:
@@ -510,8 +512,16 @@ def check_writable(path: str | os.PathLike, header: Sequence[str]) -> list[str]:
 
 
 def _is_older_header(existing: Sequence[str], header: Sequence[str]) -> bool:
-    """A file written before columns were added at the end of ``header``."""
-    return 0 < len(existing) < len(header) and list(header[: len(existing)]) == list(existing)
+    """A file written before columns were added at the end of ``header``.
+
+    It must hold ``run_id`` when ``header`` has one: a table of only ``N,D,loss`` is a prefix of the trainer's
+    header too, but rows appended to it would lose their run id, so no resume or sweep could ever find them.
+    """
+    return (
+        0 < len(existing) < len(header)
+        and list(header[: len(existing)]) == list(existing)
+        and ("run_id" not in header or "run_id" in existing)
+    )
 
 
 def read_header(path: Path) -> list[str] | None:

@@ -190,3 +190,45 @@ def test_an_installed_wheel_finds_the_published_fits_by_name(tmp_path):
         check=True,
     ).stdout.split()
     assert out == [str(site / "scaling" / "__init__.py"), "chinchilla", "1.6934"]
+
+
+def test_killed_writer_leaves_an_orphan_that_the_next_write_removes(tmp_path):
+    """A writer SIGKILLed between writing its temporary file and the rename leaves ``.x.json.PID.*.tmp`` behind;
+    the next write to x.json removes it (its process is gone) and leaves the file whole."""
+    import signal
+
+    from scaling.fitfile import write_text_atomic
+
+    script = (
+        "import os, signal; from pathlib import Path; from scaling import fitfile\n"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # die right before the rename\n"
+        "fitfile.write_text_atomic(Path('x.json'), '{\"half\": true}')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    orphans = list(tmp_path.glob(".x.json.*.tmp"))
+    assert len(orphans) == 1 and not (tmp_path / "x.json").exists()
+    write_text_atomic(tmp_path / "x.json", "{}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+    assert (tmp_path / "x.json").read_text() == "{}\n"
+
+
+def test_a_live_writers_temporary_file_is_kept(tmp_path):
+    """Another process still writing (its PID alive, its file fresh) keeps its temporary file."""
+    from scaling.fitfile import write_text_atomic
+
+    live = tmp_path / f".x.json.{os.getpid()}.abcdefgh.tmp"
+    live.write_text("in progress")
+    write_text_atomic(tmp_path / "x.json", "{}\n")
+    assert live.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_output_must_be_a_regular_file_or_new(tmp_path, kind):
+    from scaling.fitfile import write_text_atomic
+
+    target = tmp_path / "out"
+    os.mkfifo(target) if kind == "fifo" else target.mkdir()
+    with pytest.raises(ScalingError, match="is a FIFO, not a regular file" if kind == "fifo" else "is a folder"):
+        write_text_atomic(target, "{}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

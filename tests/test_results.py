@@ -165,7 +165,7 @@ def test_bad_where(tmp_path, where, expected):
     (b"\x7fELF\x02\x01\x01\x00\x00\xff\xfe\x00\x03\x00>\x00", "not a text CSV file"),
     (b"just some prose\nwithout commas\n", "not a CSV table (found 1 column"),
     (b'N,D,loss\n1,2,3\n1,2,3,4,5\n', "line 3 has 5 fields but the header has 3"),
-    (b'N,D,loss\n1,2,3,\n4,5,6,\n', "line 2 has 4 fields but the header has 3 (a trailing comma on every row?)"),
+    (b'N,D,loss\n1,2,3,\n4,5,6,\n', "every row has 4 fields but the header has 3 (a trailing comma on each row?)"),
     (b'N,N,loss\n1,2,3\n', "line 1: column 'N' appears twice in the header (field 2)"),
 ])
 def test_unreadable_files(tmp_path, content, expected):

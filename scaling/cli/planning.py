@@ -319,6 +319,13 @@ def serve_command(
     """Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs)."""
     from scaling.serve import LOOPBACK, FitStore, serve
 
+    # Checked before anything is printed, so a bad option is the one line on stderr.
+    if not 0 <= port <= 65535:
+        raise ScalingError(f"--port {port}: must be between 0 and 65535")
+    levels = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's LOG_LEVELS
+    if log_level.lower() not in levels:
+        raise ScalingError(f"--log-level {log_level!r}: expected one of {', '.join(levels)}")
+    log_level = log_level.lower()
     store = FitStore(fits)  # fails here, before uvicorn starts, if the folder is missing
     if host not in LOOPBACK:
         warn(f"listening on {host}: the API has no authentication; anyone who can reach this address can use it")
