@@ -10,6 +10,8 @@ The notebook API::
     fit.optimal(compute=5.76e23)
     published = scaling.load_fit("chinchilla")
     scaling.optimal_hyperparameters([scaling.load_fit("steplaw2025-lr")], N=1e9, D=1e11)   # lr_opt with interval
+    mine = scaling.fit_formula(df, "L = E + A/N^alpha", params={"alpha": {"lower": 0, "upper": 2}})
+    scaling.evaluate(mine, test_df)          # r2, nmse, nmae, log_rmse, mean_relative_error
 
 The fitting side imports without torch; the trainer lives in ``scaling.train``.
 """
@@ -36,6 +38,10 @@ _EXPORTS = {
     "load_fit": "scaling.fitfile",
     "optimal_hyperparameters": "scaling.hyperparameters",
     "optimum_table": "scaling.hyperparameters",
+    "formula_law": "scaling.laws.formula",
+    "fit_formula": "scaling.formula_fit",
+    "predict_rows": "scaling.scoring",
+    "evaluate": "scaling.scoring",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -45,6 +51,9 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names re
     from scaling.estimate import LawFitter, fit
     from scaling.fitting.result import Fit
     from scaling.fitfile import load_fit
+    from scaling.formula_fit import fit_formula
+    from scaling.laws.formula import formula_law
+    from scaling.scoring import evaluate, predict_rows
     from scaling.hyperparameters import optimal_hyperparameters, optimum_table
     from scaling.laws import Law, Param, get_law, law_names
     from scaling.results import read_results

@@ -101,9 +101,14 @@ def fit_formula(data: pd.DataFrame | str | Path, formula: str | FormulaSpec, *,
                     if k in fitter_options}
     spec = make_spec(formula, params, **spec_options)
     law, table = law_for_table(data, spec, by=by, per_group=per_group, source=source)
+    return fit_prepared(table, law, source, fitter_options)
+
+
+def fit_prepared(table: pd.DataFrame, law: FormulaLaw, source: str, fitter_options: Mapping[str, Any]) -> Fit:
+    """Fit a law from :func:`law_for_table` to its table: directly, or in two stages for per-group parameters."""
     if not law.spec.per_group:
         return LawFitter(law, **fitter_options).fit(table, source=source)
-    return _fit_per_group(table, law, source, fitter_options)
+    return _fit_per_group(table, law, source, dict(fitter_options))
 
 
 def _fit_per_group(table: pd.DataFrame, law: FormulaLaw, source: str, options: dict[str, Any]) -> Fit:
@@ -131,4 +136,4 @@ def fit_targets(data: pd.DataFrame, formula: str | FormulaSpec, targets: Sequenc
     return {t: fit_formula(data, formula, output=t, **options) for t in targets}
 
 
-__all__ = ["fit_formula", "fit_targets", "law_for_table", "make_spec"]
+__all__ = ["fit_formula", "fit_prepared", "fit_targets", "law_for_table", "make_spec"]

@@ -19,7 +19,6 @@ from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
 from scaling.estimate import MAX_GRID, SOBOL_STARTS, LawFitter, _Space
 from scaling.fitfile import load_fit
-from scaling.formula_fit import fit_formula
 from scaling.laws.base import Law, Param
 from scaling.laws.formula import build_law, formula_law, parse_rhs, split_formula
 
@@ -227,6 +226,9 @@ def test_linear_space_fit_of_a_signed_target_with_negative_inputs(capsys, tmp_pa
     assert fit.params["b"] == pytest.approx(1.2, abs=0.03)
     assert fit.params["c"] == pytest.approx(0.8, abs=0.03)
     assert fit.predict(x=-3.0).iloc[0]["point"] == pytest.approx(fit.params["a"])  # a negative input forecasts
+    code, out, err = run(capsys, "forecast", str(tmp_path / "lin.json"), "--at", "x=-3", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["point"] == pytest.approx(fit.params["a"])
 
 
 def grouped_table(seed: int = 1) -> tuple[pd.DataFrame, dict]:
@@ -244,8 +246,8 @@ def grouped_table(seed: int = 1) -> tuple[pd.DataFrame, dict]:
 
 def test_per_group_fit_recovers_per_group_truths(tmp_path):
     df, truth = grouped_table()
-    fit = fit_formula(df, CHINCHILLA, params={k: v for k, v in HOFFMANN_PARAMS.items()}, by="dataset",
-                      per_group=["E", "A"], n_bootstrap=20, seed=0)
+    fit = scaling.fit_formula(df, CHINCHILLA, params=HOFFMANN_PARAMS, by="dataset", per_group=["E", "A"],
+                              n_bootstrap=20, seed=0)
     assert set(fit.params) == {"alpha", "B", "beta"} | {f"{p}[{g}]" for p in "EA" for g in truth}
     for g, (E, A) in truth.items():
         assert fit.params[f"E[{g}]"] == pytest.approx(E, rel=0.02), g

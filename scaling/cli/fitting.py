@@ -759,7 +759,7 @@ def forecast_command(
         given["N"] = parse_values(N, "--N")
     if D:
         given["D"] = parse_values(D, "--D")
-    for column, values in parse_at(at or []).items():
+    for column, values in parse_at(at or [], positive=law.positive_inputs).items():
         if column in given:
             raise ScalingError(f"--at {column}: {column} is given twice")
         given[column] = values
@@ -840,8 +840,10 @@ def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: 
     return out, caption and caption.replace("lower/upper", "[lower, upper]") + " (both steps)"
 
 
-def parse_at(items: list[str]) -> dict[str, list[float]]:
-    """``--at U=25e9 --at D_F=1e6:1e8:3`` -> ``{"U": [25e9], "D_F": [1e6, 1e7, 1e8]}``."""
+def parse_at(items: list[str], *, positive: bool = True) -> dict[str, list[float]]:
+    """``--at U=25e9 --at D_F=1e6:1e8:3`` -> ``{"U": [25e9], "D_F": [1e6, 1e7, 1e8]}``.
+
+    ``positive=False`` for a law whose inputs may be zero or negative (``Law.positive_inputs``: formula laws)."""
     given: dict[str, list[float]] = {}
     for item in items:
         column, sep, values = (s.strip() for s in item.partition("="))
@@ -849,7 +851,7 @@ def parse_at(items: list[str]) -> dict[str, list[float]]:
             raise ScalingError(f"--at {item!r}: expected COLUMN=VALUES, e.g. --at U=25e9")
         if column in given:
             raise ScalingError(f"--at {item!r}: {column} is given twice")
-        given[column] = parse_values([values], f"--at {column}")
+        given[column] = parse_values([values], f"--at {column}", positive=positive)
     return given
 
 

@@ -76,8 +76,7 @@ def fit_formula_command(results: str, options: FormulaOptions, *, map_items: lis
                         fix: list[str], tie: list[str], fitter: dict, output: Path | None, fmt: Format) -> None:
     """``scaling fit RESULTS --formula ...``: one fit per --target (default: the formula's output)."""
     from scaling.fitfile import save_fit
-    from scaling.formula_fit import _fit_per_group, law_for_table
-    from scaling.estimate import LawFitter
+    from scaling.formula_fit import fit_prepared, law_for_table
     from scaling.laws.formula import parse_rhs, split_formula
     from scaling.results import parse_mapping, read_results
 
@@ -100,10 +99,7 @@ def fit_formula_command(results: str, options: FormulaOptions, *, map_items: lis
     for law, table, fixed, tied, out_path in plans:
         settings = {**fitter, "fix": fixed, "tie": tied}
         with _quiet_numerics():
-            if law.spec.per_group:
-                result = _fit_per_group(table, law, results, settings)
-            else:
-                result = LawFitter(law, **settings).fit(table, source=results)
+            result = fit_prepared(table, law, results, settings)
         save_fit(result, out_path)
         if len(plans) > 1 and fmt is Format.table:
             note(f"target {law.output}:")
