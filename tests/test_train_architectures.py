@@ -69,3 +69,19 @@ def test_hf_config_enters_the_run_id_only_when_given():
     assert run_id(base) == run_id(RunConfig(**TINY, hf_config={}))
     assert run_id(base) != run_id(RunConfig(**TINY, hf_config={"num_key_value_heads": 2}))
     assert run_id(base) != run_id(RunConfig(**TINY, model_type="qwen2"))
+
+
+def test_pretrained_tokenizer_through_the_trainer(tmp_path):
+    """A tokenizer.json given by path: the model gets its vocabulary, rows report it, bits per byte stay exact."""
+    from scaling.train import data
+    from scaling.train.corpora import python_stdlib_files
+
+    path = tmp_path / "tok" / "tokenizer.json"
+    path.parent.mkdir()
+    data.train_bpe([p.read_text(errors="replace") for p in python_stdlib_files()[:40]], 500).save(str(path))
+    out = train({**TINY, "model_type": "qwen2", "tokenizer": str(path), "eval_points": 0, "tokens": 4 * 256,
+                 "out_dir": str(tmp_path / "runs")}, tmp_path / "r.csv")
+    row = out.rows[-1]
+    assert row["vocab_size"] == 500 and row["tokenizer"] == str(path)
+    # more than one byte per token on average: bits per byte below loss / ln 2
+    assert 0 < row["bits_per_byte"] < row["loss"] / math.log(2)

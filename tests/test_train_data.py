@@ -314,7 +314,10 @@ def test_bad_corpus_specs(tmp_path, monkeypatch):
 
 
 def test_bad_tokenizer_and_sizes(small_txt, english, tmp_path):
-    assert "bpe-<vocab>" in one_line_error(load_corpus, "english", tokenizer="wordpiece", cache_dir=tmp_path)
+    assert "tokenizer wordpiece: no such file" in one_line_error(load_corpus, "english", tokenizer="wordpiece", cache_dir=tmp_path)
+    junk = tmp_path / "tokenizer.json"
+    junk.write_text("{not json")
+    assert "not a tokenizers JSON file" in one_line_error(load_corpus, "english", tokenizer=str(junk), cache_dir=tmp_path)
     assert "between 257" in one_line_error(load_corpus, "english", tokenizer="bpe-100", cache_dir=tmp_path)
     assert "too small" in one_line_error(load_corpus, str(small_txt), heldout_tokens=300_000, cache_dir=tmp_path)
     assert "heldout_tokens" in one_line_error(load_corpus, "english", heldout_tokens=0, cache_dir=tmp_path)
@@ -326,3 +329,85 @@ def test_bad_tokenizer_and_sizes(small_txt, english, tmp_path):
         TrainSampler, english, total_tokens=128 * 32 * 10, repeat_fraction=0.01, repeat_count=10, **kw)
     assert "fewer than one sequence" in one_line_error(
         TrainSampler, english, total_tokens=10**6, unique_tokens=100, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pretrained tokenizers, several files by a glob, cached hub datasets offline
+
+
+@pytest.fixture(scope="module")
+def tokenizer_json(tmp_path_factory) -> Path:
+    """A byte-level BPE tokenizer.json of 600 entries, trained on Python source (not on the corpus it will encode),
+    as a pretrained tokenizer is."""
+    texts = [p.read_text(errors="replace") for p in python_stdlib_files()[:60]]
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    data.train_bpe(texts, 600).save(str(path))
+    return path
+
+
+def test_pretrained_tokenizer_json_encodes_losslessly_through_datasets_map(small_txt, tokenizer_json, tmp_path):
+    corpus = load_corpus(str(small_txt), tokenizer=str(tokenizer_json), heldout_tokens=20_000, cache_dir=tmp_path)
+    assert corpus.vocab_size == 600 and corpus.tokenizer == str(tokenizer_json) and corpus.train.dtype == np.uint16
+    docs = sorted((d.strip() for d in small_txt.read_text().split("\n\n") if d.strip()),
+                  key=lambda d: __import__("hashlib").sha256(d.encode()).hexdigest())
+    held_text = corpus.decode(corpus.heldout)
+    assert held_text == "\n\n".join(docs[: held_text.count("\n\n") + 1])  # whole documents, in hash order
+    assert corpus.count_bytes(corpus.heldout) == corpus.heldout_bytes == len(held_text.encode())  # byte-level: exact
+    assert corpus.decode(corpus.train[:2000]) in "\n\n".join(docs)
+    # two datasets.map workers give the same tokens, and the folder is another cache (as a folder name for the spec)
+    two = load_corpus(str(small_txt), tokenizer=str(tokenizer_json.parent), heldout_tokens=20_000,
+                      cache_dir=tmp_path / "two", num_proc=2)
+    assert np.array_equal(two.train, corpus.train) and np.array_equal(two.heldout, corpus.heldout)
+    # a pretrained tokenizer encodes every corpus with the same ids: transfer and scoring across corpora work
+    from scaling.train.config import RunConfig
+    from scaling.train.model import vocab_size_of
+
+    assert vocab_size_of(RunConfig(n_layer=1, d_model=32, tokens=1e6, tokenizer=str(tokenizer_json))) == 600
+
+
+def test_corpus_from_a_glob_of_several_files(tmp_path):
+    docs = english_documents()[:90]
+    for i in range(3):
+        (tmp_path / f"shard-{i}.txt").write_text("\n\n".join(docs[30 * i: 30 * (i + 1)]))
+    (tmp_path / "notes.md").write_text("not matched")
+    corpus = load_corpus(str(tmp_path / "shard-*.txt"), heldout_tokens=20_000, cache_dir=tmp_path / "c")
+    assert corpus.name == str(tmp_path / "shard-*.txt")
+    whole = "\n\n".join(docs)
+    assert len(corpus.train) + len(corpus.heldout) + 2 == len(whole.encode())  # all three files, one separator
+    assert "matches no" in one_line_error(load_corpus, str(tmp_path / "none-*.txt"), cache_dir=tmp_path / "c")
+
+
+def _hub_style_cache(root: Path, repo: str, texts: list[str]) -> None:
+    """Put ``repo`` into a datasets cache the way an online ``load_dataset(repo)`` leaves it
+    (``<ns>___<name>/default/0.0.0/<hash>/<name>-train.arrow`` + dataset_info.json), built here from a parquet file
+    with datasets' own Parquet builder because the tests cannot reach the hub."""
+    from datasets.data_files import DataFilesDict
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    root.mkdir(parents=True, exist_ok=True)
+    src = root.parent / "src.parquet"
+    pd.DataFrame({"text": texts}).to_parquet(src)
+    ns, name = repo.split("/")
+    Parquet(cache_dir=str(root), dataset_name=f"{ns}___{name}", hash="0123abcd",
+            data_files=DataFilesDict.from_patterns({"train": [str(src)]})).download_and_prepare()
+    built = next((root / f"{ns}___{name}").iterdir())
+    folder = built.rename(built.parent / "default") / "0.0.0" / "0123abcd"
+    info = json.loads((folder / "dataset_info.json").read_text())
+    info.update(config_name="default", dataset_name=name)
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    (folder / f"{ns}___{name}-train.arrow").rename(folder / f"{name}-train.arrow")
+
+
+def test_cached_hub_dataset_loads_offline(tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    docs = english_documents()[:150]
+    _hub_style_cache(tmp_path / "hf-datasets", "someone/tiny_prose", docs)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    corpus = load_corpus("hf:someone/tiny_prose", heldout_tokens=20_000, cache_dir=tmp_path)
+    assert corpus.name == "hf:someone/tiny_prose"
+    assert len(corpus.train) + len(corpus.heldout) + 2 == len("\n\n".join(docs).encode())
+    message = one_line_error(load_corpus, "hf:someone/not_cached", cache_dir=tmp_path)
+    assert "not in the local dataset cache" in message and "offline" in message

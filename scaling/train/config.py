@@ -60,7 +60,10 @@ class RunConfig(BaseModel):
     # --- data
     corpus: str = Field("english", description="training corpus: english, python, a local file/folder, or hf:NAME[:CONFIG]")
     target_corpus: str | None = Field(None, description="corpus whose held-out split is scored (default: corpus)")
-    tokenizer: Literal["bytes", "bpe"] = Field("bytes", description="bytes (vocabulary 256) or a BPE trained on the corpus")
+    tokenizer: str = Field(
+        "bytes", min_length=1,
+        description="bytes (vocabulary 256), bpe (trained on the corpus), a pretrained tokenizer.json (file or folder), or hf:NAME",
+    )
     bpe_vocab: Count = Field(4096, ge=260, description="BPE vocabulary size (tokenizer: bpe)")
     # --- model
     model_type: str = Field(

@@ -7,10 +7,13 @@ Four kinds of spec (``load_corpus`` in :mod:`scaling.train.data` turns the docum
   Treasury of David" (psalms 1-107), one document per psalm; 1,190 documents, 11.57 MB of UTF-8 text.
 - ``"python"``: this interpreter's standard library source (``*.py`` under ``sysconfig``'s stdlib path, test
   folders and site-packages excluded, sorted paths, capped at 16 MB), one document per file.
-- a local ``.txt`` / ``.jsonl`` / ``.json`` / ``.parquet`` file, or a folder of such files, read through
-  Hugging Face ``datasets``: for text files a document is a blank-line separated paragraph, for json/parquet a
-  row's ``text`` column (or its only string column).
-- ``"hf:NAME"`` or ``"hf:NAME:CONFIG"``: the ``train`` split of a hub dataset, only when online.
+- a local ``.txt`` / ``.jsonl`` / ``.json`` / ``.parquet`` file, a folder of such files, or a glob pattern
+  (``data/shard-*.jsonl``, ``books/**/*.txt``) matching several, read through Hugging Face ``datasets``: for text
+  files a document is a blank-line separated paragraph, for json/parquet a row's ``text`` column (or its only
+  string column).
+- ``"hf:NAME"`` or ``"hf:NAME:CONFIG"``: the ``train`` split of a hub dataset: downloaded when online; in offline
+  mode (``HF_HUB_OFFLINE``) the copy a previous online load left in the cache (this toolkit's
+  ``$SCALING_CACHE/hf-datasets``, then the default ``datasets`` cache).
 
 The two built-in corpora are read directly (``lzma`` / plain file reads) rather than through ``datasets``: both
 are a handful of files with a fixed layout, and a ``datasets`` arrow cache would only add a second copy.
@@ -22,6 +25,7 @@ cached corpus is found again without reading its text twice.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import lzma
 import os
@@ -63,6 +67,8 @@ def resolve(spec: str, *, hf_cache_dir: Path) -> Source:
         return _python_stdlib()
     if spec.startswith("hf:"):
         return _hub(spec, hf_cache_dir)
+    if glob.has_magic(spec):
+        return _glob(spec, hf_cache_dir)
     path = Path(spec).expanduser()
     if path.exists():
         return _local(path, hf_cache_dir)
@@ -153,11 +159,25 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def _local(path: Path, hf_cache_dir: Path) -> Source:
-    files = _local_files(path)
+def _glob(pattern: str, hf_cache_dir: Path) -> Source:
+    """Several files by a glob pattern (``**`` recurses); sorted, so the document order never depends on the disk."""
+    files = sorted(Path(f) for f in glob.glob(str(Path(pattern).expanduser()), recursive=True) if Path(f).is_file())
+    files = [f for f in files if _suffix(f) in LOCAL_FORMATS]
+    if not files:
+        raise ScalingError(f"corpus {pattern}: the pattern matches no {'/'.join(LOCAL_FORMATS)} file")
+    kinds = {LOCAL_FORMATS[_suffix(p)] for p in files}
+    if len(kinds) > 1:
+        raise ScalingError(f"corpus {pattern}: matches {' and '.join(sorted(kinds))} files; use one format")
+    return _local(Path(pattern), hf_cache_dir, files)
+
+
+def _local(path: Path, hf_cache_dir: Path, files: list[Path] | None = None) -> Source:
+    matched = files is not None  # a glob: the files by the paths it matched
+    files = files if matched else _local_files(path)
     digest = hashlib.sha256()
     for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        where = file if matched else (file.relative_to(path) if path.is_dir() else file.name)
+        digest.update(str(where).encode() + b"\0")
         file_digest = hashlib.sha256()
         with open(file, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -229,15 +249,23 @@ def _hub(spec: str, hf_cache_dir: Path) -> Source:
     name, _, config = spec[len("hf:") :].partition(":")
     if not name:
         raise ScalingError(f"corpus {spec!r}: expected hf:NAME or hf:NAME:CONFIG")
-    if datasets.config.HF_HUB_OFFLINE:
-        raise ScalingError(
-            f"corpus {spec}: hub datasets need a connection, and offline mode is on (HF_HUB_OFFLINE or "
-            "HF_DATASETS_OFFLINE); use a local file or folder instead"
-        )
-    try:
-        ds = datasets.load_dataset(name, config or None, split="train", cache_dir=str(hf_cache_dir))
-    except Exception as exc:  # network, missing dataset, gated dataset...: one line for the user
-        raise ScalingError(f"corpus {spec}: could not load it from the hub ({_first_line(exc)})") from None
+    offline = bool(datasets.config.HF_HUB_OFFLINE)
+    # Offline, datasets serves the copy a previous online load left in a cache: ours first, then the default one
+    # (where a user's own load_dataset put it).
+    caches = [str(hf_cache_dir), None] if offline else [str(hf_cache_dir)]
+    for cache in caches:
+        try:
+            ds = datasets.load_dataset(name, config or None, split="train", cache_dir=cache)
+            break
+        except Exception as exc:  # network, missing dataset, gated dataset, not cached...: one line for the user
+            error = exc
+    else:
+        if offline:
+            raise ScalingError(
+                f"corpus {spec}: not in the local dataset cache ({hf_cache_dir} or datasets' default cache) and "
+                "offline mode is on (HF_HUB_OFFLINE); load it once online, or use a local file"
+            ) from None
+        raise ScalingError(f"corpus {spec}: could not load it from the hub ({_first_line(error)})") from None
     # The arrow fingerprint identifies the prepared dataset (name, config, revision, processing).
     return Source(spec, hashlib.sha256(ds._fingerprint.encode()).hexdigest(), lambda: _text_column(ds, spec))
 

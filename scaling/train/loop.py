@@ -187,7 +187,7 @@ def resolve_source(init_from: str) -> Source:
 
 def _check_compatible(config: RunConfig, source: Source, shape: model_lib.ModelShape, tokenizer: str, corpus_name: str) -> None:
     src = source.info  # the tokenizer names were compared before the corpus was loaded
-    if tokenizer != "bytes" and src["corpus"] != corpus_name:
+    if tokenizer.startswith("bpe-") and src["corpus"] != corpus_name:
         raise ScalingError(
             f"init_from {source.run_dir}: incompatible tokenizer (a BPE trained on {src['corpus']} there, on "
             f"{corpus_name} here: token ids differ); use tokenizer: bytes for transfer across corpora"
@@ -227,7 +227,7 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
         return Outcome(rid, finished=True, skipped=True)
 
     # ---- everything a user can get wrong, before anything is written
-    tokenizer = "bytes" if cfg.tokenizer == "bytes" else f"bpe-{cfg.bpe_vocab}"
+    tokenizer = tokenizer_spec(cfg)
     heldout_tokens = max(HELDOUT_TOKENS, cfg.eval_tokens + 1)
     source = resolve_source(cfg.init_from) if cfg.init_from else None
     if source is not None and source.info["tokenizer"] != tokenizer:  # before a tokenizer is trained for nothing
@@ -237,7 +237,7 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
     corpus = load_corpus(cfg.corpus, tokenizer=tokenizer, heldout_tokens=heldout_tokens)
     target_spec = cfg.target_corpus or cfg.corpus
     if target_spec != cfg.corpus:
-        if tokenizer != "bytes":
+        if tokenizer.startswith("bpe-"):
             raise ScalingError(
                 f"target_corpus {target_spec}: a BPE is trained per corpus, so token ids of {cfg.corpus} and "
                 f"{target_spec} differ; use tokenizer: bytes to score another corpus"
@@ -250,7 +250,7 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
         if spec == target_spec:
             eval_sets.append((column, target))
             continue
-        if tokenizer != "bytes" and spec != cfg.corpus:
+        if tokenizer.startswith("bpe-") and spec != cfg.corpus:
             raise ScalingError(
                 f"eval_corpora {spec}: a BPE is trained per corpus, so token ids of {cfg.corpus} and {spec} differ; "
                 "use tokenizer: bytes to score other corpora"
@@ -282,6 +282,11 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
     trainer = _Trainer(cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console)
     trainer.header, trainer.eval_sets = header, eval_sets
     return trainer.fit()
+
+
+def tokenizer_spec(cfg: RunConfig) -> str:
+    """The data layer's tokenizer: ``bytes``, ``bpe-<bpe_vocab>``, or the pretrained one as written."""
+    return {"bytes": "bytes", "bpe": f"bpe-{cfg.bpe_vocab}"}.get(cfg.tokenizer, cfg.tokenizer)
 
 
 def _say(console, message: str) -> None:

@@ -363,7 +363,11 @@ def resolve_shape(config, vocab_size: int) -> ModelShape:
 
 def vocab_size_of(config) -> int:
     """Vocabulary size implied by a config's tokenizer (the model is built with exactly this many rows)."""
-    return 256 if config.tokenizer == "bytes" else int(config.bpe_vocab)
+    if config.tokenizer in ("bytes", "bpe"):
+        return 256 if config.tokenizer == "bytes" else int(config.bpe_vocab)
+    from scaling.train.pretrained_tokenizer import resolve
+
+    return resolve(config.tokenizer).vocab_size
 
 
 def describe(config, vocab_size: int | None = None) -> dict:
