@@ -1141,6 +1141,9 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
     ``mapping``/``where`` are applied when reading a path (see :func:`scaling.read_results`); other keyword
     arguments go to :class:`LawFitter`. ``law="downstream"`` is the two-step task forecast (Bhagia et al. 2024):
     both steps are fitted from the table's N, D, task_loss and accuracy (:func:`scaling.downstream.fit_downstream`).
+    ``law="transfer"`` on a table of from-scratch and fine-tuned runs, and
+    ``law="repetition"`` on a table with repeated-data runs, run their analysis (:mod:`scaling.analysis`): the
+    returned fit (the transfer law; the unique-data baseline) carries it as ``fit.analysis``.
     """
     if isinstance(data, (str, Path)):
         source = source or str(data)
@@ -1156,6 +1159,11 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
         from scaling.downstream import fit_downstream  # the chained law is fitted step by step, not in one go
 
         return fit_downstream(data, source=source, **kwargs)
+    from scaling.analysis import analysis_for, run_analysis
+
+    kind = analysis_for(get_law(law) if isinstance(law, str) else law, data)
+    if kind is not None:  # transfer from runs, repetition with repeated-data runs: fitted through their analysis
+        return run_analysis(kind, data, source=source, **kwargs)
     return LawFitter(law, **kwargs).fit(data, source=source)
 
 

@@ -5,7 +5,7 @@ import sys
 
 FITTING_MODULES = [
     "scaling", "scaling.estimate", "scaling.forecast", "scaling.fitfile", "scaling.backtest", "scaling.optimal",
-    "scaling.report", "scaling.serve", "scaling.transfer", "scaling.repetition", "scaling.sweep", "scaling.cli",
+    "scaling.report", "scaling.serve", "scaling.analysis.transfer", "scaling.analysis.repetition", "scaling.sweep", "scaling.cli",
 ]
 
 

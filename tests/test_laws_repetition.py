@@ -17,7 +17,7 @@ from scaling.laws.repetition import (
     power_boundary,
     size_multiplier,
 )
-from scaling.repetition import analyze_repetition
+from scaling.analysis.repetition import analyze_repetition
 
 LAW = get_law("repetition")
 KAPLAN_BASELINE = {"L_inf": 0.0, "N_c": 8.8e13, "a_N": 0.076}

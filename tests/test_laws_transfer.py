@@ -24,7 +24,7 @@ from scaling.laws.transfer import (
     effective_data,
     transfer_fraction,
 )
-from scaling.transfer import analyze_transfer, effective_transfer, fit_transfer
+from scaling.analysis.transfer import analyze_transfer, effective_transfer, fit_transfer
 
 LAW = get_law("transfer")
 TEXT_TO_PYTHON = {"k": 1.9e4, "alpha": 0.18, "beta": 0.38}

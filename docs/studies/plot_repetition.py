@@ -2,7 +2,7 @@
 
     python docs/studies/plot_repetition.py docs/studies/repetition-results.csv docs/studies/repetition.png
 
-The analysis behind `scaling fit --law repetition` (scaling.repetition.analyze_repetition): the unique-data
+The analysis behind `scaling fit --law repetition` (scaling.analysis.repetition.analyze_repetition): the unique-data
 baseline L_u(N) = L_inf + (N_c / N)^a_N on the f = 0 runs (runs resampled), then each repeated-data run's effective
 size N_eff = N_c (L - L_inf)^(-1/a_N) and multiplier m = N_eff / N (Hernandez et al. 2022; LAWS.md 4.3), beside
 N_eff_interp read off the measured baseline runs. The pure power law (L_inf = 0) is printed too, for comparison.
@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from scaling.repetition import analyze_repetition
+from scaling.analysis.repetition import analyze_repetition
 
 KEYS = ["N", "repeat_fraction", "repeat_count"]
 

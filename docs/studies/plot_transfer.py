@@ -5,7 +5,7 @@
 Left: held-out Python loss against tokens of Python, from scratch (points and the fitted from-scratch law
 L_B(N, D), lines) and after English pretraining (open markers at D_F). Right: the effective data transferred
 D_T against D_F per size (every seed), with the fitted D_T = k D_F^alpha N^beta. The analysis is the one behind
-`scaling fit --law transfer` (scaling.transfer.analyze_transfer; the from-scratch fit resamples runs, so the seeds'
+`scaling fit --law transfer` (scaling.analysis.transfer.analyze_transfer; the from-scratch fit resamples runs, so the seeds'
 spread is in the intervals).
 """
 
@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from scaling.transfer import analyze_transfer
+from scaling.analysis.transfer import analyze_transfer
 
 
 def main(results: str, out: str) -> None:

@@ -283,6 +283,7 @@ def fit_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
+    from scaling.analysis import analysis_for
     from scaling.estimate import LOSSES, default_law, single_input_column
     from scaling.estimate import fit as fit_law
     from scaling.fitfile import save_fit
@@ -335,18 +336,18 @@ def fit_command(
     clash = sorted(set(fixed) & set(tied))
     if clash:
         raise ScalingError(f"--fix and --tie both set {clash[0]}; choose one")
-    if chosen.name in ANALYSES:
-        kind = _analysis_kind(chosen, table)
-        if kind is not None:
-            _refuse_options(kind, fixed=fixed, tied=tied, loss=loss, delta=delta, group=group, param_def=param_def)
-            out_path = output if output is not None else _default_output(results, law)
-            _check_can_write(out_path)
-            options = {"n_bootstrap": bootstrap, "ci": ci, "seed": seed}
-            if kind == "transfer":
-                _fit_transfer(table, out_path, fmt, options, scratch={"loss": loss, "delta": delta, "group": group})
-            else:
-                _fit_repetition(table, out_path, fmt, options, baseline_fix=fixed)
-            return
+    kind = analysis_for(chosen, table)
+    if kind is not None:  # fitted through its analysis (scaling.analysis); the CLI prints what it found
+        out_path = output if output is not None else _default_output(results, law)
+        _check_can_write(out_path)
+        with _quiet_numerics():
+            result = fit_law(
+                table, law=chosen, source=results, n_bootstrap=bootstrap, ci=ci, seed=seed, fix=fixed, tie=tied,
+                loss=loss, delta=delta, group=group, param_def=param_def,
+            )
+        save_fit(result, out_path)
+        (_print_transfer if kind == "transfer" else _print_repetition)(result.analysis, out_path, fmt)
+        return
     require = [*chosen.inputs, chosen.output]
     if param_def == "total" and "N" in chosen.inputs:
         require.append("N_total")
@@ -420,50 +421,10 @@ def _fixed_from_fit(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Laws fitted through an analysis of runs (scaling.transfer, scaling.repetition) and the calibration floor
+# Laws fitted through an analysis of runs (scaling.analysis.transfer, scaling.analysis.repetition) and the calibration floor
 
-# A transfer table holds from-scratch and fine-tuned runs, not D_T: D_T comes from inverting the from-scratch law
-# (analyze_transfer). A repetition table with repeated-data runs needs the baseline fitted on the unique-data runs
-# only, then N_eff per run (analyze_repetition). A table that already holds D_T, or has no repeated-data columns,
-# is fitted directly like any other law.
-ANALYSES = ("transfer", "repetition")
-REPEAT_COLUMNS = ("repeat_fraction", "repeat_count")
-
-
-def _analysis_kind(law: Law, table: pd.DataFrame) -> str | None:
-    if law.name == "transfer" and law.output not in table.columns:
-        return "transfer"
-    if law.name == "repetition" and any(c in table.columns for c in REPEAT_COLUMNS):
-        return "repetition"
-    return None
-
-
-def _refuse_options(kind: str, *, fixed: dict, tied: dict, loss: str, delta: float, group: str, param_def: str) -> None:
-    """Options the analysis has no use for are errors, not silently ignored."""
-    unsupported = {
-        "--tie": bool(tied),
-        "--param-def total": param_def == "total",  # every run's N is read from the N column (map N=N_total)
-    }
-    if kind == "transfer":  # the transfer law is fitted by least squares on ln D_T, all three parameters free
-        unsupported["--fix"] = bool(fixed)
-    else:  # the baseline is fitted with the engine's defaults (Huber, delta 1e-3, runs by run_id)
-        unsupported.update({"--loss": loss != "huber", "--delta": delta != 1e-3, "--group": group != "run_id"})
-    for option, used in unsupported.items():
-        if used:
-            raise ScalingError(
-                f"{option} does not apply to the {kind} analysis (scaling.{kind}.analyze_{kind}); "
-                f"see docs/transfer-repetition-calibration.md"
-            )
-
-
-def _fit_transfer(table: pd.DataFrame, out_path: Path, fmt: Format, options: dict, scratch: dict) -> None:
-    """analyze_transfer on the table; print the from-scratch fit, the per-run table and the transfer fit."""
-    from scaling.fitfile import save_fit
-    from scaling.transfer import analyze_transfer
-
-    with _quiet_numerics():
-        a = analyze_transfer(table, scratch_options=scratch, **options)
-    save_fit(a.fit, out_path)
+def _print_transfer(a: Any, out_path: Path, fmt: Format) -> None:
+    """A transfer analysis (scaling.analysis.transfer): the from-scratch fit, the per-run table, the transfer fit."""
     runs = a.runs[
         ["N", "D_F", "loss", "D_E", "D_E_interp", "D_T", "D_T_lower", "D_T_upper", "f_T", "multiplier", "class"]
     ]
@@ -505,15 +466,11 @@ def _fit_transfer(table: pd.DataFrame, out_path: Path, fmt: Format, options: dic
     note(f"saved {out_path}")
 
 
-def _fit_repetition(table: pd.DataFrame, out_path: Path, fmt: Format, options: dict, baseline_fix: dict) -> None:
-    """analyze_repetition on the table; print the baseline fit, N_eff per run, the regions and their edge fits."""
-    from scaling.fitfile import save_fit
+def _print_repetition(a: Any, out_path: Path, fmt: Format) -> None:
+    """A repetition analysis (scaling.analysis.repetition): the baseline fit, N_eff per run, the regions and their
+    edge fits."""
     from scaling.laws.repetition import PUBLISHED_BOUNDARIES
-    from scaling.repetition import analyze_repetition
 
-    with _quiet_numerics():
-        a = analyze_repetition(table, baseline_fix=baseline_fix, **options)
-    save_fit(a.baseline, out_path)
     edges = pd.DataFrame(
         [
             {

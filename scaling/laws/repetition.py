@@ -14,7 +14,7 @@ unique-data runs (f = 0) at that token budget:
 and, per model size, the *poor-performance region*: the repeat counts E whose loss of parameters is at least
 half the worst one. The paper fits both edges of that region as E = k N^alpha (right edge k = 5.1e7,
 alpha = -0.50; left edge k = 4.2e6, alpha = -0.56: at N = 8e8 the region is E in [43, 1803]). The multi-run
-procedure is :func:`scaling.repetition.analyze_repetition`; this module holds the formulas.
+procedure is :func:`scaling.analysis.repetition.analyze_repetition`; this module holds the formulas.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def poor_performance_region(repeats, degradation, level: float = 0.5) -> Region:
     )
 
 
-# The edge law E = k N^alpha, fitted to the per-size edges by scaling.repetition (not in the catalogue: it is a
+# The edge law E = k N^alpha, fitted to the per-size edges by scaling.analysis.repetition (not in the catalogue: it is a
 # step of the repetition analysis, not a law of loss).
 BOUNDARY = Law(
     name="repetition-boundary",
@@ -155,6 +155,6 @@ REPETITION = register(
         min_distinct={"N": 3},
         notes="Fit on the unique-data runs (repeated_fraction = 0) at ONE token budget; then "
         "N_eff = N_c (L - L_inf)^(-1/a_N) maps a run with repeated data to its effective size "
-        "(scaling.repetition.analyze_repetition does the whole procedure).",
+        "(scaling.analysis.repetition.analyze_repetition does the whole procedure).",
     )
 )

@@ -12,7 +12,7 @@ D_T is not measured directly. It comes from inverting a from-scratch law L_B(N, 
 model's loss (D_E = D_F + D_T, App. B). The toolkit uses Kaplan's Eq. 1.5 (law ``kaplan-nd``, parameters alpha_N,
 alpha_D, N_c, D_c), whose inversion at fixed N has a closed form (:func:`effective_data`). The whole procedure
 (fit L_B on from-scratch runs, invert, classify, fit this law on the clean runs with bootstrap intervals) is
-:func:`scaling.transfer.analyze_transfer`; this module holds the formulas.
+:func:`scaling.analysis.transfer.analyze_transfer`; this module holds the formulas.
 
 Fitting this law is ordinary least squares on ln D_T = ln k + alpha ln D_F + beta ln N (use ``loss="least_squares"``).
 """
@@ -143,7 +143,7 @@ TRANSFER = register(
         log_function=transfer_log_data,
         output="D_T",
         min_distinct={"D_F": 2, "N": 2},
-        notes="D_T comes from inverting a from-scratch law on the target (scaling.transfer.analyze_transfer, "
+        notes="D_T comes from inverting a from-scratch law on the target (scaling.analysis.transfer.analyze_transfer, "
         "on a table of from-scratch and fine-tuned runs). Fit only low-data runs "
         "(D_F <= 0.1 D(N)); units of D_F and D_T must match (Hernandez et al. use characters).",
     )

@@ -1,0 +1,96 @@
+"""Laws fitted through an analysis of runs, not directly on a column of the table.
+
+A transfer table holds from-scratch and fine-tuned runs, not the effective data D_T: D_T comes from inverting a
+from-scratch law at each fine-tuned run's loss (:mod:`scaling.analysis.transfer`, Hernandez et al. 2021). A
+repetition table with repeated-data runs needs the unique-data baseline fitted on the unique runs only, then an
+effective size per repeated run (:mod:`scaling.analysis.repetition`, Hernandez et al. 2022). A table that already
+holds D_T, or has no repeated-data columns, is fitted directly like any other law.
+
+:func:`analysis_for` says which analysis a (law, table) pair needs; :func:`run_analysis` runs it and returns the
+:class:`~scaling.fitting.result.Fit` to save (the transfer law, or the repetition baseline) with the whole analysis
+on ``fit.analysis``. ``scaling.fit`` dispatches through here, so Python, the CLI and the service share one path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from scaling.errors import ScalingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
+    from scaling.laws.base import Law
+
+REPEAT_COLUMNS = ("repeat_fraction", "repeat_count")
+
+
+def analysis_for(law: Law, table: pd.DataFrame) -> str | None:
+    """``"transfer"``, ``"repetition"`` or None (fit the law directly)."""
+    if law.name == "transfer" and law.output not in table.columns:
+        return "transfer"
+    if law.name == "repetition" and any(c in table.columns for c in REPEAT_COLUMNS):
+        return "repetition"
+    return None
+
+
+def refuse_unused_options(kind: str, options: Mapping[str, Any]) -> None:
+    """Fitter options the analysis has no use for are errors, not silently ignored.
+
+    ``options`` are :class:`~scaling.estimate.LawFitter` keyword arguments; each is compared with its default.
+    """
+    unsupported = {
+        "tie": bool(options.get("tie")),
+        "param_def": options.get("param_def", "nonemb") != "nonemb",  # every run's N is the N column
+        "x": options.get("x") is not None,
+        "fix_draws": options.get("fix_draws") is not None,
+    }
+    if kind == "transfer":  # the transfer law is fitted by least squares on ln D_T, all three parameters free
+        unsupported["fix"] = bool(options.get("fix"))
+    else:  # the baseline is fitted with the engine's defaults (Huber, delta 1e-3, runs by run_id)
+        unsupported.update(
+            loss=options.get("loss", "huber") != "huber",
+            delta=options.get("delta", 1e-3) != 1e-3,
+            group=options.get("group", "run_id") != "run_id",
+        )
+    known = {"n_bootstrap", "ci", "seed", "fix", "tie", "param_def", "x", "fix_draws", "loss", "delta", "group"}
+    unknown = sorted(set(options) - known)
+    for option in [*(o for o, used in unsupported.items() if used), *unknown]:
+        flag = "--" + option.replace("_", "-")
+        raise ScalingError(
+            f"{flag} does not apply to the {kind} analysis ({option}= in Python; "
+            f"scaling.analysis.{kind}.analyze_{kind}); see docs/transfer-repetition-calibration.md"
+        )
+
+
+def run_analysis(kind: str, table: pd.DataFrame, *, source: str | None = None, **options: Any) -> Fit:
+    """Run the analysis ``kind`` on ``table``; the returned fit carries it as ``fit.analysis``.
+
+    ``options`` are fitter keyword arguments (n_bootstrap, ci, seed; fix for the repetition baseline; loss, delta
+    and group for transfer's from-scratch fit); others are refused by :func:`refuse_unused_options`.
+    """
+    refuse_unused_options(kind, options)
+    common = {k: options[k] for k in ("n_bootstrap", "ci", "seed") if k in options}
+    if source is not None:
+        table = table.copy()
+        table.attrs["source"] = source
+    if kind == "transfer":
+        from scaling.analysis.transfer import analyze_transfer
+
+        scratch = {k: options[k] for k in ("loss", "delta", "group") if k in options}
+        result = analyze_transfer(table, scratch_options=scratch, **common)
+        fit = result.fit
+    elif kind == "repetition":
+        from scaling.analysis.repetition import analyze_repetition
+
+        result = analyze_repetition(table, baseline_fix=options.get("fix") or None, **common)
+        fit = result.baseline
+    else:
+        raise ScalingError(f"unknown analysis {kind!r}: expected transfer or repetition")
+    fit.analysis = result
+    return fit
+
+
+__all__ = ["REPEAT_COLUMNS", "analysis_for", "refuse_unused_options", "run_analysis"]
