@@ -620,3 +620,53 @@ def test_dependency_lower_bounds_are_the_tested_versions():
         assert (floors[name].major, floors[name].minor) == (tested.major, tested.minor), (
             f"{name}: the lower bound {floors[name]} is not the version the tests ran with ({tested})"
         )
+
+
+@pytest.mark.slow
+def test_schemathesis_over_a_hostile_folder_finds_no_server_errors(hostile_dir):
+    """Fuzz every operation (valid and invalid inputs) against the real app over the folder of broken files and
+    links; an audit hook records every file opened or listed, and nothing outside the folder may be."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
+
+    outside = (hostile_dir.parent / "outside").resolve()
+    touched: list[str] = []
+    watching = threading.Event()
+
+    def audit(event: str, args: tuple) -> None:
+        if watching.is_set() and event in ("open", "os.scandir", "os.listdir") and args and args[0] is not None:
+            path = args[0]
+            if isinstance(path, (str, bytes, os.PathLike)) and str(os.fsdecode(path)).startswith(str(outside)):
+                touched.append(f"{event} {os.fsdecode(path)}")
+
+    sys.addaudithook(audit)  # hooks cannot be removed; the event gates it to this test
+    app = create_app(hostile_dir)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    checks = [not_a_server_error, content_type_conformance, response_schema_conformance]
+    statuses: dict[str, set[int]] = {}
+    watching.set()
+    try:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+                @given(case=operation.as_strategy(generation_mode=mode))
+                @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                          suppress_health_check=list(HealthCheck))
+                def fuzz(case):
+                    response = case.call_and_validate(checks=checks)
+                    statuses.setdefault(operation.label, set()).add(response.status_code)
+
+                try:
+                    fuzz()
+                except Unsatisfiable:
+                    assert mode == GenerationMode.NEGATIVE  # an operation without inputs has no invalid ones
+    finally:
+        watching.clear()
+    assert touched == [], touched[:5]
+    assert all(s < 500 for codes in statuses.values() for s in codes), statuses
+    # the fuzzer reached the broken files, not only 404s: the schema's examples name them
+    assert 422 in statuses["GET /fits/{name}"] and 422 in statuses["POST /fits/{name}/optimal"], statuses
