@@ -11,15 +11,14 @@ service. The rules:
   a link elsewhere, a loop, are refused before anything is read.
 - Only regular files up to :data:`MAX_FILE_BYTES` are read, opened without following a last-moment symlink.
 - JSON deeper than :data:`MAX_JSON_DEPTH` is refused (the fit-file format needs 4 levels).
-- A fit is used only if its parameters, draws and interval level are finite and within the law's bounds
-  (:func:`check_usable`): a negative ``A`` in ``E + A/N^alpha + ...`` would forecast -6e304 with exit 0.
+- A fit is used only if :func:`scaling.fitfile.fit_from_dict` accepts it, values included (finite, within the
+  law's bounds, an interval level in (0, 1)): a negative ``A`` in ``E + A/N^alpha + ...`` would forecast -6e304.
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import re
 import stat
@@ -27,7 +26,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
@@ -86,44 +84,6 @@ def _depth(value: Any) -> int:
         elif isinstance(v, list):
             stack.extend((x, d + 1) for x in v)
     return deepest
-
-
-def _bounds(fit: Fit, name: str) -> tuple[float, float]:
-    """The law's bounds for ``name``, widened by the ``bounds`` the fit was made with (``scaling fit --bounds``);
-    a positive scale constant (log_scale) stays >= 0 whatever a file says."""
-    p = fit.law.param(name)
-    lo, hi = p.lower, p.upper
-    pair = (fit.settings.get("bounds") or {}).get(name) if isinstance(fit.settings.get("bounds"), dict) else None
-    if isinstance(pair, (list, tuple)) and len(pair) == 2:
-        a, b = (-math.inf if pair[0] is None else pair[0]), (math.inf if pair[1] is None else pair[1])
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            lo, hi = min(lo, float(a)), max(hi, float(b))
-    if p.log_scale:
-        lo = max(lo, 0.0)
-    return lo, hi
-
-
-def check_usable(fit: Fit) -> Fit:
-    """Refuse a fit whose numbers cannot give honest forecasts: parameters and bootstrap draws must be finite
-    (a draw may be null: a failed resample) and within the law's bounds, and the interval level in (0, 1)."""
-    ci = fit.settings.get("ci")
-    if not (isinstance(ci, (int, float)) and 0 < ci < 1):
-        raise ScalingError(f"field ci: {ci!r} is not an interval level between 0 and 1")
-    for name, value in fit.params.items():
-        lo, hi = _bounds(fit, name)
-        if not math.isfinite(value):
-            raise ScalingError(f"field params.{name}: {value} is not a finite number")
-        if not lo <= value <= hi:
-            raise ScalingError(f"field params.{name}: {value:g} is outside the law's bounds [{lo:g}, {hi:g}]")
-    if len(fit.draws):
-        for name in fit.law.param_names:
-            lo, hi = _bounds(fit, name)
-            v = fit.draws[name].to_numpy(dtype=float)
-            bad = ~np.isnan(v) & ~((v >= lo) & (v <= hi))  # NaN: a failed draw; +-inf fails the bounds test
-            if bad.any():
-                i = int(np.nonzero(bad)[0][0])
-                raise ScalingError(f"field draws, row {i}, {name}: {v[i]:g} is outside the law's bounds [{lo:g}, {hi:g}]")
-    return fit
 
 
 class FitStore:
@@ -204,7 +164,9 @@ class FitStore:
                 raise hit[1]
             return hit[1]
         try:
-            fit = check_usable(fit_from_dict(read_json(path), source="fit file"))
+            # fit_from_dict validates values too (finite, within the law's bounds, ci in (0, 1)): no NaN
+            # parameter or negative A ever reaches a forecast
+            fit = fit_from_dict(read_json(path), source="fit file")
         except ScalingError as exc:
             result: Any = ScalingError(str(exc).removeprefix("fit file: "))
         except Exception as exc:  # noqa: BLE001 -- a file in the folder is untrusted input: whatever it makes the
@@ -227,4 +189,4 @@ class FitStore:
         return data
 
 
-__all__ = ["MAX_FILE_BYTES", "MAX_JSON_DEPTH", "NAME_PATTERN", "FitStore", "check_usable", "read_json"]
+__all__ = ["MAX_FILE_BYTES", "MAX_JSON_DEPTH", "NAME_PATTERN", "FitStore", "read_json"]
