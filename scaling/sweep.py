@@ -103,16 +103,38 @@ class Transfer(_Strict):
 
 
 class Launch(_Strict):
-    """How a worker starts the trainer."""
+    """How a worker starts the trainer. Only what is set here is passed to ``accelerate launch``: everything else
+    comes from the user's own ``accelerate config`` (or ``config_file``) on the machine that runs it."""
 
     launcher: Literal["python", "accelerate"] = Field(
         "python",
         description="python: `python trainers/train.py` (accelerate's single-process launch); "
-        "accelerate: `accelerate launch` with num_processes",
+        "accelerate: `accelerate launch trainers/train.py` (DDP, FSDP, DeepSpeed as the accelerate config says)",
     )
-    num_processes: int = Field(1, ge=1, description="processes per run (accelerate launcher only)")
+    num_processes: int | None = Field(
+        None, ge=1, description="processes per run, over all machines (`--num_processes`; unset: the accelerate config)"
+    )
+    num_machines: int | None = Field(
+        None, ge=1, description="machines per run (`--num_machines`; more than 1 needs --backend slurm)"
+    )
+    mixed_precision: Literal["no", "fp16", "bf16", "fp8"] | None = Field(
+        None, description="`--mixed_precision` (unset: the accelerate config decides)"
+    )
+    config_file: str | None = Field(None, description="`accelerate launch --config_file` (unset: accelerate's default config)")
     threads: int = Field(1, ge=1, description="torch threads per process (CPU-BUDGET.md: 1 per run on CPU)")
     accelerate_args: list[str] = Field(default_factory=list, description="extra `accelerate launch` arguments")
+
+
+class Resources(_Strict):
+    """What one run reserves: GPUs, CPUs, memory (each backend in its own terms, docs/sweeps.md)."""
+
+    gpus: int | None = Field(
+        None, ge=0, description="GPUs per run (local: a CUDA_VISIBLE_DEVICES slot per worker; 0 hides the GPUs; "
+        "unset: the environment is left as it is)"
+    )
+    cpus: int | None = Field(None, ge=1, description="CPUs per run (Ray num_cpus, Slurm cpus_per_task; default threads x processes)")
+    memory_gb: float | None = Field(None, gt=0, description="memory per run (Ray memory, Slurm mem_gb)")
+    custom: dict[str, float] = Field(default_factory=dict, description="Ray custom resources per run, e.g. {'node:gpu': 1}")
 
 
 class SweepFile(_Strict):
@@ -126,10 +148,14 @@ class SweepFile(_Strict):
         True, description="with schedule: wsd, budgets of one shape share one run as cooldown branches"
     )
     launch: Launch = Field(default_factory=Launch)
+    resources: Resources = Field(default_factory=Resources)
     slurm: dict[str, Any] = Field(
-        default_factory=dict, description="submitit parameters for --backend slurm (e.g. slurm_partition, timeout_min)"
+        default_factory=dict, description="submitit parameters for --backend slurm (e.g. slurm_partition, timeout_min), "
+        "plus cluster, submit_attempts, submit_backoff_s"
     )
-    ray: dict[str, Any] = Field(default_factory=dict, description="ray.init() arguments for --backend ray (e.g. address)")
+    ray: dict[str, Any] = Field(
+        default_factory=dict, description="--backend ray: address, runtime_env (per run), cancel_grace_s, and ray.init() arguments"
+    )
     _source: str = PrivateAttr("sweep")  # the file it came from, for error messages
 
     @property

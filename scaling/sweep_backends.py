@@ -3,17 +3,18 @@
 Every backend runs the same task, :func:`execute_run`: write the run's config to a file, start the trainer
 (``python trainers/train.py`` or ``accelerate launch trainers/train.py``) with ``--results PATH``, send its output
 to a log file, return the exit status. The trainer appends its rows to the one results.csv under a file lock,
-so the backends never handle rows. A backend only turns a task into a ``concurrent.futures.Future``:
+so the backends never handle rows. A backend only turns tasks into ``concurrent.futures.Future`` objects:
 
 - :class:`LocalBackend`: a pool of K threads, each waiting on one trainer subprocess (K single-thread runs side
-  by side use 2 CPU cores better than one two-thread run; CPU-BUDGET.md).
-- :class:`RayBackend`: one Ray task per run with ``num_cpus=1`` on an existing cluster (``address="auto"``) or a
-  local one started with K CPUs; Ray does the placement.
-- :class:`SlurmBackend`: one submitit job per run (``AutoExecutor``; ``cluster="local"``/``"debug"`` run
-  submitit's local executors, which is what the tests and laptops use).
+  by side use 2 CPU cores better than one two-thread run; CPU-BUDGET.md). With ``resources.gpus`` each worker
+  owns its own ``CUDA_VISIBLE_DEVICES`` slot.
+- :class:`RayBackend`: one Ray task per run reserving the run's ``resources`` (num_gpus, num_cpus, memory,
+  custom resources; ``runtime_env``) on an existing cluster (``address="auto"``) or a local one with K CPUs.
+- :class:`scaling.sweep_slurm.SlurmBackend`: submitit job arrays, requeued on timeout or pre-emption.
 
-:func:`run_plan` submits runs whose dependencies are met (a fine-tune waits for its pretraining run), skips runs
-already finished in results.csv, retries a failed run once, and shows overall progress. It orders submissions;
+:func:`run_plan` submits runs whose dependencies are met (a fine-tune waits for its pretraining run) in waves
+(the runs that are ready together go to the backend together: one job array on Slurm), skips runs already
+finished in results.csv, retries a failed run once, and shows overall progress. It orders submissions;
 placement and parallelism belong to the pool, Ray or Slurm.
 """
 
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
-import shutil
+import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,9 +55,19 @@ class RunTask:
     results: str  # absolute path of results.csv (on a shared filesystem for multi-machine backends)
     log: str  # absolute path of the run's log file
     launcher: str = "python"  # "python" | "accelerate"
-    num_processes: int = 1
+    num_processes: int | None = None  # None: the accelerate config decides (so do the three below)
+    num_machines: int | None = None
+    mixed_precision: str | None = None
+    accelerate_config: str | None = None
     accelerate_args: tuple[str, ...] = ()
     cwd: str = "."
+
+    @classmethod
+    def from_launch(cls, launch: Any, **fields: Any) -> RunTask:
+        """A task started as the sweep file's ``launch:`` section says."""
+        return cls(launcher=launch.launcher, num_processes=launch.num_processes, num_machines=launch.num_machines,
+                   mixed_precision=launch.mixed_precision, accelerate_config=launch.config_file,
+                   accelerate_args=tuple(launch.accelerate_args), **fields)
 
 
 @dataclass(frozen=True)
@@ -75,17 +87,59 @@ def trainer_script() -> Path:
     return path
 
 
-def trainer_command(task: RunTask, config_file: Path) -> list[str]:
+def trainer_command(task: RunTask, config_file: Path, machine: MachineRank | None = None) -> list[str]:
+    """The trainer's command line. ``accelerate launch`` gets only the flags the sweep file sets, so the user's
+    ``accelerate config`` (DDP, FSDP, DeepSpeed, precision, dynamo) is not overridden."""
     script = str(trainer_script())
     args = [script, "--config", str(config_file), "--results", task.results]
-    if task.launcher == "accelerate":
-        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
-                  "--num_processes", str(task.num_processes), "--mixed_precision", "no", "--dynamo_backend", "no"]
-        if task.num_processes > 1:
-            # `--cpu --num_processes 2` silently starts ONE process (CPU-BUDGET.md); --multi_gpu starts them (gloo).
+    if task.launcher != "accelerate":
+        return [sys.executable] + args
+    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+    if task.accelerate_config:
+        launch += ["--config_file", task.accelerate_config]
+    if task.num_processes is not None:
+        launch += ["--num_processes", str(task.num_processes)]
+        if task.num_processes > 1 and not task.accelerate_config and not _default_accelerate_config().exists():
+            # With no accelerate config at all, `--num_processes 2` alone (or with --cpu) silently starts ONE
+            # process (CPU-BUDGET.md); --multi_gpu starts them (gloo on CPU). A config says it itself.
             launch.append("--multi_gpu")
-        return launch + list(task.accelerate_args) + args
-    return [sys.executable] + args
+    if task.mixed_precision is not None:
+        launch += ["--mixed_precision", task.mixed_precision]
+    if machine is not None:
+        launch += ["--num_machines", str(machine.num_machines), "--machine_rank", str(machine.rank),
+                   "--main_process_ip", machine.main_ip, "--main_process_port", str(machine.port)]
+    elif task.num_machines is not None:
+        launch += ["--num_machines", str(task.num_machines)]
+    return launch + list(task.accelerate_args) + args
+
+
+@dataclass(frozen=True)
+class MachineRank:
+    """Where one machine of a multi-machine run stands (filled in by the Slurm job on each node)."""
+
+    num_machines: int
+    rank: int
+    main_ip: str
+    port: int = 29500
+
+
+def _default_accelerate_config() -> Path:
+    """The file `accelerate config` writes (honours HF_HOME and ACCELERATE_CONFIG_FILE... as accelerate does)."""
+    from accelerate.commands.config.config_args import default_config_file
+
+    return Path(default_config_file)
+
+
+def run_environment(task: RunTask, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The trainer's environment: this process's, with one torch thread count, and offline Hugging Face hubs
+    unless the user's environment says otherwise (HF_HUB_OFFLINE=0 lets ``hf:NAME`` corpora download; a cached
+    dataset loads either way)."""
+    threads = str(task.config.get("threads") or 1)
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.setdefault(name, "1")  # the project's rule: nothing needs the network unless the user asks for it
+    env.update(extra or {})
+    return env
 
 
 # Trainer processes started by execute_run in this process, so that a cancelled sweep can stop them.
@@ -93,45 +147,52 @@ _LIVE: set[subprocess.Popen] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def terminate_live() -> None:
-    """SIGTERM every trainer this process started; the trainer saves a checkpoint and exits, so a re-run resumes."""
+def terminate_live(wait_s: float = 0.0) -> None:
+    """SIGTERM every trainer this process started; the trainer saves a checkpoint and exits, so a re-run resumes.
+    With ``wait_s``, wait that long for them to finish their checkpoint, then kill what is left."""
     with _LIVE_LOCK:
         procs = list(_LIVE)
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
+    deadline = time.monotonic() + wait_s
+    for proc in procs if wait_s > 0 else ():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def execute_run(task: RunTask) -> RunOutcome:
-    """Train one run in a subprocess; its output goes to ``task.log``. Never raises for a failed run."""
+def execute_run(task: RunTask, env: dict[str, str] | None = None, machine: MachineRank | None = None,
+                ignore_signals: tuple[int, ...] = ()) -> RunOutcome:
+    """Train one run in a subprocess; its output goes to ``task.log``. Never raises for a failed run.
+
+    ``env`` is added to the trainer's environment (a GPU slot); ``ignore_signals`` are ignored by the trainer
+    (Slurm sends its pre-emption signal to every process of a job; only the job's own handler should act on it).
+    """
     start = time.monotonic()
     log = Path(task.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=f"{task.run_id}-", dir=log.parent, delete=False) as fh:
         yaml.safe_dump(task.config, fh, sort_keys=False)
         config_file = Path(fh.name)
-    threads = str(task.config.get("threads") or 1)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+    full_env = run_environment(task, env)
     cpu = 0.0
     try:
         with open(log, "a") as out:
-            out.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run {task.run_id} on {os.uname().nodename}\n")
+            gpus = f"; CUDA_VISIBLE_DEVICES={full_env['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in full_env else ""
+            out.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run {task.run_id} on {os.uname().nodename}{gpus}\n")
             out.flush()
-            proc = subprocess.Popen(trainer_command(task, config_file), stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=task.cwd, env=env)
+            ignore = (lambda: [signal.signal(s, signal.SIG_IGN) for s in ignore_signals]) if ignore_signals else None
+            proc = subprocess.Popen(trainer_command(task, config_file, machine), stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=task.cwd, env=full_env, preexec_fn=ignore)
             with _LIVE_LOCK:
                 _LIVE.add(proc)
             try:
-                # wait4 gives this child's own CPU time (getrusage(RUSAGE_CHILDREN) would mix in the other
-                # workers' runs); an accelerate launcher's CPU time includes the processes it started.
-                _, status, usage = os.wait4(proc.pid, 0)
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                cpu = usage.ru_utime + usage.ru_stime
-            except ChildProcessError:  # already reaped elsewhere
-                proc.wait()
-            except BaseException:  # interrupted: do not leave the trainer running
-                proc.terminate()
+                cpu = _wait(proc)
+            except BaseException:  # interrupted (Ctrl-C, a Ray cancel, a Slurm requeue): stop the trainer cleanly
+                proc.terminate()  # SIGTERM: the trainer checkpoints at the end of its step and exits 3
                 proc.wait()
                 raise
             finally:
@@ -145,6 +206,23 @@ def execute_run(task: RunTask) -> RunOutcome:
     finally:
         config_file.unlink(missing_ok=True)
     return RunOutcome(task.run_id, code, time.monotonic() - start, _last_line(log), cpu)
+
+
+def _wait(proc: subprocess.Popen, poll_s: float = 0.2) -> float:
+    """Wait for the trainer; returns its CPU seconds. Polls rather than blocking in wait4, so that an exception
+    raised into this thread (Ray's graceful cancel) or a signal handler (submitit's requeue) runs at once."""
+    while True:
+        try:
+            # wait4 gives this child's own CPU time (getrusage(RUSAGE_CHILDREN) would mix in the other
+            # workers' runs); an accelerate launcher's CPU time includes the processes it started.
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # already reaped elsewhere (a requeue handler waited for it)
+            proc.wait()
+            return 0.0
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        time.sleep(poll_s)
 
 
 def _last_line(path: Path, limit: int = 20_000) -> str:
@@ -166,18 +244,34 @@ def _last_line(path: Path, limit: int = 20_000) -> str:
 
 
 class LocalBackend:
-    """K worker threads, each running one trainer subprocess at a time."""
+    """K worker threads, each running one trainer subprocess at a time.
+
+    With ``gpus_per_run`` each worker owns a slot of that many GPUs (``CUDA_VISIBLE_DEVICES``) for all of its
+    runs, so K runs never share a device; ``gpus_per_run=0`` hides the GPUs (CPU runs); None leaves the
+    environment as it is.
+    """
 
     name = "local"
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, gpus_per_run: int | None = None):
         if workers < 1:
             raise ScalingError(f"--workers must be at least 1, got {workers}")
         self.slots = workers
         self._pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep")
+        self._free: queue.SimpleQueue[dict[str, str]] = queue.SimpleQueue()
+        for slot in gpu_slots(workers, gpus_per_run):
+            self._free.put(slot)
 
     def submit(self, task: RunTask) -> cf.Future:
-        return self._pool.submit(execute_run, task)
+        return self._pool.submit(self._run, task)
+
+    def _run(self, task: RunTask) -> RunOutcome:
+        # At most K tasks run at once and there are K slots, so a free one is always there.
+        slot = self._free.get()
+        try:
+            return execute_run(task, env=slot)
+        finally:
+            self._free.put(slot)
 
     def cancel(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -187,12 +281,47 @@ class LocalBackend:
         self._pool.shutdown(wait=True)
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use: the ids in CUDA_VISIBLE_DEVICES when it is set (indices or UUIDs),
+    otherwise every device torch counts."""
+    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if declared is not None:
+        return [d.strip() for d in declared.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_slots(workers: int, gpus_per_run: int | None) -> list[dict[str, str]]:
+    """One environment per worker: its own ``CUDA_VISIBLE_DEVICES`` (disjoint groups of ``gpus_per_run``)."""
+    if gpus_per_run is None:
+        return [{} for _ in range(workers)]
+    if gpus_per_run == 0:
+        return [{"CUDA_VISIBLE_DEVICES": ""} for _ in range(workers)]
+    gpus = visible_gpus()
+    need = workers * gpus_per_run
+    if need > len(gpus):
+        seen = f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}" if "CUDA_VISIBLE_DEVICES" in os.environ else "torch sees"
+        raise ScalingError(f"resources.gpus: {gpus_per_run} GPU(s) per run x {workers} worker(s) needs {need} GPUs, "
+                           f"{len(gpus)} visible ({seen}); lower --workers, or --gpus 0 to train on the CPU")
+    return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[w * gpus_per_run:(w + 1) * gpus_per_run])} for w in range(workers)]
+
+
 class RayBackend:
-    """One Ray task per run (num_cpus=1), on an existing cluster or a local one with ``workers`` CPUs."""
+    """One Ray task per run, reserving the run's resources, on an existing cluster or a local one with ``workers`` CPUs.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` of the worker to the GPUs it reserved (``num_gpus``), and the trainer
+    inherits it. Cancelling is graceful: ``ray.cancel`` without force raises KeyboardInterrupt in the task, which
+    SIGTERMs the trainer (it checkpoints and exits); only tasks still running after ``cancel_grace_s`` are killed.
+    """
 
     name = "ray"
 
-    def __init__(self, workers: int | None = None, address: str | None = None, **init_kwargs: Any):
+    def __init__(self, workers: int | None = None, address: str | None = None, *, num_cpus: float = 1,
+                 num_gpus: float = 0, memory_gb: float | None = None, resources: dict[str, float] | None = None,
+                 runtime_env: dict[str, Any] | None = None, cancel_grace_s: float = 120.0, **init_kwargs: Any):
         try:
             import ray
         except ImportError:
@@ -211,13 +340,35 @@ class RayBackend:
                         ray.init(address="auto", **{**quiet, **init_kwargs})
                     except (ConnectionError, RuntimeError, ValueError):
                         ray.init(num_cpus=workers or os.cpu_count() or 1, **{**quiet, **init_kwargs})
-            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            except (ConnectionError, RuntimeError, ValueError, TimeoutError, TypeError) as exc:
                 where = address or "a local cluster"
                 raise ScalingError(f"--backend ray: cannot reach {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
             self._started = True
-        self.slots = None  # Ray places tasks by their num_cpus
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        self.slots = None  # Ray places tasks by the resources they reserve
+        self.options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": 0}
+        if memory_gb:
+            self.options["memory"] = int(memory_gb * 2**30)
+        if resources:
+            self.options["resources"] = dict(resources)
+        if runtime_env:
+            self.options["runtime_env"] = dict(runtime_env)
+        if self._started and not address:
+            self._check_fits()  # only a cluster we started: a running one may add nodes (autoscaler) on demand
+        try:
+            self._remote = ray.remote(execute_run).options(**self.options)
+        except (ValueError, TypeError) as exc:
+            raise ScalingError(f"--backend ray: bad task option: {str(exc).splitlines()[0]}") from None
+        self.cancel_grace_s = cancel_grace_s
         self._refs: list[Any] = []
+
+    def _check_fits(self) -> None:
+        """A run that no node can ever hold would wait forever in Ray's queue: refuse it in one line instead."""
+        need = {"CPU": self.options["num_cpus"], "GPU": self.options["num_gpus"], **self.options.get("resources", {})}
+        nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        if nodes and not any(all(have.get(k, 0) >= v for k, v in need.items() if v) for have in nodes):
+            asked = ", ".join(f"{k}={v:g}" for k, v in need.items() if v)
+            raise ScalingError(f"--backend ray: no node of the cluster has the resources one run asks for ({asked}); "
+                               "see resources: in the sweep file")
 
     def submit(self, task: RunTask) -> cf.Future:
         ref = self._remote.remote(task)
@@ -225,12 +376,23 @@ class RayBackend:
         return ref.future()
 
     def cancel(self) -> None:
-        for ref in self._refs:
-            self._ray.cancel(ref, force=True)
+        ray = self._ray
+        live = [ref for ref in self._refs if not _ray_done(ray, ref)]
+        for ref in live:
+            ray.cancel(ref, force=False)  # KeyboardInterrupt in the task: the trainer gets SIGTERM and checkpoints
+        if live and self.cancel_grace_s > 0:
+            _, live = ray.wait(live, num_returns=len(live), timeout=self.cancel_grace_s)
+        for ref in live:
+            ray.cancel(ref, force=True)  # still running after the grace period: kill the worker
 
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+
+
+def _ray_done(ray: Any, ref: Any) -> bool:
+    ready, _ = ray.wait([ref], timeout=0)
+    return bool(ready)
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:
@@ -247,46 +409,20 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         raise ScalingError(f"--backend ray: no Ray cluster reachable at {address} ({exc.strerror or type(exc).__name__})") from None
 
 
-class SlurmBackend:
-    """One submitit job per run; ``cluster="slurm"`` needs sbatch, ``"local"``/``"debug"`` run on this machine."""
+def __getattr__(name: str) -> Any:
+    # SlurmBackend lives with submitit's job classes (which import submitit); kept importable from here.
+    if name == "SlurmBackend":
+        return _slurm_backend_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    name = "slurm"
 
-    def __init__(self, folder: str | os.PathLike, *, workers: int | None = None, cluster: str = "slurm",
-                 parameters: dict[str, Any] | None = None):
-        try:
-            import submitit
-        except ImportError:
-            raise ScalingError("--backend slurm: submitit is not installed (pip install 'scaling[sweep]' or pip install submitit)") from None
-        if cluster not in ("slurm", "local", "debug"):
-            raise ScalingError(f"--backend slurm: cluster must be slurm, local or debug, got {cluster!r}")
-        if cluster == "slurm" and shutil.which("sbatch") is None:
-            raise ScalingError("--backend slurm: sbatch not found on PATH (not on a Slurm login node?); "
-                               "set slurm: {cluster: local} in the sweep file to run submitit's local executor")
-        params = {"timeout_min": 24 * 60, "cpus_per_task": 1, "nodes": 1, "tasks_per_node": 1}
-        params.update(parameters or {})
-        self._executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-        try:
-            self._executor.update_parameters(**params)
-        except (ValueError, TypeError) as exc:
-            raise ScalingError(f"--backend slurm: bad submitit parameter: {str(exc).splitlines()[0]}") from None
-        # Slurm queues jobs itself; submitit's local executor starts every job at once, so cap it at K.
-        self.slots = workers if cluster != "slurm" else None
-        self._waiters = cf.ThreadPoolExecutor(max_workers=64, thread_name_prefix="submitit-wait")
-        self.jobs: list[Any] = []
-
-    def submit(self, task: RunTask) -> cf.Future:
-        job = self._executor.submit(execute_run, task)
-        self.jobs.append(job)
-        return self._waiters.submit(job.result)
-
-    def cancel(self) -> None:
-        for job in self.jobs:
-            if not job.done():
-                job.cancel(check=False)
-
-    def close(self) -> None:
-        self._waiters.shutdown(wait=True)
+def _slurm_backend_class() -> type:
+    try:
+        import submitit  # noqa: F401 -- checked first: scaling.sweep_slurm may already be imported
+        from scaling.sweep_slurm import SlurmBackend
+    except ImportError:
+        raise ScalingError("--backend slurm: submitit is not installed (pip install 'scaling[sweep]' or pip install submitit)") from None
+    return SlurmBackend
 
 
 def logs_dir(plan: Plan) -> Path:
@@ -302,18 +438,37 @@ def check_results(results: str | os.PathLike) -> None:
     check_writable(results, HEADER)
 
 
+def cpus_per_run(sweep: Any) -> int:
+    """CPUs one run reserves: ``resources.cpus``, or torch threads x processes."""
+    return sweep.resources.cpus or sweep.launch.threads * (sweep.launch.num_processes or 1)
+
+
 def make_backend(name: str, *, workers: int | None, folder: Path, plan: Plan) -> Any:
     """The backend called ``name``, or one clear line when it is unknown, not installed or not reachable."""
     sweep = plan.sweep
+    res = sweep.resources
+    if (sweep.launch.num_machines or 1) > 1 and name != "slurm":
+        raise ScalingError(f"{sweep.source}: launch.num_machines {sweep.launch.num_machines} needs --backend slurm "
+                           "(elsewhere, run `accelerate launch` on each machine yourself: docs/sweeps.md)")
     if name == "local":
-        return LocalBackend(workers or 2)
+        return LocalBackend(workers or 2, gpus_per_run=res.gpus)
     if name == "ray":
         kwargs = dict(sweep.ray)
-        return RayBackend(workers, kwargs.pop("address", None), **kwargs)
+        return RayBackend(workers, kwargs.pop("address", None), num_cpus=cpus_per_run(sweep), num_gpus=res.gpus or 0,
+                          memory_gb=res.memory_gb, resources=res.custom, **kwargs)
     if name == "slurm":
         params = dict(sweep.slurm)
         cluster = params.pop("cluster", "slurm")
-        return SlurmBackend(folder / "submitit", workers=workers or 2, cluster=cluster, parameters=params)
+        attempts = int(params.pop("submit_attempts", 3))
+        backoff = float(params.pop("submit_backoff_s", 10.0))
+        # The run's resources in submitit's generic names; the slurm: section overrides them (more specific).
+        params = {"cpus_per_task": cpus_per_run(sweep), **({"gpus_per_node": res.gpus} if res.gpus else {}),
+                  **({"mem_gb": res.memory_gb} if res.memory_gb else {}),
+                  **({"nodes": sweep.launch.num_machines} if sweep.launch.num_machines else {}), **params}
+        if workers and "slurm_array_parallelism" not in params:
+            params["slurm_array_parallelism"] = workers
+        return _slurm_backend_class()(folder / "submitit", workers=workers or 2, cluster=cluster, parameters=params,
+                                      submit_attempts=attempts, submit_backoff_s=backoff)
     raise ScalingError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -370,15 +525,20 @@ def run_plan(
     running: dict[cf.Future, str] = {}
 
     def task_for(run: PlannedRun) -> RunTask:
-        launch = plan.sweep.launch
-        return RunTask(run_id=run.run_id, config=run.config, results=str(results), log=str(logs / f"{run.run_id}.log"),
-                       launcher=launch.launcher, num_processes=launch.num_processes,
-                       accelerate_args=tuple(launch.accelerate_args), cwd=os.getcwd())
+        return RunTask.from_launch(plan.sweep.launch, run_id=run.run_id, config=run.config, results=str(results),
+                                   log=str(logs / f"{run.run_id}.log"), cwd=os.getcwd())
 
-    def submit(run: PlannedRun) -> None:
-        attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
-        running[backend.submit(task_for(run))] = run.run_id
-        note("start", run, {"attempt": attempts[run.run_id]})
+    def submit(wave: list[PlannedRun]) -> None:
+        """Runs that are ready together go to the backend together (one job array on Slurm)."""
+        if not wave:
+            return
+        tasks = [task_for(run) for run in wave]
+        many = getattr(backend, "submit_many", None)
+        futures = many(tasks) if many is not None else [backend.submit(task) for task in tasks]
+        for run, fut in zip(wave, futures):
+            attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
+            running[fut] = run.run_id
+            note("start", run, {"attempt": attempts[run.run_id]})
 
     def block_dependents(failed_id: str) -> None:
         for rid, run in list(pending.items()):
@@ -391,12 +551,13 @@ def run_plan(
     try:
         while pending or running:
             slots = backend.slots
+            wave: list[PlannedRun] = []
             for rid, run in list(pending.items()):
-                if slots is not None and len(running) >= slots:
+                if slots is not None and len(running) + len(wave) >= slots:
                     break
                 if all(dep in complete for dep in run.depends_on):
-                    pending.pop(rid)
-                    submit(run)
+                    wave.append(pending.pop(rid))
+            submit(wave)
             if not running:  # nothing can start: dependencies outside the plan that never finished
                 for rid, run in list(pending.items()):
                     pending.pop(rid)
@@ -421,7 +582,7 @@ def run_plan(
                 elif attempts[rid] <= retries:
                     report.retried.append(rid)
                     note("retry", run, {"message": outcome.message, "returncode": outcome.returncode})
-                    submit(run)
+                    pending = {rid: run, **pending}  # first in the next wave
                 else:
                     message = outcome.message or f"exit status {outcome.returncode}"
                     if outcome.returncode == 0:

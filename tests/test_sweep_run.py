@@ -22,7 +22,6 @@ from scaling.sweep import parse_sweep, plan
 from scaling.sweep_backends import (
     LocalBackend,
     RayBackend,
-    SlurmBackend,
     make_backend,
     run_plan,
 )
@@ -149,16 +148,6 @@ def test_cli_sweep_run_end_to_end_and_failure_exit(tmp_path):
     assert "Traceback" not in out.stderr and not (tmp_path / "x.csv").exists()
 
 
-def test_submitit_local_executor_runs_the_slurm_path(tmp_path):
-    pytest.importorskip("submitit")
-    p = plan(tiny(tmp_path, shapes=SHAPES[:1]))
-    backend = SlurmBackend(tmp_path / "submitit", workers=1, cluster="local", parameters={"timeout_min": 10})
-    report = run_plan(p, backend, results=tmp_path / "results.csv", logs=tmp_path / "logs")
-    assert report.ok and report.done == [p.runs[0].run_id]
-    assert len(backend.jobs) == 1 and backend.jobs[0].state in ("DONE", "FINISHED", "COMPLETED")
-    assert sorted(final_rows(tmp_path / "results.csv")["D"]) == list(p.runs[0].budgets)
-
-
 @pytest.mark.slow
 def test_ray_local_cluster_runs_a_tiny_sweep(tmp_path):
     ray = pytest.importorskip("ray")
@@ -200,8 +189,9 @@ def test_backend_not_installed(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(ScalingError, match="ray is not installed"):
         RayBackend(workers=2)
+    p = plan(tiny(tmp_path, shapes=SHAPES[:1], slurm={"cluster": "local"}))
     with pytest.raises(ScalingError, match="submitit is not installed"):
-        SlurmBackend(tmp_path, cluster="local")
+        make_backend("slurm", workers=1, folder=tmp_path, plan=p)
 
 
 def test_backend_not_reachable(tmp_path, monkeypatch):
@@ -210,8 +200,9 @@ def test_backend_not_reachable(tmp_path, monkeypatch):
     with pytest.raises(ScalingError, match="no Ray cluster reachable at 127.0.0.1:1"):
         RayBackend(workers=2, address="127.0.0.1:1")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    p = plan(tiny(tmp_path, shapes=SHAPES[:1]))
     with pytest.raises(ScalingError, match="sbatch not found"):
-        SlurmBackend(tmp_path, cluster="slurm")
+        make_backend("slurm", workers=1, folder=tmp_path, plan=p)
 
 
 def test_demo_pipeline_fits_checks_forecasts_and_plots(tmp_path, capsys):

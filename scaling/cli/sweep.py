@@ -85,6 +85,8 @@ def run_command(
     workers: WorkersOption = None,
     results: Annotated[Path, typer.Option("--results", "-r", help="Results table every run appends to.")] = Path("results.csv"),
     retries: Annotated[int, typer.Option("--retries", help="Times a failed run is tried again.")] = 1,
+    gpus: Annotated[int | None, typer.Option("--gpus", min=0, help="GPUs per run, instead of the sweep file's "
+                                             "resources.gpus (0: train on the CPU).")] = None,
 ) -> None:
     """Train every run of a sweep that is not finished yet; rows go to one results table."""
     from scaling.sweep import plan
@@ -92,6 +94,8 @@ def run_command(
 
     _check_workers(workers)
     p = plan(file)
+    if gpus is not None:  # the same sweep file on a laptop (--gpus 0) and on a GPU node
+        p.sweep.resources.gpus = gpus
     check_results(results)  # a results file with another header fails here, before anything trains
     stop_on_sigterm()
     logs = logs_dir(p)
