@@ -319,8 +319,8 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, workers: int | None = None, address: str | None = None, *, num_cpus: float = 1,
-                 num_gpus: float = 0, memory_gb: float | None = None, resources: dict[str, float] | None = None,
+    def __init__(self, workers: int | None = None, address: str | None = None, *, cpus_per_run: float = 1,
+                 gpus_per_run: float = 0, memory_gb: float | None = None, custom: dict[str, float] | None = None,
                  runtime_env: dict[str, Any] | None = None, cancel_grace_s: float = 120.0, **init_kwargs: Any):
         try:
             import ray
@@ -345,11 +345,11 @@ class RayBackend:
                 raise ScalingError(f"--backend ray: cannot reach {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
             self._started = True
         self.slots = None  # Ray places tasks by the resources they reserve
-        self.options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": 0}
+        self.options: dict[str, Any] = {"num_cpus": cpus_per_run, "num_gpus": gpus_per_run, "max_retries": 0}
         if memory_gb:
             self.options["memory"] = int(memory_gb * 2**30)
-        if resources:
-            self.options["resources"] = dict(resources)
+        if custom:
+            self.options["resources"] = dict(custom)
         if runtime_env:
             self.options["runtime_env"] = dict(runtime_env)
         if self._started and not address:
@@ -454,8 +454,8 @@ def make_backend(name: str, *, workers: int | None, folder: Path, plan: Plan) ->
         return LocalBackend(workers or 2, gpus_per_run=res.gpus)
     if name == "ray":
         kwargs = dict(sweep.ray)
-        return RayBackend(workers, kwargs.pop("address", None), num_cpus=cpus_per_run(sweep), num_gpus=res.gpus or 0,
-                          memory_gb=res.memory_gb, resources=res.custom, **kwargs)
+        return RayBackend(workers, kwargs.pop("address", None), cpus_per_run=cpus_per_run(sweep),
+                          gpus_per_run=res.gpus or 0, memory_gb=res.memory_gb, custom=res.custom, **kwargs)
     if name == "slurm":
         params = dict(sweep.slurm)
         cluster = params.pop("cluster", "slurm")

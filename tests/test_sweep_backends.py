@@ -301,7 +301,7 @@ def test_ray_reserves_the_run_resources_and_cancels_gracefully(tmp_path):
 
         # Graceful cancel: a long run is cancelled after its first checkpoint; the trainer saves and exits 3.
         long = plan(tiny(tmp_path, shapes=SHAPES[:1], tokens=[262144], base={"schedule": "cosine", "checkpoint_every": 32}))
-        backend = RayBackend(num_cpus=1, cancel_grace_s=120)
+        backend = RayBackend(cpus_per_run=1, cancel_grace_s=120)
         rid = long.runs[0].run_id
         fut = backend.submit(RunTask.from_launch(long.sweep.launch, run_id=rid, config=long.runs[0].config,
                                                  results=str(tmp_path / "long.csv"), log=str(tmp_path / "logs" / "long.log"),
