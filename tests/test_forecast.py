@@ -126,3 +126,23 @@ def test_forecast_bad_input(fitted, call, message):
 def test_optimal_needs_a_law_of_n_and_d():
     with pytest.raises(ScalingError, match="needs a law of N and D"):
         scaling.load_fit("kaplan2020-n").optimal(1e21)
+
+
+def test_fit_to_frame_standard_errors_and_correlations():
+    rng = np.random.default_rng(3)
+    N, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e8, 5), np.geomspace(1e8, 1e10, 4)))
+    loss = (1.8 + 400 / N**0.34 + 410 / D**0.28) * np.exp(rng.normal(0, 0.005, N.size))
+    fit = scaling.fit(pd.DataFrame({"N": N, "D": D, "loss": loss}), law="chinchilla", n_bootstrap=40, fix={"E": 1.8})
+    frame = fit.to_frame()
+    assert list(frame.columns) == ["kind", "value", "stderr", "lower", "upper"]
+    assert frame.loc["E", "kind"] == "fixed" and np.isnan(frame.loc["E", "stderr"])
+    assert frame.loc["a", "kind"] == "derived"
+    for name in ("A", "alpha", "a"):  # the standard deviation of the draws, derived quantities included
+        assert frame.loc[name, "stderr"] > 0
+    np.testing.assert_allclose(frame.loc["alpha", "stderr"], fit.draws["alpha"].std(ddof=1), rtol=1e-12)
+    corr = fit.correlation()
+    assert list(corr.index) == ["A", "B", "alpha", "beta"]  # free parameters only
+    np.testing.assert_allclose(np.diag(corr), 1.0)
+    assert corr.loc["A", "alpha"] > 0.9  # a power law's scale and exponent move together
+    text = fit.summary()
+    assert "[[Correlations]]" in text and "C(A, alpha)" in text and "(se)" in text

@@ -207,7 +207,9 @@ class Fit:
                 unit = f"groups of {s['group']!r}" if s.get("group") else "rows"
                 lines.append(f"    bootstrap: {s['n_bootstrap']} resamples over {unit} (seed {s.get('seed')}), "
                              f"{100 * (q.get('bootstrap_failed_fraction') or 0):.1f}% failed")
-        lines.append(f"[[Variables]] (point, {level} interval)" if self.intervals else "[[Variables]]")
+        errors = self.standard_errors() if len(self.draws) > 1 else {}
+        lines.append(f"[[Variables]] (point, {level} interval, bootstrap standard error)" if self.intervals
+                     else "[[Variables]]")
         width = max(len(n) for n in list(self.params) + list(self.derived) or ["x"])
         for name, value in self.params.items():
             note = ""
@@ -217,12 +219,16 @@ class Fit:
                 note = f" (tied to {self.tied[name]})"
             elif name in q.get("at_bound", []):
                 note = " (at bound)"
-            lines.append(f"    {name:<{width}} = {value:<12.6g}{self._interval_text(name)}{note}")
+            lines.append(f"    {name:<{width}} = {value:<12.6g}{self._interval_text(name, errors)}{note}")
         if self.derived:
             lines.append("[[Derived]]")
             for name, value in self.derived.items():
                 extra = f" at C = {s['ref_compute']:.3g}" if name == "tokens_per_param" and s.get("ref_compute") else ""
-                lines.append(f"    {name:<{width}} = {value:<12.6g}{self._interval_text(name)}{extra}")
+                lines.append(f"    {name:<{width}} = {value:<12.6g}{self._interval_text(name, errors)}{extra}")
+        strong = self._strong_correlations()
+        if strong:
+            lines.append("[[Correlations]] (bootstrap, |r| > 0.1)")
+            lines.extend(f"    C({a}, {b}) = {r:+.3f}" for a, b, r in strong)
         if self.meta.get("notes"):
             lines.append("[[Notes]]")
             lines.append(f"    {self.meta['notes']}")
@@ -231,11 +237,19 @@ class Fit:
             lines.extend(f"    - {w}" for w in q["warnings"])
         return "\n".join(lines)
 
-    def _interval_text(self, name: str) -> str:
+    def _interval_text(self, name: str, errors: Mapping[str, float] | None = None) -> str:
         if name not in self.intervals:
             return ""
         lo, hi = self.intervals[name]
-        return f" [{lo:.6g}, {hi:.6g}]"
+        se = (errors or {}).get(name, float("nan"))
+        return f" [{lo:.6g}, {hi:.6g}]" + (f" +/- {se:.3g} (se)" if np.isfinite(se) else "")
+
+    def _strong_correlations(self, threshold: float = 0.1) -> list[tuple[str, str, float]]:
+        """Pairs of free parameters with |r| > threshold, strongest first (as lmfit's fit_report lists them)."""
+        corr = self.correlation()
+        pairs = [(a, b, float(corr.loc[a, b])) for i, a in enumerate(corr.index) for b in corr.columns[i + 1:]
+                 if np.isfinite(corr.loc[a, b]) and abs(corr.loc[a, b]) > threshold]
+        return sorted(pairs, key=lambda t: -abs(t[2]))
 
     def to_lmfit(self):
         """The parameters as ``lmfit.Parameters`` (value, bounds, vary=False for fixed, expr for tied, stderr = the
@@ -252,6 +266,48 @@ class Fit:
             if len(self.draws) > 1 and name not in self.fixed and name not in self.tied:
                 out[name].stderr = float(np.std(self.draws[name].to_numpy(float), ddof=1))
         return out
+
+    def standard_errors(self) -> dict[str, float]:
+        """Bootstrap standard error of each free parameter and derived quantity: the standard deviation of its draws
+        (NaN without at least two draws). Fixed and tied parameters have none."""
+        out: dict[str, float] = {}
+        draws = self.draws
+        if len(draws) > 1 and self.derived and set(self.law.param_names) <= set(draws.columns):
+            rows = draws[list(self.law.param_names)].astype(float).to_dict("records")
+            draws = draws.join(pd.DataFrame([self.derived_values(r) for r in rows], index=draws.index), rsuffix="_")
+        names = [n for n in self.params if n not in self.fixed and n not in self.tied] + list(self.derived)
+        for name in names:
+            values = draws[name].to_numpy(float) if name in draws.columns else np.array([])
+            values = values[np.isfinite(values)]
+            out[name] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+        return out
+
+    def correlation(self) -> pd.DataFrame:
+        """Correlation matrix of the free parameters over the bootstrap draws (empty without draws).
+
+        Strongly correlated parameters (|r| > 0.9, e.g. A and alpha of a power law) are pinned down as a pair, not
+        one by one: their separate intervals overstate what is unknown about the curve.
+        """
+        free = [n for n in self.law.param_names if n not in self.fixed and n not in self.tied and n in self.draws]
+        draws = self.draws[free].astype(float).dropna() if free else pd.DataFrame()
+        if len(draws) < 3:
+            return pd.DataFrame(index=free, columns=free, dtype=float)
+        return draws.corr()
+
+    def to_frame(self) -> pd.DataFrame:
+        """Parameters and derived quantities as a table for notebooks: one row each, columns ``kind`` (free, fixed,
+        tied, derived), ``value``, ``stderr`` (bootstrap), ``lower``, ``upper`` (the fit's interval level)."""
+        errors = self.standard_errors()
+        rows = []
+        for name, value in [*self.params.items(), *self.derived.items()]:
+            if name in self.derived and name not in self.params:
+                kind = "derived"
+            else:
+                kind = "fixed" if name in self.fixed else ("tied" if name in self.tied else "free")
+            lo, hi = self.intervals.get(name, (np.nan, np.nan))
+            rows.append({"name": name, "kind": kind, "value": value, "stderr": errors.get(name, np.nan),
+                         "lower": lo, "upper": hi})
+        return pd.DataFrame(rows).set_index("name")
 
     # -- persistence -----------------------------------------------------------------------------------------
 
