@@ -221,6 +221,12 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
     """
     law = fit.law
     ci = fit.ci if ci is None else _check_ci(ci)
+    if law.kind != "loss":  # an accuracy is maximised, not minimised; a hyperparameter law predicts the optimum itself
+        raise ScalingError(
+            f"law {fit.law_name} predicts {law.output} ({law.kind} law), not a loss to minimise under C = 6ND: "
+            + ("use scaling forecast (or the two-step fit's task-loss step)" if law.kind == "downstream"
+               else "give its inputs, e.g. scaling optimal FIT --N 1e9 --D 1e11")
+        )
     if not {"N", "D"} <= set(law.inputs):
         raise ScalingError(
             f"law {fit.law_name} has inputs {', '.join(law.inputs)}: a compute-optimal allocation needs a law of N and D"

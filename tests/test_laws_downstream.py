@@ -202,3 +202,15 @@ def test_cli_two_step_without_task_loss_is_one_line(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     _ladder(0.0, 0.0, 0).drop(columns="task_loss").to_csv("ladder.csv", index=False)
     assert_user_error(*run(capsys, "fit", "ladder.csv", "--law", "downstream"), "ladder.csv", "task_loss")
+
+
+def test_no_compute_optimal_allocation_for_accuracy_or_hyperparameter_laws(tmp_path, monkeypatch, capsys):
+    """Minimising an accuracy under C = 6ND would pick the worst model: refused, with what to do instead."""
+    chained = Fit(get_law("downstream"), {**STEP1, **STEP2}, settings={"law": "downstream"})
+    with pytest.raises(ScalingError, match="predicts accuracy .downstream law., not a loss to minimise"):
+        chained.optimal(1e21)
+    monkeypatch.chdir(tmp_path)
+    chained.save("chain.json")
+    assert_user_error(*run(capsys, "optimal", "chain.json", "-C", "1e21"), "not a loss to minimise", "scaling forecast")
+    with pytest.raises(ScalingError, match="--N 1e9 --D 1e11"):
+        load_fit("steplaw2025-lr").optimal(1e21)

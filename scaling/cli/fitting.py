@@ -1026,7 +1026,8 @@ def laws_command(
                 ("output", law.output),
                 ("needs", ", ".join(f"{k}: {v} distinct values" for k, v in law.min_distinct.items()) or "-"),
                 ("derived", ", ".join(law.derived) or "-"),
-                ("compute-optimal", "closed form" if law.optimal is not None else "numeric"),
+                ("compute-optimal", "closed form" if law.optimal is not None else
+                 ("numeric" if law.kind == "loss" else f"- ({law.kind} law)")),
                 ("notes", law.notes or "-"),
             ]
         )
