@@ -27,7 +27,7 @@ from scaling.sweep import parse_sweep, plan
 from scaling.sweep_backends import (
     _LIVE,
     _LIVE_LOCK,
-    LocalBackend,
+    MachineRank,
     RunTask,
     gpu_slots,
     make_backend,
@@ -83,6 +83,18 @@ def test_accelerate_gets_only_the_flags_the_sweep_file_sets(tmp_path):
     with_file = trainer_command(task(launcher="accelerate", num_processes=8, accelerate_config="fsdp.yaml"), tmp_path / "c.yaml")
     assert with_file[with_file.index("--config_file") + 1] == "fsdp.yaml" and "--multi_gpu" not in with_file
     assert trainer_command(task(), tmp_path / "c.yaml")[0] == sys.executable  # plain python launcher
+    # One node of a 2-machine run under Slurm: its rank and the first node's address (from submitit's job env).
+    node = trainer_command(task(launcher="accelerate", num_processes=16, num_machines=2), tmp_path / "c.yaml",
+                           MachineRank(num_machines=2, rank=1, main_ip="gpu-node-07"))
+    joined = " ".join(node)
+    assert "--num_machines 2 --machine_rank 1 --main_process_ip gpu-node-07 --main_process_port 29500" in joined
+    assert joined.index("--num_processes 16") < joined.index(str(tmp_path / "c.yaml"))  # flags before the script
+
+
+def test_multi_machine_runs_need_slurm(tmp_path):
+    p = plan(tiny(tmp_path, shapes=SHAPES[:1], launch={"launcher": "accelerate", "num_machines": 2}))
+    with pytest.raises(ScalingError, match="num_machines 2 needs --backend slurm"):
+        make_backend("local", workers=1, folder=tmp_path, plan=p)
 
 
 def test_hub_offline_is_a_default_not_a_rule(monkeypatch):
