@@ -40,6 +40,16 @@ CANONICAL_COLUMNS: dict[str, str] = {
     "epochs": "D / U",
     "D_F": "fine-tuning tokens (transfer runs)",
     "ece": "expected calibration error of next-token predictions",
+    "run_id": "identifier of the training run (several rows per run: one per evaluation)",
+    "step": "optimizer step of the evaluation",
+    "final": "1 for the run's last evaluation, else 0",
+    "seed": "random seed",
+}
+
+# Columns that catalogue laws read or predict but the trainer never writes. Kept apart from CANONICAL_COLUMNS,
+# which is the head of the trainer's results.csv header (scaling/train/record.py): adding there would reorder that
+# header and make existing results files refuse new rows. --map accepts both.
+LAW_COLUMNS: dict[str, str] = {
     "error": "average top-1 error on downstream tasks, in [0, 1] (gadre-error)",
     "task_loss": "loss of the correct answers of one downstream task (nats or bits per byte; task-loss, downstream)",
     "accuracy": "accuracy on one downstream task, in [0, 1] (task-accuracy, downstream)",
@@ -47,10 +57,6 @@ CANONICAL_COLUMNS: dict[str, str] = {
     "loss_u": "unigram-normalised loss: loss minus the unigram model's loss, nats/token, usually negative (vocab law)",
     "lr_opt": "optimal (lowest-loss) peak learning rate at the row's N, D or C (hyperparameter laws)",
     "batch_opt": "optimal batch size in tokens at the row's N, D or C (hyperparameter laws)",
-    "run_id": "identifier of the training run (several rows per run: one per evaluation)",
-    "step": "optimizer step of the evaluation",
-    "final": "1 for the run's last evaluation, else 0",
-    "seed": "random seed",
 }
 
 # Columns that must be strictly positive wherever a law uses them.
@@ -93,12 +99,12 @@ def parse_mapping(items: Iterable[str], extra: Collection[str] = ()) -> dict[str
         canonical, foreign = canonical.strip(), foreign.strip().strip("\"'")
         if not sep or not canonical or not foreign:
             raise ScalingError(f"--map {item!r}: expected CANONICAL=FOREIGN, e.g. N=\"Model Size\"")
-        if canonical not in CANONICAL_COLUMNS and canonical not in extra:
-            near = _suggest(canonical, [*CANONICAL_COLUMNS, *extra])
+        if canonical not in CANONICAL_COLUMNS and canonical not in LAW_COLUMNS and canonical not in extra:
+            near = _suggest(canonical, [*CANONICAL_COLUMNS, *LAW_COLUMNS, *extra])
             hint = f" (did you mean {near!r}?)" if near else ""
             raise ScalingError(
                 f"--map {item!r}: {canonical!r} is not a canonical column{hint}; "
-                f"canonical columns are {', '.join(CANONICAL_COLUMNS)}"
+                f"canonical columns are {', '.join([*CANONICAL_COLUMNS, *LAW_COLUMNS])}"
                 + (f"; the formula's names are {', '.join(extra)}" if extra else "")
             )
         if canonical in mapping and mapping[canonical] != foreign:

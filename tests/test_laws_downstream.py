@@ -214,3 +214,19 @@ def test_no_compute_optimal_allocation_for_accuracy_or_hyperparameter_laws(tmp_p
     assert_user_error(*run(capsys, "optimal", "chain.json", "-C", "1e21"), "not a loss to minimise", "scaling forecast")
     with pytest.raises(ScalingError, match="--N 1e9 --D 1e11"):
         load_fit("steplaw2025-lr").optimal(1e21)
+
+
+def test_law_columns_stay_out_of_the_trainer_header(tmp_path, monkeypatch, capsys):
+    """The laws' columns (error, accuracy, lr_opt, ...) are mappable but never join the trainer's results header,
+    whose order existing results files depend on."""
+    from scaling.results import CANONICAL_COLUMNS, LAW_COLUMNS
+    from scaling.train.record import HEADER
+
+    assert not set(LAW_COLUMNS) & set(HEADER)
+    assert HEADER[: len(CANONICAL_COLUMNS)] == list(CANONICAL_COLUMNS)
+    monkeypatch.chdir(tmp_path)
+    _gadre_table(0.0, 0).rename(columns={"error": "avg_top1_err", "loss": "c4_loss"}).to_csv("evals.csv", index=False)
+    code, out, err = run(capsys, "fit", "evals.csv", "--law", "gadre-error", "--map", "error=avg_top1_err",
+                         "--map", "loss=c4_loss", "-b", "0", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["params"]["gamma"]["value"] == pytest.approx(GADRE_TRUTH["gamma"], rel=1e-5)
