@@ -103,7 +103,8 @@ def parse_mapping(items: Iterable[str], extra: Collection[str] = ()) -> dict[str
             near = _suggest(canonical, [*CANONICAL_COLUMNS, *LAW_COLUMNS, *extra])
             hint = f" (did you mean {near!r}?)" if near else ""
             raise ScalingError(
-                f"--map {item!r}: {canonical!r} is not a canonical column{hint}; "
+                f"--map {item!r}: {canonical!r} is not a canonical column"
+                f"{' nor a name the formula uses' if extra else ''}{hint}; "
                 f"canonical columns are {', '.join([*CANONICAL_COLUMNS, *LAW_COLUMNS])}"
                 + (f"; the formula's names are {', '.join(extra)}" if extra else "")
             )

@@ -385,8 +385,10 @@ def build_law(spec: FormulaSpec, columns: Sequence[str] | None = None) -> Formul
     symbols = {str(s): s for s in expr.free_symbols}
     compiled = sympy.lambdify([symbols[n] for n in inputs + base_params], expr, modules="numpy")
 
-    def function(*args, **kw):
+    def function(**kw):
         values = [kw[n] for n in inputs + base_params]
+        # A formula that ignores some arguments (y = a) returns a smaller array or a scalar; the fitter needs the
+        # full broadcast shape (K parameter sets x m rows), so the result is broadcast to it.
         return compiled(*values) + np.zeros(np.broadcast_shapes(*(np.shape(v) for v in values)))
 
     params = [_param(n, spec.params[n]) for n in base_params]
