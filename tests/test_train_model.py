@@ -120,3 +120,13 @@ def test_bad_architectures_are_one_line_errors():
         with pytest.raises(ScalingError, match=message) as err:
             describe(RunConfig(**{"n_layer": 2, "d_model": 64, "tokens": 1e6, **kw}))
         assert "\n" not in str(err.value)
+
+
+def test_default_heads_respect_key_value_heads():
+    from scaling.train.model import default_heads
+
+    assert default_heads(32) == 1 and default_heads(256) == 8  # d_model / 32, as before
+    assert default_heads(32, 2) == 2  # GQA with 2 key/value heads: the nearest count that is a multiple of 2
+    assert default_heads(96, 4) == 4 and default_heads(30, 4) is None
+    info = describe(RunConfig(n_layer=2, d_model=32, tokens=1e6, model_type="qwen2", hf_config={"num_key_value_heads": 2}))
+    assert info["n_head"] == 2

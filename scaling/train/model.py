@@ -101,7 +101,9 @@ def kv_heads(hf_config: Mapping[str, Any] | None) -> int:
 def default_heads(d_model: int, multiple_of: int = 1) -> int | None:
     """About d_model / 32 heads, adjusted down until it divides d_model with an even head size (rotary positions)
     and is a multiple of ``multiple_of`` (the key/value heads of GQA); None if there is no such count."""
-    for h in range(max(1, round(d_model / HEAD_DIM)), 0, -1):
+    target = max(1, round(d_model / HEAD_DIM))
+    # down first (the rule sizes were solved with), then up: under GQA a narrow model may need more heads
+    for h in [*range(target, 0, -1), *range(target + 1, d_model // 2 + 1)]:
         if d_model % h == 0 and (d_model // h) % 2 == 0 and h % multiple_of == 0:
             return h
     return 1 if multiple_of == 1 else None  # an odd width: one head, as before
