@@ -54,7 +54,11 @@ class RayBackend:
         if runtime_env:
             self.options["runtime_env"] = dict(runtime_env)
         if self._started and not address:
-            self._check_fits()  # only a cluster we started: a running one may add nodes (autoscaler) on demand
+            try:
+                self._check_fits()  # only a cluster we started: a running one may add nodes (autoscaler) on demand
+            except ScalingError:
+                ray.shutdown()
+                raise
         try:
             self._remote = ray.remote(execute_run).options(**self.options)
         except (ValueError, TypeError) as exc:

@@ -330,3 +330,8 @@ def test_ray_reserves_the_run_resources_and_cancels_gracefully(tmp_path):
         assert int(re.sub(r"\D", "", latest.read_text())) == int(stopped.group(1))  # its checkpoint is the newest
     finally:
         ray.shutdown()
+    # A local cluster started by the backend (2 CPUs, no GPU) cannot hold a run asking for a GPU: one line.
+    gpu = plan(tiny(tmp_path, shapes=SHAPES[:1], resources={"gpus": 1}))
+    with pytest.raises(ScalingError, match=r"no node of the cluster has the resources one run asks for \(CPU=1, GPU=1\)"):
+        make_backend("ray", workers=2, folder=tmp_path, plan=gpu)
+    assert not ray.is_initialized()
