@@ -323,3 +323,16 @@ def test_metrics_definitions():
     assert m["nmae"] == pytest.approx(0.25 / 1.0)
     assert m["mean_relative_error"] == pytest.approx((0.5 + 0 + 0.5 / 3) / 4)
     assert m["log_rmse"] == pytest.approx(np.sqrt(np.mean(np.log(p / y) ** 2)))
+
+
+def test_law_file_is_plain_data(capsys, runs_csv, tmp_path):
+    """yaml.safe_load: a Python tag in a law file is refused as invalid YAML, never constructed."""
+    marker = tmp_path / "constructed"
+    law_file = tmp_path / "evil.yaml"
+    law_file.write_text(f"formula: !!python/object/apply:os.system ['touch {marker}']\n")
+    code, out, err = run(capsys, "fit", str(runs_csv), "--law-file", str(law_file), "-o", str(tmp_path / "x.json"))
+    assert_user_error(code, out, err, "not valid YAML")
+    assert not marker.exists()
+    law_file.write_text("formula: L = E + A/N^alpha\nparameters: {}\n")
+    code, out, err = run(capsys, "fit", str(runs_csv), "--law-file", str(law_file), "-o", str(tmp_path / "x.json"))
+    assert_user_error(code, out, err, "field parameters")
