@@ -48,8 +48,12 @@ from scaling.fitting.result import Fit
 from scaling.forecast import predict_many
 from scaling.laws.base import _REGISTRY, Law, get_law
 from scaling.results import read_results, validate_columns
+from scaling.varpro import varpro_starts
 
 LOSSES = ("huber", "least_squares", "huber_likelihood")
+# Where the local searches start: "grid" = the law's multi-start grid (Hoffmann's 4500 points for chinchilla);
+# "varpro" = a fine grid of the exponents with the linear parameters solved by NNLS at each (scaling/varpro.py).
+METHODS = ("grid", "varpro")
 
 # L-BFGS-B's ftol and gtol are absolute for objectives below 1, so a mean-reduced Huber objective (400x smaller
 # than the sum) stops early under SciPy's defaults: Hoffmann et al.'s mistake (Besiroglu et al. 2024). Every run
@@ -242,8 +246,9 @@ class _Objective:
     """
 
     def __init__(self, space: _Space, inputs: Mapping[str, np.ndarray], log_y: np.ndarray, *, loss: str,
-                 delta: float, reduction: str = "sum", weights: np.ndarray | None = None):
+                 delta: float, reduction: str = "sum", weights: np.ndarray | None = None, asymmetry: float = 1.0):
         self.space = space
+        self.asymmetry = float(asymmetry)
         self.inputs = inputs
         self.log_y = log_y
         self.loss = loss
@@ -279,12 +284,22 @@ class _Objective:
         return out
 
     def _rho_psi(self, r: np.ndarray, sigma: np.ndarray | float = 0.0):
-        """Per-point loss rho and its derivative psi = d rho / d r (rows = parameter sets)."""
+        """Per-point loss rho and its derivative psi = d rho / d r (rows = parameter sets).
+
+        With ``asymmetry`` k != 1 an over-prediction (r > 0: the law above the observed loss) costs k times an
+        under-prediction of the same size, so the curve settles on the lower envelope of the points (k > 1), as the
+        OLMo-core ladder's ``overestimate_penalty`` does (a good loss is an upper bound on the achievable one).
+        """
         d = self.delta
         if self.loss == "least_squares":
-            return r * r, 2.0 * r
-        if self.loss == "huber":
-            return huber(r, d), np.clip(r, -d, d)
+            rho, psi = r * r, 2.0 * r
+        elif self.loss == "huber":
+            rho, psi = huber(r, d), np.clip(r, -d, d)
+        if self.loss != "huber_likelihood":
+            if self.asymmetry != 1.0:
+                k = np.where(r > 0, self.asymmetry, 1.0)
+                rho, psi = rho * k, psi * k
+            return rho, psi
         s = np.exp(sigma)
         u = r / s
         return huber(u, d) + self.log_z + sigma, np.clip(u, -d, d) / s
@@ -408,7 +423,7 @@ class _Objective:
         """The same objective on the data rows ``index`` (for screening starts on a subsample)."""
         return _Objective(self.space, {k: v[index] for k, v in self.inputs.items()}, self.log_y[index],
                           loss=self.loss, delta=self.delta, reduction="mean" if self.scale != 1.0 else "sum",
-                          weights=self.weights[index])
+                          weights=self.weights[index], asymmetry=self.asymmetry)
 
     def bounds(self) -> list[tuple[float | None, float | None]]:
         b = self.space.scipy_bounds()
@@ -515,7 +530,8 @@ def _check(obj: _Objective, x: np.ndarray, restart_gain: float | None = None) ->
 
 def convergence_check(law: Law | str, data: pd.DataFrame, params: Mapping[str, float], *, loss: str = "huber",
                       delta: float = 1e-3, fix: Mapping[str, float] | None = None,
-                      tie: Mapping[str, str] | None = None, sigma: float | None = None) -> dict[str, Any]:
+                      tie: Mapping[str, str] | None = None, sigma: float | None = None,
+                      asymmetry: float = 1.0) -> dict[str, Any]:
     """Is ``params`` a converged optimum of the objective on ``data``? Works for parameters from anywhere.
 
     Two scale-free measures (both unchanged when the objective is multiplied by a constant, so a mean-reduced
@@ -533,7 +549,7 @@ def convergence_check(law: Law | str, data: pd.DataFrame, params: Mapping[str, f
     law = get_law(law) if isinstance(law, str) else law
     space = _Space(law, fix, tie, None)
     inputs, log_y = _arrays(law, data)
-    obj = _Objective(space, inputs, log_y, loss=loss, delta=delta)
+    obj = _Objective(space, inputs, log_y, loss=loss, delta=delta, asymmetry=asymmetry)
     x = space.theta_of(params)
     if loss == "huber_likelihood":
         if sigma is None:
@@ -671,6 +687,11 @@ class LawFitter:
             default: the largest 6 N D in the data.
         strata: column whose values the bootstrap keeps balanced: units (runs) are resampled within each value
             (per-group fits: every group keeps its runs' count, so its own parameters stay identified).
+        method: where the local searches start: ``"grid"`` (the law's multi-start grid) or ``"varpro"`` (variable
+            projection: a fine grid of the exponents, the linear parameters solved by NNLS at each; laws linear in
+            some parameters only, see :mod:`scaling.varpro`). Both refine with the full objective.
+        asymmetry: cost multiplier of over-predictions (residual > 0) relative to under-predictions: 1 = symmetric;
+            k > 1 fits the lower envelope of the points (OLMo-core's ``overestimate_penalty``; they suggest 10).
     """
 
     def __init__(
@@ -695,8 +716,12 @@ class LawFitter:
         optimizer_options: Mapping[str, Any] | None = None,
         ref_compute: float | None = None,
         strata: str | None = None,
+        method: str = "grid",
+        asymmetry: float = 1.0,
     ):
         self.law = law
+        self.method = method
+        self.asymmetry = asymmetry
         self.loss = loss
         self.delta = delta
         self.fix = dict(fix or {})
@@ -731,6 +756,13 @@ class LawFitter:
             raise ScalingError(f"param_def {self.param_def!r}: expected 'nonemb' or 'total'")
         if self.reduction not in ("sum", "mean"):
             raise ScalingError(f"reduction {self.reduction!r}: expected 'sum' or 'mean'")
+        if self.method not in METHODS:
+            raise ScalingError(f"method {self.method!r}: expected one of {', '.join(METHODS)}")
+        if not (isinstance(self.asymmetry, (int, float)) and math.isfinite(self.asymmetry) and self.asymmetry > 0):
+            raise ScalingError(f"asymmetry {self.asymmetry!r}: must be a positive number (1 = symmetric)")
+        if self.asymmetry != 1.0 and self.loss == "huber_likelihood":
+            raise ScalingError("asymmetry: not available with loss huber_likelihood (its normaliser assumes a "
+                               "symmetric density); use huber or least_squares")
         if not (isinstance(self.n_refine, (int, np.integer)) and self.n_refine >= 1):
             raise ScalingError(f"n_refine {self.n_refine!r}: must be a whole number >= 1")
         if self.fix_draws is not None:
@@ -765,6 +797,8 @@ class LawFitter:
             "optimizer_options": dict(TIGHT_OPTIONS if self.optimizer_options is None else self.optimizer_options),
             "ref_compute": ref_compute,
             "strata": self.strata,
+            "method": self.method,
+            "asymmetry": float(self.asymmetry),
         }
 
     # -- fitting -------------------------------------------------------------------------------------------------
@@ -818,7 +852,8 @@ class LawFitter:
                 f"need at least {space.size} (fix some with fix=... / --fix)"
             )
         inputs, log_y = _arrays(law, df)
-        obj = _Objective(space, inputs, log_y, loss=self.loss, delta=self.delta, reduction=self.reduction)
+        obj = _Objective(space, inputs, log_y, loss=self.loss, delta=self.delta, reduction=self.reduction,
+                         asymmetry=self.asymmetry)
         grid = space.grid()
 
         best, n_refined, other_optima = self._multistart(obj, grid)
@@ -896,7 +931,7 @@ class LawFitter:
             "relative_gradient": float(check["relative_gradient"]),
             "restart_gain": float(check["restart_gain"]),
             "at_bound": at_bound,
-            "n_starts": len(grid),
+            "n_starts": int(getattr(best, "n_starts", len(grid))),
             "n_refined": int(n_refined),
             "bootstrap_failed_fraction": float(n_failed / self.n_bootstrap) if self.n_bootstrap else None,
             "warnings": warnings_,
@@ -925,7 +960,7 @@ class LawFitter:
             fixed=dict(space.fixed),
             tied=dict(space.tied),
             draws=draws,
-            settings=self.settings(law_key, group_used, len(grid), ref_compute),
+            settings=self.settings(law_key, group_used, int(getattr(best, "n_starts", len(grid))), ref_compute),
             data_summary=data_summary,
             quality=quality,
         )
@@ -950,6 +985,8 @@ class LawFitter:
             screen_obj = obj.subset(index)
         else:
             screen_obj = obj
+        if self.method == "varpro":
+            grid = varpro_starts(screen_obj, self.asymmetry)
         values = screen_obj.values(grid)
         finite = np.flatnonzero(np.isfinite(values))
         if finite.size == 0:
@@ -991,6 +1028,7 @@ class LawFitter:
                 break
         best.nit = nit
         best.restart_gain = gain
+        best.n_starts = len(grid)
         others: list[np.ndarray] = []
         for r in distinct[1:]:
             if all(np.max(np.abs(r.x - o)) > 1e-2 for o in [best.x, *others]):
@@ -1057,7 +1095,7 @@ class LawFitter:
             # this resample's values of the frozen parameters (stage-1 draws), else the frozen point values
             sub_space = draw_spaces[i % len(draw_spaces)] if draw_spaces else space
             sub = _Objective(sub_space, obj.inputs, obj.log_y, loss=obj.loss, delta=obj.delta,
-                             reduction=self.reduction, weights=weights)
+                             reduction=self.reduction, weights=weights, asymmetry=obj.asymmetry)
             best = None
             if hess_inv is not None:
                 res = _bfgs_warm(sub, x_best, hess_inv)
@@ -1167,4 +1205,4 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
     return LawFitter(law, **kwargs).fit(data, source=source)
 
 
-__all__ = ["LOSSES", "LawFitter", "convergence_check", "default_law", "fit", "huber"]
+__all__ = ["LOSSES", "METHODS", "LawFitter", "convergence_check", "default_law", "fit", "huber"]

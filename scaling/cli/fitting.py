@@ -230,6 +230,16 @@ def fit_command(
         str, typer.Option("--loss", metavar="NAME", help="Objective: huber | least_squares | huber_likelihood.")
     ] = "huber",
     delta: Annotated[float, typer.Option("--delta", metavar="FLOAT", help="Huber delta on log residuals.")] = 1e-3,
+    method: Annotated[
+        str,
+        typer.Option("--method", metavar="grid|varpro", help="Starts of the local searches: the law's grid, or "
+                     "variable projection (exponent grid, linear parameters by NNLS; chinchilla, saturating, power)."),
+    ] = "grid",
+    asymmetry: Annotated[
+        float,
+        typer.Option("--asymmetry", metavar="K", help="Over-predictions cost K times under-predictions (K > 1: "
+                     "fit the lower envelope of the points; 1: symmetric)."),
+    ] = 1.0,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", "-b", metavar="INT", help="Bootstrap resamples (0: no intervals).")
     ] = 200,
@@ -284,7 +294,7 @@ def fit_command(
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
     from scaling.analysis import analysis_for
-    from scaling.estimate import LOSSES, default_law, single_input_column
+    from scaling.estimate import LOSSES, METHODS, default_law, single_input_column
     from scaling.estimate import fit as fit_law
     from scaling.fitfile import save_fit
     from scaling.results import parse_mapping, read_results, validate_columns
@@ -298,6 +308,10 @@ def fit_command(
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
     if not delta > 0:
         raise ScalingError(f"--delta {delta:g}: must be positive")
+    if method not in METHODS:
+        raise ScalingError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if not (asymmetry > 0 and np.isfinite(asymmetry)):
+        raise ScalingError(f"--asymmetry {asymmetry:g}: must be a positive number (1 = symmetric)")
     if param_def not in ("nonemb", "total"):
         raise ScalingError(f"--param-def {param_def!r}: expected nonemb or total")
     from scaling.cli.formula import FormulaOptions, fit_formula_command
@@ -309,7 +323,8 @@ def fit_command(
                                "add --formula TEXT or --law-file PATH")
         if law is not None or x is not None or fix_from is not None or param_def != "nonemb":
             raise ScalingError("--formula/--law-file replace --law; --x, --fix-from and --param-def do not apply")
-        fitter = {"loss": loss, "delta": delta, "n_bootstrap": bootstrap, "ci": ci, "seed": seed, "group": group}
+        fitter = {"loss": loss, "delta": delta, "n_bootstrap": bootstrap, "ci": ci, "seed": seed, "group": group,
+                  "method": method, "asymmetry": asymmetry}
         fit_formula_command(results, own, map_items=map_ or [], where=where, fix=fix or [], tie=tie or [],
                             fitter=fitter, output=output, fmt=fmt)
         return
@@ -362,6 +377,8 @@ def fit_command(
             x=x,
             loss=loss,
             delta=delta,
+            method=method,
+            asymmetry=asymmetry,
             fix=fixed,
             fix_draws=fix_draws,
             tie=tied,
