@@ -69,8 +69,9 @@ def _exponent_axis(lo_grid: float, hi_grid: float, lo: float, hi: float) -> np.n
     a, b = max(lo_grid, lo), min(hi_grid, hi)
     if not b > a:
         return np.array([a])
-    axis = np.linspace(a, b, POINTS_PER_EXPONENT + 1)
-    return axis[1:] if a <= 0 else axis[:-1] + (axis[1] - axis[0])
+    if a <= 0:
+        return np.linspace(a, b, POINTS_PER_EXPONENT + 1)[1:]
+    return np.linspace(a, b, POINTS_PER_EXPONENT)
 
 
 def varpro_starts(obj: _Objective, asymmetry: float = 1.0) -> np.ndarray:

@@ -58,6 +58,13 @@ def test_varpro_recovers_a_noiseless_single_input_law_and_honours_fix():
         table(noise=0.0))
     assert fixed.params["E"] == 1.8172 and fixed.params["beta"] == 0.3658
     assert fixed.params["alpha"] == pytest.approx(0.3478, rel=1e-5)
+    tied_grid = LawFitter("chinchilla", n_bootstrap=0, tie={"beta": "alpha"}).fit(table(seed=5, n=6))
+    tied = LawFitter("chinchilla", n_bootstrap=0, method="varpro", tie={"beta": "alpha"}).fit(table(seed=5, n=6))
+    assert tied.quality["n_starts"] == POINTS_PER_EXPONENT  # one free exponent: a 1-D exponent grid
+    assert tied.params["beta"] == tied.params["alpha"]
+    assert tied.quality["objective"] <= tied_grid.quality["objective"] * (1 + 1e-9)
+    with pytest.raises(ScalingError, match="A is tied"):
+        LawFitter("chinchilla", n_bootstrap=0, method="varpro", tie={"B": "A"}).fit(table(n=4))
 
 
 def test_asymmetric_loss_fits_the_lower_envelope():
