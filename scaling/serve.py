@@ -465,6 +465,15 @@ def server_config(
     )
 
 
+def check_pool_options(workers: int, queue: int, timeout: float) -> None:
+    """``--workers`` >= 1, ``--queue`` >= 0, ``--timeout`` a positive number of seconds (ScalingError otherwise)."""
+    for option, value, low in (("--workers", workers, 1), ("--queue", queue, 0)):
+        if value < low:
+            raise ScalingError(f"{option} {value}: must be {low} or more")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ScalingError(f"--timeout {timeout}: must be a positive number of seconds")
+
+
 def serve(
     fits_dir: str | os.PathLike = "fits",
     host: str = "127.0.0.1",
@@ -480,11 +489,7 @@ def serve(
 
     if not (0 <= port <= 65535):
         raise ScalingError(f"--port {port}: must be between 0 and 65535")
-    for option, value, low in (("--workers", workers, 1), ("--queue", queue, 0)):
-        if value < low:
-            raise ScalingError(f"{option} {value}: must be {low} or more")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ScalingError(f"--timeout {timeout}: must be a positive number of seconds")
+    check_pool_options(workers, queue, timeout)
     app = create_app(fits_dir, workers=workers, queue=queue, timeout=timeout)
     uvicorn.Server(server_config(app, host, port, log_level)).run()
 

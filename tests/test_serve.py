@@ -622,6 +622,19 @@ def test_dependency_lower_bounds_are_the_tested_versions():
         )
 
 
+@pytest.mark.parametrize(
+    "option,message",
+    [(["--workers", "0"], "--workers 0: must be 1 or more"), (["--queue", "-1"], "--queue -1: must be 0 or more"),
+     (["--timeout", "0"], "--timeout 0.0: must be a positive number"), (["--timeout", "nan"], "--timeout nan")],
+)
+def test_bad_pool_options_are_one_line(tmp_path, option, message):
+    out = subprocess.run([sys.executable, "-m", "scaling", "serve", "--fits", str(tmp_path), *option],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == "", out
+    (line,) = out.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"error: {message}"), line
+
+
 @pytest.mark.slow
 def test_schemathesis_over_a_hostile_folder_finds_no_server_errors(hostile_dir):
     """Fuzz every operation (valid and invalid inputs) against the real app over the folder of broken files and

@@ -317,7 +317,7 @@ def serve_command(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to answer a forecast (wait included); 504 after.")] = 30.0,
 ) -> None:
     """Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs)."""
-    from scaling.serve import LOOPBACK, FitStore, serve
+    from scaling.serve import LOOPBACK, FitStore, check_pool_options, serve
 
     # Checked before anything is printed, so a bad option is the one line on stderr.
     if not 0 <= port <= 65535:
@@ -326,6 +326,7 @@ def serve_command(
     if log_level.lower() not in levels:
         raise ScalingError(f"--log-level {log_level!r}: expected one of {', '.join(levels)}")
     log_level = log_level.lower()
+    check_pool_options(workers, queue, timeout)
     store = FitStore(fits)  # fails here, before uvicorn starts, if the folder is missing
     if host not in LOOPBACK:
         warn(f"listening on {host}: the API has no authentication; anyone who can reach this address can use it")
