@@ -37,7 +37,7 @@ import os
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -45,7 +45,7 @@ import scaling
 from scaling.errors import ScalingError
 from scaling.fitstore import BACKTESTS, NAME_PATTERN, FitStore
 from scaling.serve_limits import BodyLimit, ComputePool, Overloaded, TimedOut, h11_with_header_timeout
-from scaling.serve_problems import Problem, ProblemError, install, problem_responses, refuse
+from scaling.serve_problems import ProblemError, install, problem_responses, refuse
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1_000_000
