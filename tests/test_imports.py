@@ -55,3 +55,22 @@ def test_top_level_help_lists_every_real_command_without_importing_them():
     assert out.endswith("LAZY")
     for name in COMMANDS:
         assert name in out
+
+
+def test_the_library_never_imports_the_command_line():
+    # One-way data flow: the CLI imports the library, never the other way (docs/architecture.md).
+    import ast
+    from pathlib import Path
+
+    import scaling
+
+    root = Path(scaling.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.parent.name == "cli" or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("scaling.cli")]
+    assert offenders == []

@@ -207,7 +207,8 @@ def test_backend_not_reachable(tmp_path, monkeypatch):
 
 def test_demo_pipeline_fits_checks_forecasts_and_plots(tmp_path, capsys):
     """The main job's machinery on a tiny sweep: train, fit chinchilla, leave-largest-out, forecast, PNGs."""
-    from scaling.demo import print_demo, run_demo
+    from scaling.cli.sweep import print_demo
+    from scaling.demo import run_demo
 
     sweep_file = tmp_path / "mini.yaml"
     sweep_file.write_text(yaml.safe_dump({"name": "mini", "base": BASE, "grid": {
