@@ -336,3 +336,21 @@ def test_law_file_is_plain_data(capsys, runs_csv, tmp_path):
     law_file.write_text("formula: L = E + A/N^alpha\nparameters: {}\n")
     code, out, err = run(capsys, "fit", str(runs_csv), "--law-file", str(law_file), "-o", str(tmp_path / "x.json"))
     assert_user_error(code, out, err, "field parameters")
+
+
+def test_zero_inputs_are_fitted_by_a_formula_law(capsys, tmp_path):
+    """D = 0 (no fine-tuning tokens yet) is refused for catalogue laws but is a valid input of a formula law."""
+    D = np.repeat([0.0, 1e6, 1e7, 1e8, 1e9], 3)
+    L = 1.5 + 3.0 / (D + 2e6) ** 0.25 * np.exp(np.random.default_rng(5).normal(0, 0.002, D.size))
+    path = tmp_path / "ft.csv"
+    pd.DataFrame({"D": D, "loss": L}).to_csv(path, index=False)
+    code, out, err = run(capsys, "fit", str(path), "--law", "saturating", "--x", "D", "-b", "0",
+                         "-o", str(tmp_path / "sat.json"))
+    assert_user_error(code, out, err, "D must be positive")
+    code, out, err = run(capsys, "fit", str(path), "--formula", "L = E + A/(D + D0)^beta", "--param", "E=0:10",
+                         "--param", "A=0:inf", "--param", "D0=1e3:1e9", "--param", "beta=0:2", "-b", "0",
+                         "-o", str(tmp_path / "ft.json"))
+    assert code == 0, err
+    fit = load_fit(tmp_path / "ft.json")
+    assert fit.params["beta"] == pytest.approx(0.25, abs=0.05)
+    assert fit.predict(D=0.0).iloc[0]["point"] == pytest.approx(L[:3].mean(), rel=0.01)
