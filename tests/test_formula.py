@@ -163,6 +163,20 @@ def test_fit_file_forecasts_over_http(cli_fit):
     assert client.get("/fits/mine").json()["formula"] == CHINCHILLA
 
 
+def test_http_service_refuses_a_tampered_formula(cli_fit, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from scaling.serve import create_app
+
+    doc = json.loads(cli_fit.read_text())
+    doc["law_spec"]["formula"] = "L = ().__class__"
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    client = TestClient(create_app(tmp_path))
+    assert "attribute access" in client.get("/fits").json()["unreadable"]["bad"]
+    r = client.post("/fits/bad/forecast", json={"inputs": {"N": 1e9, "D": 1e10}})
+    assert r.status_code == 422 and "not allowed" in r.json()["detail"]
+
+
 def test_tampered_formula_in_a_fit_file_is_refused(capsys, cli_fit, tmp_path):
     doc = json.loads(cli_fit.read_text())
     doc["law_spec"]["formula"] = "L = __import__('os').system('touch pwned')"
