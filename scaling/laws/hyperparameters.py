@@ -1,7 +1,7 @@
 """Optimal learning rate and batch size as power laws of the scale of a run.
 
 DeepSeek-AI (Bi et al.) 2024, "DeepSeek LLM: Scaling Open-Source Language Models with Longtermism" (arXiv 2401.02954),
-Sec. 3.1, Eq. 1: near-optimal hyperparameters from grid searches at small budgets, fitted against the compute budget
+Sec. 3: near-optimal hyperparameters from grid searches at small budgets, fitted against the compute budget
 
     lr_opt    = c C^alpha       published: c = 0.3118, alpha = -0.1250
     batch_opt = c C^alpha       published: c = 0.2920, alpha = 0.3271   (batch in tokens)
@@ -74,7 +74,7 @@ def log_steplaw_batch(D, *, c, beta):
 
 
 DEEPSEEK_REFERENCE = ("DeepSeek-AI 2024, DeepSeek LLM: Scaling Open-Source Language Models with Longtermism, "
-                      "arXiv:2401.02954 (Sec. 3.1, Eq. 1)")
+                      "arXiv:2401.02954 (Sec. 3, scaling laws for hyperparameters)")
 STEPLAW_REFERENCE = ("Li et al. 2025, Predictable Scale: Part I -- Optimal Hyperparameter Scaling Law in Large "
                      "Language Model Pretraining (Step Law), arXiv:2503.04715")
 
