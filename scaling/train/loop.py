@@ -278,8 +278,8 @@ def train(config: RunConfig | Mapping, results: str | os.PathLike = "results.csv
         repeat_count=cfg.repeat_count,
     )
     assert sampler.steps == plan.steps, (sampler.steps, plan.steps)
-    _Trainer.trackers = tracker_lib.resolve([*cfg.trackers, *([cfg.log_with] if cfg.log_with else [])])
-    trainer = _Trainer(cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console)
+    trackers = tracker_lib.resolve([*cfg.trackers, *([cfg.log_with] if cfg.log_with else [])])
+    trainer = _Trainer(cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console, trackers)
     trainer.header, trainer.eval_sets = header, eval_sets
     return trainer.fit()
 
@@ -297,9 +297,8 @@ def _say(console, message: str) -> None:
 class _Trainer:
     header: list[str] = record.HEADER  # set by train(): plus the eval_corpora columns
     eval_sets: list = []  # set by train(): (column, corpus) pairs scored besides the target
-    trackers: list[str] = []  # set by train(): validated accelerate tracker names
 
-    def __init__(self, cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console):
+    def __init__(self, cfg, rid, results, existing, corpus, target, source, shape, plan, sampler, console, trackers=()):
         from accelerate import Accelerator, PartialState
         from accelerate.utils import is_compiled_module, set_seed
 
@@ -307,6 +306,7 @@ class _Trainer:
         self.corpus, self.target, self.source = corpus, target, source
         self.shape, self.plan, self.sampler = shape, plan, sampler
         self.done_keys = {record.row_key(r) for r in existing}
+        self.trackers = list(trackers)  # validated accelerate tracker names
 
         # accelerate picks gloo over CPU processes only when told cpu=True; without it, `accelerate launch
         # --multi_gpu` on a machine without GPUs starts independent single processes that all write rows.
