@@ -94,6 +94,17 @@ def test_caret_is_power_with_power_precedence():
     assert law.param_names == ("E", "A", "alpha", "B", "beta")  # the order of the formula
 
 
+def test_names_of_the_generated_code_are_refused_and_functions_evaluate():
+    with pytest.raises(ScalingError, match="'e' used as a variable"):
+        formula_law("y = e*exp(1)*x", inputs=["x"])
+    law = formula_law("y = E*exp(1)*x + abs(x) + sqrt(x) + log10(x) + log2(x) + ln(x) + tanh(x) + sigmoid(x)",
+                      inputs=["x"])
+    x = np.array([0.5, 2.0])
+    want = (0.5 * np.e * x + np.abs(x) + np.sqrt(x) + np.log10(x) + np.log2(x) + np.log(x) + np.tanh(x)
+            + 1 / (1 + np.exp(-x)))
+    np.testing.assert_allclose(law.predict({"E": 0.5}, x=x), want, rtol=1e-12)
+
+
 # -- recovery and speed of the machinery ------------------------------------------------------------------
 
 

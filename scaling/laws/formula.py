@@ -57,8 +57,9 @@ FUNCTIONS: dict[str, tuple[int, Any]] = {
     "sigmoid": (1, _sigmoid),
     "abs": (1, sympy.Abs),
 }
-# Names numpy's lambdify namespace uses for the printed functions: a symbol must not shadow them.
-RESERVED = set(FUNCTIONS) | {"numpy", "np", "math", "pi", "select", "where", "power", "inf", "nan"}
+# Names the code printed by lambdify may use (functions, and e for Euler's number: exp(1) prints as e): a symbol
+# of that name would shadow them inside the generated function, so it is refused.
+RESERVED = set(FUNCTIONS) | {"e", "pi", "numpy", "np", "math", "absolute", "select", "where", "power", "inf", "nan"}
 
 _ALLOWED = "names, numbers, + - * / ^ and the functions " + ", ".join(sorted(FUNCTIONS))
 
