@@ -411,3 +411,11 @@ def test_cached_hub_dataset_loads_offline(tmp_path, monkeypatch):
     assert len(corpus.train) + len(corpus.heldout) + 2 == len("\n\n".join(docs).encode())
     message = one_line_error(load_corpus, "hf:someone/not_cached", cache_dir=tmp_path)
     assert "not in the local dataset cache" in message and "offline" in message
+
+
+def test_hub_tokenizer_offline_and_not_cached_is_one_line(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    message = one_line_error(load_corpus, "english", tokenizer="hf:someone/no-such-model", cache_dir=tmp_path)
+    assert "tokenizer hf:someone/no-such-model: could not get tokenizer.json" in message
