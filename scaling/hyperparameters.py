@@ -23,6 +23,7 @@ from scaling.errors import ScalingError
 
 if TYPE_CHECKING:  # pragma: no cover
     from scaling.fitting.result import Fit
+    from scaling.laws.base import Law
 
 
 def optimum_table(runs: pd.DataFrame, *, settings: Sequence[str] = ("lr", "batch"), by: Sequence[str] = ("N", "D"),
@@ -47,6 +48,41 @@ def optimum_table(runs: pd.DataFrame, *, settings: Sequence[str] = ("lr", "batch
     out = best.rename(columns={s: f"{s}_opt" for s in settings}).reset_index(drop=True)
     out["runs"] = counts
     return out
+
+
+# The sweep column each hyperparameter law's output is the optimum of (the trainer writes lr and batch_tokens).
+SETTING_COLUMNS = {"lr_opt": ("lr",), "batch_opt": ("batch_tokens", "batch")}
+
+
+def optima_from_sweep(runs: pd.DataFrame, law: Law, *, source: str = "table",
+                      loss: str = "loss") -> tuple[pd.DataFrame, str]:
+    """The rows a hyperparameter ``law`` is fitted to, built from a sweep over its setting (``lr``, ``batch_tokens``).
+
+    Per scale (N and D; C for a law of compute without N, D) the setting of the lowest-``loss`` run, from the
+    ``final == 1`` rows when the table has that column (one evaluation per run). Returns the table (with C = 6 N D
+    added for a law of C) and a one-line description of what was done.
+    """
+    candidates = SETTING_COLUMNS.get(law.output, ())
+    setting = next((c for c in candidates if c in runs.columns), None)
+    if setting is None:
+        wanted = " or ".join(repr(c) for c in (law.output, *candidates))
+        raise ScalingError(f"{source}: law {law.name} needs a column {wanted} (the optimum per scale, or a sweep over "
+                           f"it with a {loss!r} column); columns: {', '.join(map(str, runs.columns))}")
+    table = runs
+    if "final" in runs.columns:
+        table = runs[pd.to_numeric(runs["final"], errors="coerce") == 1]
+    if "C" in law.inputs and not {"N", "D"} <= set(table.columns):
+        by = ["C"]
+    else:  # per (N, D) even for a law of D alone: Step Law's batch optimum is taken per model and budget
+        by = [c for c in ("N", "D") if c in table.columns]
+    out = optimum_table(table, settings=[setting], by=by, loss=loss)
+    out = out.rename(columns={f"{setting}_opt": law.output})
+    if "C" in law.inputs and "C" not in out.columns:
+        out["C"] = 6.0 * out["N"] * out["D"]
+    scope = "final rows" if "final" in runs.columns else "rows"
+    what = (f"{law.output}: the {setting} of the lowest-{loss} run at each ({', '.join(by)}), {len(out)} scales from "
+            f"{len(table)} {scope}" + (" (C = 6ND)" if "C" in law.inputs and by != ["C"] else ""))
+    return out, what
 
 
 def _required_inputs(fits: Sequence[Fit]) -> list[str]:
@@ -98,4 +134,4 @@ def optimal_hyperparameters(fits: Sequence[Fit], *, ci: float | None = None,
     return out
 
 
-__all__ = ["optimal_hyperparameters", "optimum_table"]
+__all__ = ["optima_from_sweep", "optimal_hyperparameters", "optimum_table"]

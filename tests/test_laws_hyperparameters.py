@@ -170,3 +170,28 @@ def test_cli_published_optimal_and_refusals(capsys):
     assert_user_error(*run(capsys, "optimal", "steplaw2025-lr", "--N", "1e9"), "steplaw-lr needs D")
     assert_user_error(*run(capsys, "optimal", "chinchilla", "kaplan2020", "-C", "1e21"), "one fit at a time")
     assert_user_error(*run(capsys, "optimal", "chinchilla"), "--compute is required")
+
+
+def test_cli_fit_from_a_sweep_takes_the_lowest_loss_setting_per_scale(tmp_path, monkeypatch, capsys):
+    """A trainer-style sweep (lr, batch_tokens, loss, final) fitted directly: per (N, D) the final row with the lowest
+    loss gives lr_opt; earlier evaluations (final = 0), however low their loss, are not runs' results."""
+    monkeypatch.chdir(tmp_path)
+    rows = []
+    for i, (n, d) in enumerate(zip(N_GRID, D_GRID)):
+        lr_star = 1.79 * n**-0.713 * d**0.307
+        for k in range(-24, -4):
+            lr = 2.0 ** (k / 2)
+            loss = 3.0 + 0.05 * np.log(lr / lr_star) ** 2
+            rows.append({"run_id": f"{i}-{k}", "N": n, "D": d, "lr": lr, "batch_tokens": 65536, "loss": loss, "final": 1})
+            rows.append({"run_id": f"{i}-{k}", "N": n, "D": d / 2, "lr": lr, "batch_tokens": 65536,
+                         "loss": 1.0 if k == -5 else 9.0, "final": 0})  # a decoy: not a final evaluation
+    pd.DataFrame(rows).to_csv("sweep.csv", index=False)
+    code, out, err = run(capsys, "fit", "sweep.csv", "--law", "steplaw-lr", "-b", "0", "-f", "json")
+    assert code == 0, err
+    assert "lr_opt: the lr of the lowest-loss run at each (N, D), 20 scales from 400 final rows" in err
+    params = json.loads(out)["params"]
+    assert abs(params["alpha"]["value"] - STEP_LR["alpha"]) < 0.05 and abs(params["beta"]["value"] - STEP_LR["beta"]) < 0.05
+    code, out, err = run(capsys, "fit", "sweep.csv", "--law", "deepseek-lr", "-b", "0", "-f", "json")
+    assert code == 0 and "(C = 6ND)" in err
+    pd.DataFrame(rows).drop(columns=["lr"]).to_csv("nolr.csv", index=False)
+    assert_user_error(*run(capsys, "fit", "nolr.csv", "--law", "steplaw-lr"), "needs a column 'lr_opt' or 'lr'")

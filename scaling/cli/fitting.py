@@ -363,6 +363,11 @@ def fit_command(
         save_fit(result, out_path)
         (_print_transfer if kind == "transfer" else _print_repetition)(result.analysis, out_path, fmt)
         return
+    swept = None
+    if chosen.kind == "hyperparameter" and chosen.output not in table.columns:  # a sweep: its optimum per scale
+        from scaling.hyperparameters import optima_from_sweep
+
+        table, swept = optima_from_sweep(table, chosen, source=results)
     require = [*chosen.inputs, chosen.output]
     if param_def == "total" and "N" in chosen.inputs:
         require.append("N_total")
@@ -392,6 +397,8 @@ def fit_command(
     # Notes only after success, so that a failure prints exactly one line (the error).
     if picked:
         note(f"law: {result.law_name} ({chosen.formula}), picked from the columns; choose another with --law")
+    if swept is not None:
+        note(swept)
     if retargeted is not None:
         note(f"law {law} reads {get_law(law).inputs[0]}; the table has {retargeted}: fitted {result.law_name}")
     if fix_from is not None:
