@@ -752,6 +752,8 @@ class LawFitter:
             raise ScalingError(f"n_bootstrap {self.n_bootstrap!r}: must be a whole number >= 0")
         if not (isinstance(self.ci, (int, float)) and 0 < self.ci < 1):
             raise ScalingError(f"ci {self.ci!r}: must be between 0 and 1 (e.g. 0.95)")
+        if self.seed is not None and not (isinstance(self.seed, (int, np.integer)) and self.seed >= 0):
+            raise ScalingError(f"seed {self.seed!r}: must be a whole number >= 0")  # numpy refuses negative seeds
         if self.param_def not in ("nonemb", "total"):
             raise ScalingError(f"param_def {self.param_def!r}: expected 'nonemb' or 'total'")
         if self.reduction not in ("sum", "mean"):

@@ -65,6 +65,9 @@ AXES: dict[str, str] = {
 # Run-config keys that the sweep sets itself (or that describe where things go) and so cannot be axes.
 NOT_AXES = {"name", "out_dir", "init_from", "branches", "threads", "target_corpus", "stop_after_steps"}
 # Run-config keys that describe a model's shape (what a ``model`` axis entry may hold).
+# Grid points a sweep may expand to (before seeds and transfer pairs): far beyond any real sweep, far below
+# what makes planning itself slow.
+MAX_GRID_POINTS = 10_000
 # Axes that count tokens or repeats: whole numbers, so a "START:STOP:COUNT" range is rounded.
 COUNT_AXES = ("tokens", "unique_tokens", "repeat_count")
 SHAPE_KEYS = ("n_layer", "d_model", "n_head", "d_ff", "target_N", "aspect")
@@ -406,6 +409,10 @@ def plan(
         if key in base:
             raise ScalingError(f"{where}: base.{key} is set by the sweep itself; remove it")
 
+    size = math.prod(len(v) for v in axes.values())
+    if size > MAX_GRID_POINTS:  # a typo such as "1e5:1e300:100000" would otherwise take minutes and gigabytes
+        shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
+        raise ScalingError(f"{where}: the grid has {size} points ({shape}); at most {MAX_GRID_POINTS}")
     points = _cartesian(axes)  # list of dicts: axis -> value
     specs: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []  # (role, config, depends-on configs' keys)
 

@@ -306,6 +306,8 @@ def fit_command(
         raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.95")
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if seed < 0:  # numpy's generators take only non-negative seeds
+        raise ScalingError(f"--seed {seed}: must be 0 or more")
     if not delta > 0:
         raise ScalingError(f"--delta {delta:g}: must be positive")
     if method not in METHODS:
@@ -330,6 +332,8 @@ def fit_command(
         return
     mapping = parse_mapping(map_ or [])
     table = read_results(results, mapping=mapping, where=where)
+    if group not in ("", "run_id") and group not in table.columns:  # run_id: the default, absent in many tables
+        raise ScalingError(f"{results}: --group {group!r}: no such column; columns are {', '.join(map(str, table.columns))}")
     if law is None:
         # The engine owns the rule for picking a law from the columns; it looks at the (mapped, selected) table.
         law = default_law(table)

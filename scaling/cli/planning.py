@@ -97,7 +97,12 @@ def optimal_from_results(
         raise ScalingError(f"--ci {level:g}: must lie strictly between 0 and 1")
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if seed < 0:  # numpy's generators take only non-negative seeds
+        raise ScalingError(f"--seed {seed}: must be 0 or more")
     approaches = parse_approaches(approach)
+    bad = [c for c in compute if not (np.isfinite(c) and c > 6.0)]
+    if bad:  # the same rule as optimal FIT --compute: C = 6 N D with N, D >= 1
+        raise ScalingError(f"--compute {bad[0]:g}: must be a finite number of FLOPs above 6 (e.g. 5.76e23)")
     if ensemble is not None and 3 not in approaches:
         raise ScalingError("--ensemble needs approach 3 (the parametric fit predicts the members' losses)")
     df = _read(results, map_, where)
@@ -265,6 +270,8 @@ def backtest_command(
 
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if seed < 0:  # numpy's generators take only non-negative seeds
+        raise ScalingError(f"--seed {seed}: must be 0 or more")
     spec = Holdout.parse(holdout, tail=tail)
     laws = [p.strip() for item in (law or []) for p in item.split(",") if p.strip()]
     df = _read(results, map_, where)
@@ -385,6 +392,8 @@ def report_command(
 
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if seed < 0:  # numpy's generators take only non-negative seeds
+        raise ScalingError(f"--seed {seed}: must be 0 or more")
     Holdout.parse(holdout)
     budgets = parse_values(compute, "--compute") if compute else []
     loaded = [(Path(f).stem if f.endswith(".json") else f, load_fit(f)) for f in (fits or [])]

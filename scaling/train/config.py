@@ -45,7 +45,9 @@ def _number(value: Any) -> Any:
     return value
 
 
-Count = Annotated[int, BeforeValidator(_count)]
+# At most 2**53: beyond it a count no longer survives a float round trip (YAML's 4e6), and int64 arithmetic in
+# torch and numpy is one step from overflowing; no run counts anywhere near it.
+Count = Annotated[int, BeforeValidator(_count), Field(le=2**53)]
 Number = Annotated[float, BeforeValidator(_number)]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)\s*$")
@@ -99,7 +101,7 @@ class RunConfig(BaseModel):
     weight_decay: Number = Field(0.1, ge=0.0)
     grad_clip: Number | None = Field(1.0, ge=0.0, description="max gradient norm; 0 or null: off")
     betas: tuple[Number, Number] = Field((0.9, 0.95))
-    seed: Count = Field(0, ge=0)
+    seed: Count = Field(0, ge=0, lt=2**32)  # numpy's legacy seeding (accelerate's set_seed) takes 32 bits
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: the precision accelerate launch was configured with, else bf16 autocast where measured faster"
     )
