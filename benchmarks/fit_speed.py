@@ -4,9 +4,9 @@
     python benchmarks/fit_speed.py --stride 10     # baseline on every 10th start only (labelled in the output)
 
 Rows of the table:
-- baseline: Hoffmann et al.'s procedure as LAWS.md 2.5 writes it: for every start of the 4500-point grid,
-  scipy.optimize.minimize(L-BFGS-B, ftol 1e-15, gtol 1e-12, maxiter 20000) on the Huber-sum objective with
-  SciPy's finite-difference gradient; best objective kept.
+- baseline: Hoffmann et al. 2022's Approach 3 (arXiv 2203.15556, §3.3) written plainly: for every start of the
+  4500-point grid, scipy.optimize.minimize(L-BFGS-B, ftol 1e-15, gtol 1e-12, maxiter 20000) on the Huber-sum
+  objective with SciPy's finite-difference gradient; best objective kept.
 - engine, no bootstrap: scaling.LawFitter on the same grid (broadcast scoring of all starts, L-BFGS-B on the best
   32, tight polish); this is the like-for-like comparison (same starts, same objective).
 - engine + 200 bootstrap: the full fit with 200 resamples and intervals (the issue's < 10 s target).
@@ -42,7 +42,7 @@ def load_epoch():
 
 
 def baseline(df, stride: int):
-    """The plain loop over Hoffmann's grid (LAWS.md 2.5), every ``stride``-th start."""
+    """The plain loop over Hoffmann's grid (Hoffmann et al. 2022, Approach 3), every ``stride``-th start."""
     lN, lD, lL = (np.log(df[c].to_numpy()) for c in ("N", "D", "loss"))
 
     def objective(p):

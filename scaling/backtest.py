@@ -22,7 +22,8 @@ a point.
 
 Per law the table reports the absolute relative error ``mean |L - L_hat| / L``, the RMSE of log loss, the coverage
 of the 80% and 95% intervals (the fraction of held-out points inside them), the in-sample RMSE (for contrast: the
-ranking never uses it) and whether the held-out error is within twice the seed-to-seed noise (LAWS.md 8.4).
+ranking never uses it) and whether the held-out error is within twice the seed-to-seed noise (the project's
+bar for a law that holds on real runs, docs/planning.md).
 
 Intervals: by default *prediction* intervals: the bootstrap spread of the fitted curve plus the residual scatter
 of the fit (log-normal with the in-sample residual RMSE), since a held-out point is one noisy run, not the expected

@@ -70,7 +70,7 @@ def final_rows(results: str | os.PathLike, run_ids: set[str] | None = None) -> p
 def leave_largest_out(data: pd.DataFrame, law: str = LAW, *, n_bootstrap: int = 100) -> dict[str, Any]:
     """Fit ``law`` without the largest N, predict that size's losses, report the relative errors.
 
-    The check Alabdulmohsin et al. 2022 and LAWS.md 0.4 ask for: a law is judged by how it extrapolates, not by its
+    The check Alabdulmohsin et al. 2022 (arXiv 2209.06640) ask for: a law is judged by how it extrapolates, not by its
     in-sample fit. It is :func:`scaling.backtest.backtest` with ``holdout="largest-N"``; this adds the largest
     error next to the mean. Returns ``{"N": held-out size, "n_train": points fitted, "table": per-point frame,
     "mean_abs_rel_error", "max_abs_rel_error", "coverage_95"}``.

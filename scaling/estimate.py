@@ -13,7 +13,8 @@ Besiroglu et al. 2024 (arXiv 2404.10102):
 - multi-start from the cartesian product of the free parameters' grids (Hoffmann's 4500-point grid for chinchilla),
   tight L-BFGS-B tolerances (ftol 1e-15, gtol 1e-12), best objective kept;
 - convergence is judged by scale-free checks (see :func:`convergence_check`), not by the optimizer's flag: the mean
-  instead of the sum of Huber terms makes L-BFGS-B "converge" far from the optimum (Besiroglu et al. 2024, LAWS.md 2.6);
+  instead of the sum of Huber terms makes L-BFGS-B "converge" far from the optimum (Besiroglu et al. 2024,
+  arXiv 2404.10102);
 - uncertainty by a seeded bootstrap over runs (the ``group`` column) or rows.
 
 Speed. A plain loop of ``scipy.optimize.minimize`` over 4500 starts with finite-difference gradients takes about
@@ -544,7 +545,8 @@ def convergence_check(law: Law | str, data: pd.DataFrame, params: Mapping[str, f
     - ``restart_gain``: relative objective decrease of a tight L-BFGS-B restart from ``params`` (robust where the
       objective has kinks, e.g. Huber with a tiny delta, and the first two are fragile).
 
-    ``ok`` is True when newton_step <= 1e-4, relative_gradient <= 1e-6 or restart_gain <= 1e-9. LAWS.md 2.8 item 7.
+    ``ok`` is True when newton_step <= 1e-4, relative_gradient <= 1e-6 or restart_gain <= 1e-9. Acceptance
+    test C7 in docs/laws.md.
     """
     law = get_law(law) if isinstance(law, str) else law
     space = _Space(law, fix, tie, None)

@@ -16,9 +16,10 @@ to, warnings) whose :meth:`Allocation.optimal` gives N_opt, D_opt at a user's bu
 :func:`compare` lays them side by side. Bootstrap resamples *runs* (approach 1), rows within each budget
 (approach 2, one row is one run there) or whatever the engine resamples (approach 3: runs).
 
-Known properties (LAWS.md 2.4, checked in tests/test_optimal.py): with a fixed grid of log-offsets around each
-budget's optimum, approach 2 recovers the exponent without bias but over-estimates the prefactor (x1.01, x1.04,
-x1.09 for +-0.5, +-1, +-1.5 dex with Hoffmann's constants): keep isoFLOP grids narrow and centred.
+Known properties (acceptance test C5 in docs/laws.md, checked in tests/test_optimal.py): with a fixed grid of
+log-offsets around each budget's optimum, approach 2 recovers the exponent without bias but over-estimates the
+prefactor (x1.01, x1.04, x1.09 for +-0.5, +-1, +-1.5 dex with Hoffmann's constants): keep isoFLOP grids narrow and
+centred.
 
 :func:`ensemble_plan` asks Geiger et al.'s question (arXiv:1901.01608): at a fixed budget, is one model better than
 the average of k smaller ones? It needs ensemble evaluations in the table to answer and says so when there are none.

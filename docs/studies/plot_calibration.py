@@ -4,8 +4,9 @@
 
 ECE(N) = ECE_inf + a N^-b and the same form for the Brier score, fitted on the final rows with the bootstrap
 resampling runs (each seed of each size is one run), as `scaling fit --law calibration` does. Left: ECE per run
-(markers), the fit and its 95% band, and the finite-sample floor of the eval set (LAWS.md 6.4). Right: the held-out
-loss of the same runs, for scale, and the Brier score.
+(markers), the fit and its 95% band, and the finite-sample floor of the eval set
+(docs/transfer-repetition-calibration.md). Right: the held-out loss of the same runs, for scale, and the Brier
+score.
 """
 
 from __future__ import annotations

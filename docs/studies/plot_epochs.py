@@ -33,7 +33,8 @@ ONE_EPOCH = "epochs <= 1.01"
 def two_stage(df: pd.DataFrame, where: str | None = None):
     """Stage 1 (chinchilla on the one-epoch runs) and stage 2 (R*_D, R*_N with the base frozen, its draws carried)."""
     rows = df.query(where) if where else df
-    # alpha = beta, as the paper's stage 1 (LAWS.md 5.2): 9 one-epoch runs cannot pin down 5 free parameters
+    # alpha = beta, as in stage 1 of Muennighoff et al. 2023 (the authors' fitting notebook): 9 one-epoch runs
+    # cannot pin down 5 free parameters
     base = scaling.fit(df.query(ONE_EPOCH), law="chinchilla", tie={"beta": "alpha"}, n_bootstrap=200, seed=0)
     frozen = {n: base.params[n] for n in BASE_PARAMS}
     dc = scaling.fit(rows, law="data-constrained", fix=frozen, fix_draws=base.draws[list(BASE_PARAMS)], seed=0)

@@ -4,7 +4,7 @@
 
 The analysis behind `scaling fit --law repetition` (scaling.analysis.repetition.analyze_repetition): the unique-data
 baseline L_u(N) = L_inf + (N_c / N)^a_N on the f = 0 runs (runs resampled), then each repeated-data run's effective
-size N_eff = N_c (L - L_inf)^(-1/a_N) and multiplier m = N_eff / N (Hernandez et al. 2022; LAWS.md 4.3), beside
+size N_eff = N_c (L - L_inf)^(-1/a_N) and multiplier m = N_eff / N (Hernandez et al. 2022, arXiv 2205.10487), beside
 N_eff_interp read off the measured baseline runs. The pure power law (L_inf = 0) is printed too, for comparison.
 Left: held-out loss against the repeat count k, one line per size and fraction f, the unique-data loss as a
 horizontal mark. Middle: the fraction of parameters lost, 1 - m, against k. Right: the loss on the repeated subset

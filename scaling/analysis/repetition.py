@@ -1,6 +1,7 @@
 """Damage from repeated data (Hernandez et al. 2022, arXiv 2205.10487): from runs to effective model size.
 
-The procedure (LAWS.md 4.3), on runs that all train on the same token budget D:
+The procedure (docs/transfer-repetition-calibration.md, 'repetition'), on runs that all train on the same token
+budget D:
 
 1. fit the unique-data baseline L_u(N) = L_inf + (N_c/N)^a_N (law ``repetition``) on the runs without repeated
    data (``repeat_fraction`` 0 or empty);

@@ -1,6 +1,6 @@
 """Effective data transferred (Hernandez et al. 2021, arXiv 2102.01293): from runs to a fitted ``transfer`` law.
 
-The procedure (LAWS.md 3.4):
+The procedure (docs/transfer-repetition-calibration.md, 'transfer'):
 
 1. fit the from-scratch law L_B(N, D) (``kaplan-nd``, Kaplan Eq. 1.5) on the target's from-scratch runs;
 2. for every fine-tuned run, invert it at equal loss: D_E = D_c / (L^(1/alpha_D) - (N_c/N)^(alpha_N/alpha_D)),

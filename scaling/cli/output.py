@@ -45,7 +45,7 @@ def warn(message: str) -> None:
 
 
 def format_number(value: Any, digits: int = 5) -> str:
-    """Five significant digits (exponents need four to be honest, LAWS.md 2.6); integers as integers."""
+    """Five significant digits (exponents need four to be honest: Besiroglu et al. 2024); integers as integers."""
     if value is None:
         return ""
     if isinstance(value, (bool, np.bool_)):

@@ -1,7 +1,8 @@
 """Calibration versus model size, and the metrics it is measured with.
 
 The law (fitted in log space like every other law; Kadavath et al. 2022, "Language Models (Mostly) Know What They
-Know", arXiv 2207.05221, report calibration improving with size; the functional form is the toolkit's, LAWS.md 6.4):
+Know", arXiv 2207.05221, report calibration improving with size; the functional form is this project's, see
+docs/transfer-repetition-calibration.md):
 
     ECE(N) = ECE_inf + a N^-b
 
@@ -13,9 +14,9 @@ Why a floor matters. ECE measured on n predictions is biased upward: even a perf
 about sqrt(2/pi) * sum_m (n_m/n) sqrt(sum_{i in m} c_i (1 - c_i)) / n_m (each bin's accuracy-minus-confidence gap is
 a sum of independent Bernoulli deviations with that variance, and E|X| = sqrt(2/pi) sd for a normal X). With 10
 bins this is at most sqrt(n_bins / (2 pi n)) (Cauchy-Schwarz, with c (1 - c) <= 1/4): 0.040 at n = 1e3, 0.013 at
-1e4, 0.0028 at 2e5. For confidences uniform on [0.05, 1] it is 0.032 and 0.010 (LAWS.md 6.5 item 3). Sizes whose
-ECE is near the floor carry no information about the trend, which is why :func:`calibration_floor` is reported
-beside every calibration fit.
+1e4, 0.0028 at 2e5. For confidences uniform on [0.05, 1] it is 0.032 and 0.010 (docs/laws.md, 'Acceptance
+tests', E4). Sizes whose ECE is near the floor carry no information about the trend, which is why
+:func:`calibration_floor` is reported beside every calibration fit.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ CALIBRATION = register(
         name="calibration",
         formula="ECE = ECE_inf + a N^-b",
         reference="Kadavath et al. 2022, Language Models (Mostly) Know What They Know, arXiv:2207.05221 "
-        "(calibration improves with size; functional form: LAWS.md 6.4)",
+        "(calibration improves with size; the functional form is this project's)",
         inputs=("N",),
         params=(
             Param(

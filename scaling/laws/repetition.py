@@ -74,8 +74,8 @@ def poor_performance_region(repeats, degradation, level: float = 0.5) -> Region:
 
     The band is the contiguous run of points around the maximum that stay above the threshold; each edge is where
     the degradation curve crosses the threshold, by linear interpolation in ln E between the last point inside and
-    the first outside (LAWS.md 4.5 item 3: +-0.2% on a smooth curve sampled at 400 points, against +-1.5% for the
-    nearest grid point).
+    the first outside (docs/laws.md, 'Acceptance tests', R3: +-0.2% on a smooth curve sampled at 400 points, against
+    +-1.5% for the nearest grid point).
     """
     E = np.asarray(repeats, dtype=float)
     d = np.asarray(degradation, dtype=float)

@@ -25,7 +25,8 @@ import numpy as np
 
 from scaling.laws.base import Law, Param, register
 
-# Run classes of LAWS.md 3.4; only OK runs enter the power-law fit.
+# Run classes (docs/transfer-repetition-calibration.md, 'transfer'); only OK runs enter the power-law fit, which
+# Hernandez et al. 2021 fit only in the low-data regime.
 OK, SATURATED, NEGATIVE, EXTRAPOLATED, HIGH_DATA = "ok", "saturated", "negative", "extrapolated", "high_data"
 CLASSES = (OK, SATURATED, NEGATIVE, EXTRAPOLATED, HIGH_DATA)
 
@@ -89,7 +90,7 @@ def data_for_infinite_performance(N, *, alpha_N, alpha_D, N_c, D_c):
 
 
 def classify_runs(N, D_F, loss, scratch_params: Mapping[str, float], D_measured_max=None):
-    """Effective data and class of each fine-tuned run (LAWS.md 3.4).
+    """Effective data and class of each fine-tuned run (docs/transfer-repetition-calibration.md, 'transfer').
 
     Returns ``(D_E, D_T, classes)``. Classes, first match wins:
     ``saturated`` (loss <= L_B(N, inf), D_E = inf), ``negative`` (D_T <= 0: worse than from scratch on the same

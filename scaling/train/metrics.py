@@ -1,7 +1,7 @@
 """Evaluation metrics of next-token predictions: loss, bits per byte, calibration (ECE) and Brier score.
 
-Definitions follow LAWS.md section 6.3 (Kadavath et al. 2022, "Language Models (Mostly) Know What They Know",
-arXiv 2207.05221), applied to next-token prediction as in LAWS.md 6.4: for every scored position,
+Calibration as in Kadavath et al. 2022 ("Language Models (Mostly) Know What They Know", arXiv 2207.05221),
+applied to next-token prediction (docs/training.md): for every scored position,
 ``conf = max softmax probability`` and ``correct = (argmax == target)``.
 
     ECE   = sum_m (n_m / n) * |mean(correct in bin m) - mean(conf in bin m)|   (equal-width bins on [0, 1])

@@ -18,7 +18,7 @@ Parameter counts come from the tensors of the built model, never from a formula:
   head. Norm weights and biases are counted (Kaplan's 12 n_layer d^2 ignores them).
 - ``N_total`` (Hoffmann et al. 2022): all parameters, each shared tensor counted once.
 
-Training FLOPs per token (LAWS.md 0.3, Kaplan et al. 2020 Table 1, with the LM head added):
+Training FLOPs per token (Kaplan et al. 2020, arXiv 2001.08361, Table 1, with the LM head added):
 
     flops_per_token = 3 * (2 * N_matmul + 2 * n_layer * context * d_attn + 2 * N_head)
 
@@ -43,7 +43,7 @@ from torch import nn
 
 from scaling.errors import ScalingError
 
-HEAD_DIM = 32  # default head size when n_head is not given (LAWS.md 1.4: n_heads = d_model / 32)
+HEAD_DIM = 32  # default head size when n_head is not given (so n_heads = d_model / 32)
 N_TOLERANCE = 0.10  # a solved shape must land within 10% of target_N
 
 # The shape's fields -> the standard transformers parameter names (a config's attribute_map renames them, e.g.
