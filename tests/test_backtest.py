@@ -133,7 +133,8 @@ def test_backtest_ranks_by_extrapolation_error():
     assert (t["n_test"] == 8).all() and (t["n_predicted"] == 8).all()  # largest N: 4 token counts x 2 seeds
     for col in ("coverage_80", "coverage_95"):
         assert t[col].between(0, 1).all()
-    # Seeds give a noise floor, and the best law's held-out error is compared with it (LAWS.md 8.4).
+    # Seeds give a noise floor, and the best law's held-out error is compared with it (docs/planning.md,
+    # `within_2x_noise`).
     assert 0.002 < result.noise_floor < 0.01
     assert t["within_2x_noise"].notna().all() and not t.iloc[-1]["within_2x_noise"]
     # The error is computed from the predictions in result.predictions.
@@ -203,8 +204,9 @@ def test_options_change_what_is_fitted():
 @pytest.mark.slow  # one M4 fit takes ~20 s of CPU (its implicit equation is solved per point and start)
 @pytest.mark.skipif("m4" not in law_names(), reason="the m4 law (Alabdulmohsin et al. 2022) is not in the catalogue")
 def test_m4_beats_m2_on_an_m4_curve():
-    # LAWS.md 7.5 (A1) as a backtest: an M4 learning curve, fitted on x <= 1e5 (the first half), scored on the
-    # rest. M4 extrapolates it exactly; M2 (saturating) misses by ~0.2 in log loss despite a fine in-sample fit.
+    # Acceptance test A1 (docs/laws.md) as a backtest: an M4 learning curve, fitted on x <= 1e5 (the first half),
+    # scored on the rest. M4 extrapolates it exactly; M2 (saturating) misses by ~0.2 in log loss despite a fine
+    # in-sample fit.
     from scaling.laws import get_law
 
     x = np.geomspace(1e3, 1e7, 20)
@@ -214,7 +216,7 @@ def test_m4_beats_m2_on_an_m4_curve():
     ).table.set_index("law")
     assert (t["n_train"] == 10).all() and (t["n_predicted"] == 10).all()
     assert t.loc["m4:D", "rank"] == 1 and t.loc["m4:D", "rmse_log"] < 1e-6
-    assert 0.15 < t.loc["saturating:D", "rmse_log"] < 0.35  # LAWS.md measured 0.225 (least squares)
+    assert 0.15 < t.loc["saturating:D", "rmse_log"] < 0.35  # A1's reference value: about 0.225 (least squares)
 
 
 def test_save_and_load(tmp_path):

@@ -1,7 +1,7 @@
 """``scaling fit --law transfer|repetition|calibration|data-constrained`` from raw results tables, and the matching
 ``scaling forecast`` questions, through the real entry point.
 
-Every table is synthetic, generated from known parameters (the published constants of LAWS.md), so each fit can
+Every table is synthetic, generated from known parameters (the papers' published constants), so each fit can
 be checked against the truth. Commands run in-process through :func:`scaling.cli.main` (what the console script
 calls) with small bootstraps; one test runs the console script in a subprocess.
 """
@@ -75,7 +75,7 @@ def test_fit_with_every_parameter_fixed_is_a_user_error(workdir, capsys):
 
 # ---------------------------------------------------------------------------------------------------------
 # transfer: from-scratch runs from Kaplan's L(N, D), fine-tuned runs whose effective data follows Hernandez et
-# al.'s text -> Python constants (LAWS.md 3), 0.1% loss noise
+# al.'s text -> Python constants (Table 1), 0.1% loss noise
 
 TRANSFER = {"k": 1.9e4, "alpha": 0.18, "beta": 0.38}
 T_SIZES = np.logspace(4, np.log10(5e6), 5)

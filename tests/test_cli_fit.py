@@ -22,7 +22,7 @@ from cli_helpers import assert_user_error, run
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
 
-# Besiroglu et al. 2024 constants (LAWS.md 2.6): the synthetic table is generated from them.
+# Besiroglu et al. 2024 constants (arXiv 2404.10102): the synthetic table is generated from them.
 TRUTH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
 ENV = {**os.environ, "NO_COLOR": "1"}
@@ -209,7 +209,7 @@ def test_fit_fix_and_tie(tmp_path):
 
 @pytest.mark.skipif(not EPOCH.exists(), reason=f"Epoch Chinchilla data not found at {EPOCH}")
 def test_fit_epoch_replication_through_map_and_where(tmp_path):
-    """LAWS.md 2.8 item 4: Hoffmann's procedure on the 240 points gives Besiroglu et al.'s values."""
+    """Acceptance test C4 (docs/laws.md): Hoffmann's procedure on the 240 points gives Besiroglu et al.'s values."""
     proc = scaling_cli("fit", str(EPOCH), "--map", "N=Model Size", "--map", "C=Training FLOP",
                        "--where", "loss < 3.44", "--law", "chinchilla", "--bootstrap", "0",
                        "-o", "epoch.json", "-f", "json", cwd=tmp_path)
@@ -421,7 +421,8 @@ def test_optimal_bad_input(fit_file, capsys, args, fragments):
 
 
 def test_optimal_published_constants_golden(fit_file, capsys):
-    """LAWS.md 2.8 item 1: Besiroglu constants at the Gopher budget give N_opt = 7.225e10, D/N = 18.39."""
+    """Acceptance test C1 (docs/laws.md): Besiroglu constants at the Gopher budget give N_opt = 7.225e10,
+    D/N = 18.39."""
     code, out, _ = run(capsys, "optimal", "c.json", "--compute", "5.76e23", "-f", "json")
     assert code == 0
     (row,) = json.loads(out)

@@ -1,4 +1,4 @@
-"""Reproduce Muennighoff et al. 2023 on their own runs (../shared/data/datablations, LAWS.md 5.2).
+"""Reproduce Muennighoff et al. 2023 on their own runs (../shared/data/datablations, arXiv 2305.16264).
 
 The 182 runs of the published fit, base Chinchilla constants frozen at the paper's C4 values, R*_D and R*_N fitted
 with the Huber objective (delta 1e-3, log space, sum) from the paper's start grid.

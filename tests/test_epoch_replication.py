@@ -1,4 +1,5 @@
-"""Golden replication of Besiroglu et al. 2024 on Epoch's 240 digitised Chinchilla points (LAWS.md 2.8 items 4, 7).
+"""Golden replication of Besiroglu et al. 2024 on Epoch's 240 digitised Chinchilla points (C4, C7 in
+docs/laws.md, 'Acceptance tests').
 
 Data: ../shared/data/chinchilla_epoch/svg_extracted_data.csv (read in place, never copied into the repo).
 """
@@ -100,7 +101,7 @@ def _hoffmann_mean_default_tolerances(epoch):
 
 
 def test_the_mean_reduction_trap_is_detected_and_avoided(epoch, huber_sum_fit):
-    """LAWS.md 2.8 item 7: the optimizer reports success, yet the point is not the optimum; the toolkit's scale-free
+    """Acceptance test C7: the optimizer reports success, yet the point is not the optimum; the toolkit's scale-free
     convergence check says so. The fitter itself normalises the objective, so reduction='mean' lands on the
     same optimum as the sum."""
     result, trapped = _hoffmann_mean_default_tolerances(epoch)

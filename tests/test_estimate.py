@@ -1,5 +1,5 @@
-"""The estimator: recovery of known parameters (LAWS.md 1.5 item 5, 2.8 items 2-3), fix/tie/bounds, bootstrap,
-default law, bad input. Synthetic data are generated from the laws themselves."""
+"""The estimator: recovery of known parameters (K4, C2, C3 in docs/laws.md, 'Acceptance tests'), fix/tie/bounds,
+bootstrap, default law, bad input. Synthetic data are generated from the laws themselves."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ CHIN = get_law("chinchilla")
 
 
 def chinchilla_grid(params=BESIROGLU, noise=0.0, seed=0, n=12):
-    """LAWS.md 2.8 item 2: 12 x 12 grid, N in [7e7, 1.6e10], D in [5e9, 5e11]; noise = sd of log-normal noise."""
+    """Acceptance test C2: 12 x 12 grid, N in [7e7, 1.6e10], D in [5e9, 5e11]; noise = sd of log-normal noise."""
     N, D = np.meshgrid(np.geomspace(7e7, 1.6e10, n), np.geomspace(5e9, 5e11, n))
     N, D = N.ravel(), D.ravel()
     loss = CHIN.predict(params, N=N, D=D)
@@ -58,7 +58,7 @@ def _noisy_errors(seed):
 
 
 def test_noisy_chinchilla_recovery_few_seeds():
-    """LAWS.md 2.8 item 3 on 5 seeds (the 20-seed version is marked slow)."""
+    """Acceptance test C3 on 5 seeds (the 20-seed version is marked slow)."""
     passed = sum(_noisy_errors(seed) for seed in range(5))
     assert passed >= 4
 
@@ -70,7 +70,7 @@ def test_noisy_chinchilla_recovery_20_seeds():
 
 
 def test_kaplan_nd_noiseless_recovery():
-    """LAWS.md 1.5 item 5: 6 x 6 grid, Table 2 truth, all four parameters to rel 1e-6."""
+    """Acceptance test K4: 6 x 6 grid, Table 2 truth, all four parameters to rel 1e-6."""
     law = get_law("kaplan-nd")
     truth = {"alpha_N": 0.076, "alpha_D": 0.103, "N_c": 6.4e13, "D_c": 1.8e13}
     N, D = np.meshgrid(np.geomspace(1e4, 5e6, 6), np.geomspace(1e5, 1e8, 6))

@@ -1,5 +1,5 @@
-"""Forecasts: closed-form optimum vs brute force and golden values (LAWS.md 2.8 item 1), numeric optimum, predict()
-broadcasting and intervals, bad input."""
+"""Forecasts: closed-form optimum vs brute force and golden values (C1 in docs/laws.md, 'Acceptance tests'), numeric
+optimum, predict() broadcasting and intervals, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Calibration metrics, their finite-sample floor, and the ECE(N) law (LAWS.md 6.5)."""
+"""Calibration metrics, their finite-sample floor, and the ECE(N) law (E1-E4 in docs/laws.md,
+'Acceptance tests')."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ LAW = get_law("calibration")
 
 
 def _reference_ece(conf, correct, n_bins=10):
-    # LAWS.md 6.3, written as a loop over bins
+    # the ECE of Kadavath et al. 2022 (equal-width bins), written as a loop over bins
     b = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     return sum(
         (b == m).mean() * abs(correct[b == m].mean() - conf[b == m].mean()) for m in range(n_bins) if (b == m).any()
@@ -96,7 +97,7 @@ def test_law_formula():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# ECE(N) fit (LAWS.md 6.5 item 4) and the floor reported beside it
+# ECE(N) fit (acceptance test E3) and the floor reported beside it
 
 
 SIZES = np.array([1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 5e6])

@@ -1,4 +1,5 @@
-"""Muennighoff et al. 2023 data-constrained law: golden values, effective data, allocation (LAWS.md 5.5)."""
+"""Muennighoff et al. 2023 data-constrained law: golden values, effective data, allocation (DC1-DC3 in
+docs/laws.md, 'Acceptance tests')."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_readme_golden_values_to_1e12():
     "epochs, ratio, tol", [(2, 1.968, 1e-3), (4, 3.726, 1e-3), (16, 10.58, 5e-3), (40, 15.17, 5e-3), (100, 16.36, 5e-3)]
 )
 def test_effective_data_table(epochs, ratio, tol):
-    # LAWS.md 5.1 value table: D'/U after a number of epochs, R*_D = 15.387756 (printed to 3-4 digits)
+    # acceptance test DC2: D'/U after a number of epochs, R*_D = 15.387756 (printed to 3-4 digits)
     got = float(effective_data(epochs * 1e9, 1e9, P["R_D"])) / 1e9
     assert got == pytest.approx(ratio, abs=tol)
 
@@ -69,7 +70,8 @@ def test_unlimited_unique_data_is_chinchilla_at_the_optimum():
 
 
 def test_allocation_under_unique_budget_reproduces_the_paper():
-    # LAWS.md 5.2: C = 1e22, U = 25e9 -> 2.37337e11 tokens (9.4935 epochs), 7.02236e9 params (4 significant digits)
+    # acceptance test DC1 (the authors' README): C = 1e22, U = 25e9 -> 2.37337e11 tokens (9.4935 epochs),
+    # 7.02236e9 params (4 significant digits)
     a = optimal_allocation(P, 1e22, 25e9)
     assert float(f"{a.D:.4g}") == float(f"{2.37337e11:.4g}")
     assert float(f"{a.N:.4g}") == float(f"{7.02236e9:.4g}")
@@ -117,7 +119,7 @@ def test_allocation_rejects_bad_budgets():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# R* recovery with the base frozen (LAWS.md 5.5 item 3)
+# R* recovery with the base frozen (acceptance test DC3)
 
 
 BASE = {k: P[k] for k in ("E", "A", "B", "alpha", "beta")}

@@ -1,4 +1,5 @@
-"""Hernandez et al. 2022 repeated-data analysis: N_eff inversion, band arithmetic, region finder (LAWS.md 4.5)."""
+"""Hernandez et al. 2022 repeated-data analysis: N_eff inversion, band arithmetic, region finder (R1-R3 in
+docs/laws.md, 'Acceptance tests')."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_region_finder_interpolates_the_crossing():
     assert r.left == pytest.approx(exact[0], rel=2e-3)
     assert r.right == pytest.approx(exact[1], rel=2e-3)
     assert not (r.left_open or r.right_open)
-    # the nearest grid points (no interpolation) are the looser LAWS.md reference values
+    # the nearest grid points (no interpolation) give R3's looser reference values
     inside = E[_gaussian_bump(E) >= 0.25]
     assert (inside[0], inside[-1]) == pytest.approx((31.17, 320.82), rel=1.5e-2)
 

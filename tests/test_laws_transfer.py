@@ -1,4 +1,5 @@
-"""Hernandez et al. 2021 transfer law: identities, inversion, classification (LAWS.md 3.6 items 1, 2, 4)."""
+"""Hernandez et al. 2021 transfer law: identities, inversion, classification (T1-T3 in
+docs/laws.md, 'Acceptance tests')."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def test_logit_of_transfer_fraction_is_log_ratio():
 
 
 def test_published_law_figure_1_example():
-    # a 40M-parameter model fine-tuned on 3e5 characters: the Table-1 law gives about 470x effective data (LAWS.md 3.2)
+    # Fig. 1's example, a 40M-parameter model fine-tuned on 3e5 characters: the Table-1 law gives about 470x
+    # effective data (the figure reads about 1000x; it is approximate)
     D_T = float(LAW.predict(TEXT_TO_PYTHON, D_F=3e5, N=4e7))
     assert float(data_multiplier(3e5, D_T)) == pytest.approx(470, rel=0.02)
     np.testing.assert_allclose(LAW.log_predict(TEXT_TO_PYTHON, D_F=3e5, N=4e7), np.log(D_T), rtol=1e-12)
@@ -89,7 +91,7 @@ def test_classification_edge_cases():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Recovery (LAWS.md 3.6 item 3) and the whole analysis on a synthetic results table
+# Recovery (acceptance test T2) and the whole analysis on a synthetic results table
 
 
 SIZES = np.logspace(4, np.log10(5e6), 5)
@@ -129,7 +131,7 @@ def _recovery_errors(noise: float, seeds: range) -> np.ndarray:
 
 
 def test_recovery_with_0p1_percent_noise():
-    # LAWS.md 3.6 item 3: p90 |dlog10 k| <= 0.06, |dalpha| <= 0.012, |dbeta| <= 0.009 (20 seeds here, 200 in -m slow)
+    # acceptance test T2: p90 |dlog10 k| <= 0.06, |dalpha| <= 0.012, |dbeta| <= 0.009 (20 seeds here, 200 in -m slow)
     p90 = _recovery_errors(1e-3, range(20))
     assert p90[0] <= 0.06 and p90[1] <= 0.012 and p90[2] <= 0.009
 
@@ -138,7 +140,7 @@ def test_recovery_with_0p1_percent_noise():
 def test_recovery_with_noise_full_seeds():
     p90 = _recovery_errors(1e-3, range(200))
     assert p90[0] <= 0.06 and p90[1] <= 0.012 and p90[2] <= 0.009
-    # 0.3% noise: the p90 errors grow to about 0.12 / 0.028 / 0.020 (LAWS.md), which is what sets eval-set sizes
+    # 0.3% noise: the p90 errors grow to about 0.12 / 0.028 / 0.020 (T2), which is what sets eval-set sizes
     p90 = _recovery_errors(3e-3, range(200))
     assert p90 == pytest.approx([0.12, 0.028, 0.020], rel=0.3)
 

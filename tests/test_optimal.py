@@ -1,4 +1,5 @@
-"""Compute-optimal planning: Chinchilla approaches 1, 2, 3 (LAWS.md 2.3-2.5, 2.8 items 5-6) and ensembles."""
+"""Compute-optimal planning: Chinchilla approaches 1, 2, 3 (Hoffmann et al. 2022, §3.1-3.3;
+C5, C6 in docs/laws.md, 'Acceptance tests') and ensembles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from scaling.errors import ScalingError
 from scaling.laws.chinchilla import chinchilla_loss, chinchilla_optimal
 from scaling.optimal import assign_budgets, compare, envelope, isoflop
 
-# Hoffmann et al. 2022 Eq. 10 as printed (rounded): the constants LAWS.md 2.4's prefactor ratios were computed with.
+# Hoffmann et al. 2022 Eq. 10 as printed (rounded): the constants acceptance test C5's prefactor ratios
+# were computed with.
 HOFFMANN_ROUNDED = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
@@ -20,7 +22,7 @@ def a_of(p):
 
 
 def isoflop_table(p, budgets, half_width_dex, n=9, noise=0.0, seed=0):
-    """Each budget sampled at a fixed set of log-offsets around its true optimum (LAWS.md 2.4)."""
+    """Each budget sampled at a fixed set of log-offsets around its true optimum (as in C5)."""
     rng = np.random.default_rng(seed)
     rows = []
     for C in budgets:
@@ -57,7 +59,7 @@ def curves_table(p, sizes, d_min=1e5, d_max=1e10, n_eval=40, noise=0.0, seed=0):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Approach 2 (LAWS.md 2.8 item 5 and 6)
+# Approach 2 (acceptance tests C5 and C6)
 
 
 @pytest.mark.parametrize("half_width", [0.3, 0.5, 1.0, 1.5])
@@ -81,7 +83,7 @@ def test_approach2_prefactor_bias(half_width, ratio):
 
 
 def test_approach2_noisy_p90():
-    # LAWS.md 2.8 item 6: Besiroglu constants, budgets 1e13-1e17, 9 points +-1 dex, 1% noise: p90 |da| <= 0.008.
+    # acceptance test C6: Besiroglu constants, budgets 1e13-1e17, 9 points +-1 dex, 1% noise: p90 |da| <= 0.008.
     errors = [
         abs(
             isoflop(isoflop_table(BESIROGLU, np.geomspace(1e13, 1e17, 5), 1.0, noise=0.01, seed=s), n_bootstrap=0).a

@@ -161,7 +161,7 @@ def test_optimal_under_a_unique_data_budget(client):
     (a,) = r.json()["allocations"]
     ref = fit.optimal(1e22, at={"U": 25e9}).iloc[0]
     assert a["at"] == {"U": 25e9} and a["N_opt"] == pytest.approx(ref["N_opt"], rel=1e-12)
-    assert a["epochs"] == pytest.approx(ref["epochs"], rel=1e-12) and a["epochs"] > 9  # 9.49 epochs (LAWS.md 5.2)
+    assert a["epochs"] == pytest.approx(ref["epochs"], rel=1e-12) and a["epochs"] > 9  # 9.49 epochs (DC1)
     bad = client.post("/fits/tiny/optimal", json={"compute": [1e22], "at": {"U": 25e9}})
     assert bad.status_code == 422 and "U is not one of its other inputs" in bad.text
 
@@ -170,7 +170,7 @@ def test_published_fit_without_draws_gives_null_bounds(client):
     r = client.post("/fits/chinchilla/optimal", json={"compute": [5.76e23]})
     assert r.status_code == 200
     a = r.json()["allocations"][0]
-    assert a["N_opt"] == pytest.approx(4.031e10, rel=1e-3)  # LAWS.md 2.8 item 1 golden value
+    assert a["N_opt"] == pytest.approx(4.031e10, rel=1e-3)  # acceptance test C1 golden value
     assert a["N_opt_lower"] is None and a["N_opt_upper"] is None
 
 

@@ -1,4 +1,5 @@
-"""ECE and Brier score against LAWS.md 6.5 (cases 1-3), and the streaming accumulator against the definitions."""
+"""ECE and Brier score against E1, E2, E4 (docs/laws.md, 'Acceptance tests'), and the streaming accumulator
+against the definitions."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_ece_calibrated_case1():
 
 @pytest.mark.parametrize("bins", [10, 100])
 def test_ece_overconfident_case2(bins):
-    # accuracy = conf^2: ECE = E[conf - conf^2] = 0.1740 (LAWS.md 6.5 case 2)
+    # accuracy = conf^2: ECE = E[conf - conf^2] = 0.1740 (acceptance test E2)
     conf, correct = _synthetic(np.random.default_rng(1), 200_000, power=2.0)
     assert ece(conf, correct, bins) == pytest.approx(0.1740, abs=0.003)
 
