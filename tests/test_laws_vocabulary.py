@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli_helpers import run
+from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
 from scaling.estimate import LawFitter
 from scaling.fitfile import load_fit
@@ -109,3 +109,24 @@ def test_cli_fit_and_forecast(tmp_path, monkeypatch, capsys):
     row = json.loads(out)[0]
     assert row["point"] == pytest.approx(float(get_law("vocab").predict(TRUTH, N=7e9, N_v=2.6e8, D=1.4e11)), rel=1e-12)
     assert row["point"] < 0
+
+
+def test_cli_optimal_vocabulary(tmp_path, monkeypatch, capsys):
+    """Published constants reproduce the authors' 7B answer; a fit with draws gives an interval around its optimum."""
+    code, out, err = run(capsys, "optimal", "tao2024-vocab", "--N", "7e9", "-C", str(_authors_budget(7e9)),
+                         "--at", "d=4096", "-f", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["V_opt"] == pytest.approx(59547.57555799588, rel=1e-7) and row["V_opt_lower"] is None
+    assert row["N_v_opt"] == pytest.approx(row["V_opt"] * 4096)
+    monkeypatch.chdir(tmp_path)
+    _table(0.005, 1).to_csv("vocab.csv", index=False)
+    assert run(capsys, "fit", "vocab.csv", "--law", "vocab", "--tie", "alpha1=beta", "-b", "20")[0] == 0
+    code, out, err = run(capsys, "optimal", "fits/vocab-vocab.json", "--N", "1e9", "-C", "1e21", "--at", "d=2048",
+                         "-f", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["V_opt_lower"] < row["V_opt"] < row["V_opt_upper"]
+    truth = optimal_vocabulary(TRUTH, 1e9, 1e21, 2048.0)
+    assert row["V_opt"] == pytest.approx(truth, rel=0.15)  # measured: 39789 vs 37579, interval [34872, 47754]
+    assert_user_error(*run(capsys, "optimal", "fits/vocab-vocab.json", "--N", "1e9", "-C", "1e21"), "--at d=")

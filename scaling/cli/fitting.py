@@ -934,6 +934,10 @@ def optimal_command(
             from scaling.cli.planning import optimal_hyperparameters_command
 
             return optimal_hyperparameters_command(fits, loaded, compute=compute, N=N, D=D, at=held, ci=ci, fmt=fmt)
+        if loaded[0].law.name == "vocab" and N:  # Tao et al. 2024: the compute-optimal vocabulary for a model
+            from scaling.cli.planning import optimal_vocabulary_command
+
+            return optimal_vocabulary_command(fits, loaded, compute=compute, N=N, at=held, ci=ci, fmt=fmt)
     if len(fits) > 1:
         raise ScalingError(f"one fit at a time (got {len(fits)}); several are for hyperparameter laws only")
     if N or D:

@@ -201,6 +201,34 @@ def optimal_hyperparameters_command(
     emit(table, fmt, title=f"optimal hyperparameters ({laws})", caption=caption)
 
 
+def optimal_vocabulary_command(names: list[str], fits: list[Any], *, compute: list[str] | None, N: list[str],
+                               at: dict[str, list[float]], ci: float | None, fmt: Format) -> None:
+    """``scaling optimal tao2024-vocab --N 7e9 -C 7e21 --at d=4096``: the compute-optimal vocabulary size."""
+    from scaling.cli.fitting import parse_values
+    from scaling.laws.vocabulary import optimal_vocabulary_table
+
+    if len(fits) > 1:
+        raise ScalingError("one vocab fit at a time")
+    if not compute:
+        raise ScalingError("the optimal vocabulary needs --compute (training FLOPs) besides --N")
+    if set(at) != {"d"}:
+        raise ScalingError("the optimal vocabulary needs the embedding width: --at d=4096 (and no other --at)")
+    if ci is not None and not 0 < ci < 1:
+        raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.9")
+    fit = fits[0]
+    level = fit.ci if ci is None else ci
+    draws = fit.draws.to_dict("records") if len(fit.draws) else []
+    rows = optimal_vocabulary_table(fit.params, draws, parse_values(N, "--N"), parse_values(compute, "--compute"),
+                                    at["d"], ci=level)
+    table = pd.DataFrame(rows)
+    if not draws:
+        note("no intervals: this fit carries no bootstrap draws")
+    if fmt is Format.table:
+        table = _with_interval(table, ["V_opt"])
+    emit(table, fmt, title=f"{names[0]} (vocab): compute-optimal vocabulary, dL_u/dV = 0 at D = C/(6(N + V d))",
+         caption=f"[lower, upper]: {level:.0%} interval from {len(draws)} bootstrap draws" if draws else None)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # scaling backtest
 

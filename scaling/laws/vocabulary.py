@@ -66,6 +66,27 @@ def optimal_vocabulary(params: Mapping[str, float], N: float, compute: float, d:
     return float(np.exp(brentq(slope, lo, hi, xtol=1e-12, rtol=1e-14)))
 
 
+def optimal_vocabulary_table(params: Mapping[str, float], draws: list[Mapping[str, float]], N, compute, d,
+                             ci: float = 0.95) -> list[dict[str, float]]:
+    """:func:`optimal_vocabulary` over the grid of ``N`` x ``compute`` x ``d``, with the percentile interval of the
+    optimum over the bootstrap ``draws`` (NaN bounds without draws). Rows: N, C, d, V_opt, V_opt_lower,
+    V_opt_upper, N_v_opt (= V_opt d) and D_opt (the tokens the compute buys at V_opt)."""
+    rows = []
+    for n, c, width in ((n, c, w) for n in np.atleast_1d(N) for c in np.atleast_1d(compute) for w in np.atleast_1d(d)):
+        n, c, width = float(n), float(c), float(width)
+        v = optimal_vocabulary(params, n, c, width)
+        spread = []
+        for p in draws:
+            try:
+                spread.append(optimal_vocabulary(p, n, c, width))
+            except ScalingError:  # a draw without a minimum in range says nothing about the interval's width
+                continue
+        lo, hi = (np.quantile(spread, [(1 - ci) / 2, 1 - (1 - ci) / 2]) if spread else (np.nan, np.nan))
+        rows.append({"N": n, "C": c, "d": width, "V_opt": v, "V_opt_lower": float(lo), "V_opt_upper": float(hi),
+                     "N_v_opt": v * width, "D_opt": c / (6.0 * (n + v * width))})
+    return rows
+
+
 VOCAB = register(
     Law(
         name="vocab",
