@@ -148,13 +148,16 @@ def test_cli_fit_and_optimal_lr_and_batch_with_intervals(tmp_path, monkeypatch, 
     assert code == 0 and "lr_opt" in out and "[" in out and "95% interval" in out
 
 
-def test_cli_fit_deepseek_from_n_and_d_derives_c(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("law, truth", [("deepseek-lr", DEEPSEEK_LR), ("deepseek-batch", DEEPSEEK_BATCH)])
+def test_cli_fit_deepseek_from_n_and_d_derives_c(law, truth, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     t = _optima(0.0, 0)
-    t.assign(lr_opt=0.3118 * (6 * t.N * t.D) ** -0.125).to_csv("ds.csv", index=False)
-    code, out, err = run(capsys, "fit", "ds.csv", "--law", "deepseek-lr", "-b", "0", "-f", "json")
+    C = 6 * t.N * t.D
+    t.assign(lr_opt=0.3118 * C**-0.125, batch_opt=0.2920 * C**0.3271).to_csv("ds.csv", index=False)
+    code, out, err = run(capsys, "fit", "ds.csv", "--law", law, "-b", "0", "-f", "json")
     assert code == 0, err
-    assert json.loads(out)["params"]["alpha"]["value"] == pytest.approx(-0.125, rel=1e-6)
+    for name, value in truth.items():
+        assert json.loads(out)["params"][name]["value"] == pytest.approx(value, rel=1e-6), name
     assert "C derived as 6ND" in err
 
 
