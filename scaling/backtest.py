@@ -126,6 +126,9 @@ class BacktestResult:
 def load_backtest(path: str | os.PathLike) -> BacktestResult:
     """Read a file written by :meth:`BacktestResult.save` (for ``scaling report``)."""
     path = Path(path)
+    if not path.is_file():  # a FIFO would block the read
+        what = "is a folder" if path.is_dir() else "no such file" if not path.exists() else "not a regular file"
+        raise ScalingError(f"{path}: {what}, expected a backtest file (scaling backtest -o)")
     try:
         data = parse_json(path.read_text(), source=str(path))
     except UnicodeDecodeError:

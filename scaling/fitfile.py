@@ -30,6 +30,9 @@ from scaling.fitting.result import Fit
 from scaling.laws.base import _REGISTRY, get_law
 
 FORMAT_VERSION = 1
+# A fit with 10,000 bootstrap draws of 10 parameters is about 2 MiB; anything far larger is not a fit file, and
+# reading it whole (the service reads fits on request) would only cost memory.
+MAX_FIT_BYTES = 64 * 2**20
 
 # Strict: a number in a fit file is a JSON number; "1.5" or true is a broken file, not a value to coerce.
 Real = Annotated[float, Strict()]
@@ -388,6 +391,9 @@ def load_fit(path_or_name: str | os.PathLike) -> Fit:
     """Load a fit file by path or by name (``load_fit("chinchilla")``). Never executes code from the file."""
     path = resolve(path_or_name)
     try:
+        size = path.stat().st_size
+        if size > MAX_FIT_BYTES:
+            raise ScalingError(f"{path}: {size:,} bytes, too large for a fit file (at most {MAX_FIT_BYTES:,})")
         text = path.read_text()
     except UnicodeDecodeError:
         raise ScalingError(f"{path}: not a fit file (not UTF-8 text)") from None

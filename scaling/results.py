@@ -121,6 +121,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise ScalingError(f"{path}: no such file")
     if path.is_dir():
         raise ScalingError(f"{path}: is a folder, expected a CSV file")
+    if not path.is_file():  # /dev/zero or a FIFO: reading would never end, or block
+        raise ScalingError(f"{path}: not a regular file, expected a CSV file")
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         with open(path, "rb") as fh:

@@ -261,6 +261,8 @@ def load_sweep(path: str | os.PathLike) -> SweepFile:
         raise ScalingError(f"{path}: no such sweep file")
     if path.is_dir():
         raise ScalingError(f"{path}: is a folder, expected a sweep YAML file")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise ScalingError(f"{path}: not a regular file, expected a sweep YAML file")
     from scaling.train.config import read_yaml  # torch-free; one YAML reader for run configs and sweep files
 
     data = read_yaml(path)

@@ -232,3 +232,13 @@ def test_output_must_be_a_regular_file_or_new(tmp_path, kind):
     with pytest.raises(ScalingError, match="is a FIFO, not a regular file" if kind == "fifo" else "is a folder"):
         write_text_atomic(target, "{}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_file_far_too_large_for_a_fit_is_refused_before_reading(tmp_path, monkeypatch):
+    import scaling.fitfile as fitfile
+
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"format_version": 1, "padding": "x" * 5000}))
+    monkeypatch.setattr(fitfile, "MAX_FIT_BYTES", 4096)  # the real limit is 64 MiB: same check, smaller file
+    with pytest.raises(ScalingError, match=r"big.json: 5,\d\d\d bytes, too large for a fit file \(at most 4,096\)"):
+        fitfile.load_fit(path)
