@@ -5,9 +5,11 @@
 
 Modules: :mod:`~scaling.train.config` (the validated run config and run ids), :mod:`~scaling.train.data`
 (corpora, tokenizers, samplers), :mod:`~scaling.train.model` (shapes, parameter and FLOP counts),
-:mod:`~scaling.train.loop` (accelerate training loop, schedules, checkpoints), :mod:`~scaling.train.metrics`
+:mod:`~scaling.train.loop` (accelerate training loop, checkpoints), :mod:`~scaling.train.schedule` (learning-rate
+schedules, the step plan), :mod:`~scaling.train.progress` (progress bar, SIGTERM), :mod:`~scaling.train.metrics`
 (loss, bits per byte, ECE, Brier, peak FLOP/s), :mod:`~scaling.train.record` (the columns of results.csv),
-:mod:`~scaling.train.cli` (``trainers/train.py``). The fitting side of ``scaling`` never imports this package.
+:mod:`~scaling.train.trackers` (accelerate trackers), :mod:`~scaling.train.pretrained_tokenizer` (tokenizer.json /
+hub tokenizers), :mod:`~scaling.train.cli` (``trainers/train.py``). The fitting side of ``scaling`` never imports this package.
 """
 
 from scaling.train.config import RunConfig, load_config, run_id

@@ -14,32 +14,20 @@ Order of work, so that bad input never costs a training run and a crash never co
 5. save the final weights (``out_dir/run_id/final/``, Hugging Face format), write the final row, drop the
    resume checkpoints.
 
-Schedules (the learning rate is a pure function of the step, as in nanoGPT's ``get_lr``: resuming needs only the
-step, and WSD branches need the lr of any budget at any step):
-
-- ``cosine``: linear warmup over ``warmup * steps``, then cosine decay to ``min_lr_ratio * lr`` at the last step.
-- ``wsd`` (warmup-stable-decay, Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
-  Training Durations", arXiv 2405.18392): the same warmup, constant lr, then a "1-sqrt" cooldown over the last
-  ``cooldown`` fraction of the steps to ``min_lr_ratio * lr``. Each budget in ``branches`` forks from the stable
-  phase at ``(1 - cooldown) * budget``, cools down to its budget, is evaluated (a final row with its own D) and
-  is dropped; the main run continues from the fork point. Branches share the main run's warmup.
+Schedules and the step plan: :mod:`scaling.train.schedule`; progress bar and signals: :mod:`scaling.train.progress`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
-import signal
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,84 +37,11 @@ from scaling.results import append_rows, check_writable, read_header
 from scaling.train import metrics, model as model_lib, record
 from scaling.train import trackers as tracker_lib
 from scaling.train.config import RunConfig, eval_column, run_id as compute_run_id, validate_config
-from scaling.train.data import TokenizedCorpus, TrainSampler, default_cache_dir, heldout_batches, load_corpus
+from scaling.train.data import TrainSampler, heldout_batches, load_corpus
+from scaling.train.progress import Progress, install_sigterm, restore_sigterm
+from scaling.train.schedule import lr_multiplier, make_plan  # noqa: F401  (lr_multiplier: importable from here too)
 
 HELDOUT_TOKENS = 200_000  # the held-out split of every corpus (data.load_corpus default); grows with eval_tokens
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Learning-rate schedule
-
-
-def lr_multiplier(step: int, *, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float, cooldown_steps: int = 0) -> float:
-    """lr(step) / peak lr for optimizer step ``step`` (0-based) of a run of ``steps`` steps."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps  # linear; the first step already has a non-zero lr
-    if schedule == "cosine":
-        decay = steps - warmup_steps
-        progress = min(1.0, (step - warmup_steps + 1) / decay)
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    if schedule == "wsd":
-        start = steps - cooldown_steps
-        if step < start:
-            return 1.0
-        progress = min(1.0, (step - start + 1) / cooldown_steps)
-        # "1-sqrt" cooldown, the best of those compared by Hägele et al. 2024 (also transformers' get_wsd_schedule).
-        return min_lr_ratio + (1 - min_lr_ratio) * (1 - math.sqrt(progress))
-    raise ValueError(f"unknown schedule {schedule!r}")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Step counts of a run: the main trajectory, its evaluations and its WSD branches."""
-
-    steps: int
-    warmup_steps: int
-    cooldown_steps: int
-    eval_steps: tuple[int, ...]
-    branches: tuple[tuple[int, int, int], ...]  # (index, budget tokens, end step), index from 1
-    cooldown: float = 0.0  # wsd: cooldown fraction of every budget
-
-    def cooldown_steps_of(self, end: int) -> int:
-        return max(1, round(self.cooldown * end))
-
-    def branch_start(self, end: int) -> int:
-        return end - self.cooldown_steps_of(end)
-
-    def multiplier(self, step: int, config: RunConfig, end: int | None = None) -> float:
-        steps = self.steps if end is None else end
-        return lr_multiplier(
-            step,
-            steps=steps,
-            warmup_steps=self.warmup_steps,
-            schedule=config.schedule,
-            min_lr_ratio=config.min_lr_ratio,
-            cooldown_steps=self.cooldown_steps if end is None else self.cooldown_steps_of(end),
-        )
-
-
-def make_plan(config: RunConfig) -> Plan:
-    """Steps, warmup, cooldown, evaluation steps and branches of a config; raises ScalingError if inconsistent."""
-    S = config.steps
-    W = round(config.warmup * S)
-    K = max(1, round(config.cooldown * S)) if config.schedule == "wsd" else 0
-    if config.schedule == "wsd" and S - K < W:
-        raise ScalingError(f"warmup ({W} steps) runs into the cooldown ({K} of {S} steps); lower warmup or cooldown")
-    # Evaluations: halvings of the run (S/2, S/4, ... S/2^eval_points), then the end. Log-spaced in D, as the
-    # nested-subset designs of Kaplan et al. 2020 and Hestness et al. 2017 are.
-    evals = {max(1, round(S / 2**k)) for k in range(1, config.eval_points + 1)}
-    evals.add(S)
-    branches = []
-    for i, budget in enumerate(config.branches, start=1):
-        end = max(1, round(budget / config.batch_tokens))
-        k = max(1, round(config.cooldown * end))
-        if end - k < W:
-            raise ScalingError(
-                f"branch budget {budget}: its cooldown would start at step {end - k}, inside the warmup ({W} steps); "
-                "lower warmup or drop the budget"
-            )
-        branches.append((i, budget, end))
-    return Plan(S, W, K, tuple(sorted(evals)), tuple(branches), config.cooldown)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -446,8 +361,8 @@ class _Trainer:
             branch_at.setdefault(plan.branch_start(end), []).append((i, budget, end))
         last_ckpt_time, last_ckpt_step = time.perf_counter(), t.step
         ckpt_step = t.step if ckpt is not None else None  # the step of the newest checkpoint on disk
-        progress = _Progress(self.console, plan.steps, t.step, self.counts.flops_per_token, self.peak, cfg.batch_tokens)
-        old_handler = _install_sigterm(self)
+        progress = Progress(self.console, plan.steps, t.step, self.counts.flops_per_token, self.peak, cfg.batch_tokens)
+        old_handler = install_sigterm(self)
         self.wall_base, self.wall_start = t.wall_s, time.perf_counter()
         try:
             with progress:
@@ -486,7 +401,7 @@ class _Trainer:
                             break
                 progress.finish(t.step, t.train_tokens, t.train_s)
         finally:
-            _restore_sigterm(old_handler)
+            restore_sigterm(old_handler)
         out.rows = self.rows
         if out.stopped_at is None:
             self._drop_checkpoints()
@@ -874,82 +789,3 @@ def _auto_bf16(N: int, device: torch.device) -> bool:
     if device.type == "cpu" and N >= BF16_MIN_N:
         return metrics.matmul_peak(device, torch.bfloat16) >= BF16_MIN_GAIN * metrics.matmul_peak(device, torch.float32)
     return False
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Progress and signals
-
-
-class _Progress:
-    """A rich progress bar with tokens/s, MFU and ETA (main process only; refreshed at most 4 times a second)."""
-
-    def __init__(self, console, steps: int, start: int, flops_per_token: float, peak: float | None, batch_tokens: int):
-        self.console = console
-        self.flops_per_token, self.peak = flops_per_token, peak
-        self.last = 0.0
-        self.bar = None
-        if console is None:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.task = self.bar.add_task("train", total=steps, completed=start, speed="")
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.last = 0.0
-            self.bar.__exit__(*exc)
-
-    def finish(self, step: int, tokens: int, seconds: float) -> None:
-        self.last = 0.0
-        self.update(step, tokens, seconds)
-
-    def update(self, step: int | None, tokens: int, seconds: float) -> None:
-        if self.bar is None:
-            return
-        now = time.perf_counter()
-        if now - self.last < 0.25:
-            return
-        self.last = now
-        rate = tokens / seconds if seconds > 0 else 0.0
-        mfu = f" MFU {100 * self.flops_per_token * rate / self.peak:.0f}%" if self.peak else ""
-        kwargs = {"speed": f"{rate:,.0f} tok/s{mfu}"}
-        if step is not None:
-            kwargs["completed"] = step
-        self.bar.update(self.task, **kwargs)
-
-
-def _install_sigterm(trainer: _Trainer):
-    """SIGTERM (a scheduler's pre-emption) -> checkpoint at the next step and stop; a re-run resumes."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        trainer.stop_requested = True
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _restore_sigterm(old) -> None:
-    import threading
-
-    if old is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, old)
