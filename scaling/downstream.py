@@ -38,14 +38,16 @@ def _split(options: Mapping[str, Any] | None, step: str) -> dict[str, Any]:
 
 
 def _check_names(options: Mapping[str, Any] | None, what: str) -> None:
-    names = set(get_law(STEP1).param_names) | set(get_law(STEP2).param_names)
+    """Every name in ``fix``/``tie``/``bounds`` is a parameter of one of the steps; a tie stays within a step."""
+    first = set(get_law(STEP1).param_names)
     for name in options or {}:
-        if name not in names:
+        if name not in first | set(get_law(STEP2).param_names):
             raise ScalingError(f"{what} {name}: law {CHAIN} has no parameter {name!r}; it has "
                                f"{', '.join(get_law(CHAIN).param_names)}")
-    for name, master in (options or {}).items() if what == "tie" else ():
-        if (name in get_law(STEP1).param_names) != (master in get_law(STEP1).param_names):
-            raise ScalingError(f"tie {name}={master}: the two parameters belong to different steps")
+    if what == "tie":
+        for name, master in (options or {}).items():
+            if (name in first) != (master in first):
+                raise ScalingError(f"tie {name}={master}: the two parameters belong to different steps")
 
 
 def fit_downstream(data: pd.DataFrame, *, source: str | None = None, fix: Mapping[str, float] | None = None,

@@ -230,3 +230,10 @@ def test_law_columns_stay_out_of_the_trainer_header(tmp_path, monkeypatch, capsy
                          "--map", "loss=c4_loss", "-b", "0", "-f", "json")
     assert code == 0, err
     assert json.loads(out)["params"]["gamma"]["value"] == pytest.approx(GADRE_TRUTH["gamma"], rel=1e-5)
+
+
+def test_two_step_tie_within_a_step_and_not_across():
+    fit = scaling_fit(_ladder(0.0, 0.0, 0), law="downstream", n_bootstrap=0, tie={"beta": "alpha"})
+    assert fit.tied == {"beta": "alpha"} and fit.params["beta"] == fit.params["alpha"]
+    with pytest.raises(ScalingError, match="belong to different steps"):
+        scaling_fit(_ladder(0.0, 0.0, 0), law="downstream", tie={"k": "alpha"})
