@@ -104,13 +104,13 @@ def _broadcast_inputs(law: Law, inputs: Mapping[str, Any], grid: bool) -> dict[s
         try:
             a = np.atleast_1d(np.asarray(inputs[c], dtype=float)).ravel()
         except (TypeError, ValueError):
-            raise ScalingError(f"input {c}: {inputs[c]!r} is not a number") from None
+            raise ScalingError(f"input {c}: {str(inputs[c])[:60]!r} is not a number") from None
         if a.size == 0:
             raise ScalingError(f"input {c}: no values")
         ok = np.isfinite(a) & ((a > 0) | (not law.positive_inputs))  # formula laws may take inputs <= 0
         if not ok.all():
-            bad = a[~ok][0]
-            raise ScalingError(f"input {c}: {bad!r} must be a {'positive ' if law.positive_inputs else ''}finite number")
+            bad = float(a[~ok][0])  # a plain float: "-1", not "np.float64(-1.0)"
+            raise ScalingError(f"input {c}: {bad:g} must be a {'positive ' if law.positive_inputs else ''}finite number")
         arrays[c] = a
     if grid:
         combos = list(itertools.product(*(arrays[c] for c in law.inputs)))
@@ -243,7 +243,8 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
         raise ScalingError(f"law {fit.law_name}: the allocation needs {', '.join(missing)} (e.g. --at {missing[0]}=1e10)")
     for k, v in at.items():
         if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
-            raise ScalingError(f"{k}={v!r}: must be a positive number")
+            shown = format(float(v), "g") if isinstance(v, (int, float, np.number)) else repr(v)[:60]
+            raise ScalingError(f"{k}={shown}: must be a positive number")
     try:
         C = np.atleast_1d(np.asarray(compute, dtype=float)).ravel()
     except (TypeError, ValueError):

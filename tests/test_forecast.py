@@ -111,6 +111,8 @@ def test_numeric_optimum_for_kaplan_nd_is_interior():
         (lambda f: f.predict(N=1e9), "needs input"),
         (lambda f: f.predict(N=1e9, D=1e10, U=1e9), "unknown U"),
         (lambda f: f.predict(N=-1, D=1e10), "must be a positive"),
+        (lambda f: f.predict(N=np.array([1e9, -1.0]), D=1e10), r"^input N: -1 must be a positive finite number$"),
+        (lambda f: f.predict(N=1e9, D=np.float64("inf")), r"^input D: inf must be"),
         (lambda f: f.predict(N=[1, 2, 3], D=[1, 2]), "different lengths"),
         (lambda f: f.predict(ci=2, N=1e9, D=1e9), "ci 2"),
         (lambda f: f.optimal("lots"), "not a number"),
