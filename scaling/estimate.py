@@ -1004,9 +1004,12 @@ class LawFitter:
         if not results:
             return None, len(order), []
         results.sort(key=lambda r: r.fun)
+        # Distinct local optima: apart in theta AND in objective. Runs that slid along a flat direction (e.g. log E
+        # anywhere below -20 once E -> 0) end far apart in theta at the same objective; they are one optimum, and
+        # counting them as several made every bootstrap resample refit the same far basin several times.
         distinct: list[Any] = []
         for r in results:
-            if all(np.max(np.abs(r.x - o.x)) > 1e-2 for o in distinct):
+            if all(np.max(np.abs(r.x - o.x)) > 1e-2 and abs(r.fun - o.fun) > 1e-6 * abs(o.fun) for o in distinct):
                 distinct.append(r)
         if sampled:  # the subsample's objective is not the full one: refine its best optima on every row
             full = [_lbfgsb(obj, r.x, screen, order=2) for r in distinct[:2]]

@@ -310,3 +310,18 @@ def test_a_table_over_screen_rows_is_screened_on_a_subsample_and_polished_on_all
     assert sampled.quality["objective"] <= full.quality["objective"] * (1 + 1e-9)
     for k, v in full.params.items():
         assert sampled.params[k] == pytest.approx(v, rel=1e-4)
+
+
+def test_other_local_optima_are_distinct_in_objective_not_only_in_theta():
+    """Starts that slide along a flat direction (log E -> -inf once E -> 0) stop far apart in theta at one objective:
+    one optimum, handed to the bootstrap once (it refits every resample from each alternative)."""
+    rng = np.random.default_rng(0)
+    N, D = np.meshgrid(np.geomspace(1e7, 1e9, 8), np.geomspace(2e8, 2e10, 10))
+    N, D = N.ravel(), D.ravel()
+    loss = CHIN.predict(BESIROGLU, N=N, D=D) * np.exp(0.02 * rng.standard_normal(N.size))
+    space = _Space(CHIN, None, None, None)
+    obj = _Objective(space, {"N": N, "D": D}, np.log(loss), loss="huber", delta=1e-3)
+    best, _, others = LawFitter("chinchilla")._multistart(obj, space.grid())
+    values = sorted(obj.value(x) for x in others)
+    assert values and values[0] > best.fun
+    assert all(b - a > 1e-6 * a for a, b in zip(values, values[1:]))
