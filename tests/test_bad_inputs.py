@@ -61,6 +61,7 @@ def _draw(column: int, value: float) -> str:
 
 
 SWEEP = "name: t\nbase: {n_layer: 2, d_model: 32, corpus: english, eval_tokens: 2048}\ngrid:\n  tokens: [1e5, 2e5]\n"
+LONG = "9" * 5000  # a file name longer than any filesystem takes
 BINARY = b"\x7fELF\x02\x01\x01\x00\x00\xff\xfe\x00\x03\x00>\x00" * 8
 
 
@@ -284,6 +285,13 @@ CASES = [
       "r.csv: not a text CSV file", files={"r.csv": BINARY}, runner="train"),
     C("train-results-fifo", ["--results", "pipe", "n_layer=2", "d_model=32", "tokens=1e4"],
       "pipe: not a regular file", runner="train", fifo="pipe"),
+    # --- a path too long for the filesystem (Path.exists itself raises) ------------------------------------
+    C("long-name-fit", ["fit", LONG + ".csv"], "File name too long"),
+    C("long-name-forecast", ["forecast", LONG, "--N", "1e9", "--D", "1e10"], "File name too long"),
+    C("long-name-fix-from", ["fit", "r.csv", "--law", "chinchilla", "--fix-from", LONG], "File name too long", files=T),
+    C("long-name-sweep", ["sweep", "plan", LONG], "File name too long"),
+    C("long-name-train-config", ["--config", LONG], "File name too long", runner="train"),
+    C("long-name-serve", ["serve", "--fits", LONG, "--port", "0"], "File name too long"),
     # --- serve (the command's options; the HTTP side has its own tests) ------------------------------------
     C("serve-no-folder", ["serve", "--fits", "nope", "--port", "0"], "--fits nope: no such folder"),
     C("serve-fits-is-file", ["serve", "--fits", "r.csv", "--port", "0"], "--fits r.csv: no such folder", files=T),

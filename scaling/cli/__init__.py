@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from scaling.errors import ScalingError
+from scaling.errors import ScalingError, path_error_line
 
 app = typer.Typer(
     name="scaling",
@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # a path no check foresaw (a 5000-character name, ...): still one line
+        line = path_error_line(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
     except Exception as exc:  # click usage errors (bad option, missing argument) are user errors too
         import click
 

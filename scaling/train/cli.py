@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from scaling.errors import ScalingError
+from scaling.errors import ScalingError, path_error_line
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         outcome = train(config, args.results, console=console)
     except ScalingError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a path no check foresaw (a 5000-character name, ...): still one line
+        line = path_error_line(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     if outcome.stopped_at is not None:
         print(f"stopped after step {outcome.stopped_at}; run the same command again to resume", file=sys.stderr)
