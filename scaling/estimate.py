@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
+from scipy.optimize import least_squares, minimize
 from scipy.stats import norm, qmc
 from threadpoolctl import threadpool_limits
 
@@ -475,6 +475,34 @@ def _lbfgsb(obj: _Objective, x0: np.ndarray, options: Mapping[str, Any], order: 
     finally:
         obj.norm, obj.order = 1.0, 4
     return res
+
+
+def _gauss_newton_polish(obj: _Objective, best):
+    """For the sum of squares: a bounded trust-region Gauss-Newton polish (scipy.optimize.least_squares) of the
+    L-BFGS-B optimum, kept when it lowers the objective.
+
+    Near an exact fit (noiseless data, a law fitted to its own curve) the sum of squares falls towards zero, where
+    L-BFGS-B's relative-reduction test stops it well above the optimum (the m4 acceptance test A1 stopped with an
+    extrapolation error of 6e-6 against 1e-6); Gauss-Newton converges quadratically there, as for any small-residual
+    least-squares problem.
+    """
+    lo, hi = obj.lower_upper()
+    w = np.sqrt(obj.weights * obj.scale)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            r = w * (obj.log_pred(x[None, :])[0] - obj.log_y)
+        return np.where(np.isfinite(r), r, 1e10)
+
+    try:
+        res = least_squares(residuals, np.clip(best.x, lo, hi), bounds=(lo, hi), method="trf", x_scale="jac",
+                            xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=100 * (obj.space.size + 1))
+    except ValueError:  # an infeasible start (a fixed point on a bound) or a singular problem: keep L-BFGS-B's
+        return best
+    value = obj.value(res.x)
+    if value < best.fun:
+        best.x, best.fun = res.x, value
+    return best
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1033,6 +1061,8 @@ class LawFitter:
                 best = polished
             if gain <= 1e-12:
                 break
+        if obj.loss == "least_squares" and obj.asymmetry == 1.0:
+            best = _gauss_newton_polish(obj, best)
         best.nit = nit
         best.restart_gain = gain
         best.n_starts = len(grid)
