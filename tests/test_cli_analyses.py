@@ -246,8 +246,9 @@ def _one_d_f_missing(t: pd.DataFrame) -> pd.DataFrame:
         (lambda t: t.assign(target=np.where(np.arange(len(t)) % 2, "python", "bible")), [], ["choose one", "--where"]),
         (lambda t: t, ["--fix", "alpha=0.2"], ["--fix does not apply to the transfer analysis"]),
         (lambda t: t, ["--tie", "beta=alpha"], ["--tie does not apply"]),
+        (lambda t: t, ["--method", "varpro"], ["--method does not apply to the transfer analysis"]),
     ],
-    ids=["no-scratch-at-a-size", "no-D_F", "no-D_F-column", "no-scratch", "two-targets", "fix", "tie"],
+    ids=["no-scratch-at-a-size", "no-D_F", "no-D_F-column", "no-scratch", "two-targets", "fix", "tie", "method"],
 )
 def test_transfer_bad_input(workdir, capsys, edit, args, fragments):
     edit(transfer_table()).to_csv("bad.csv", index=False)
@@ -371,8 +372,9 @@ def test_repetition_without_repeat_columns_is_a_plain_baseline_fit(workdir, caps
         (lambda t: t[(t["repeat_fraction"] > 0) | (t["N"] < 2e7)], [], ["3 or more sizes"]),
         (lambda t: t, ["--loss", "least_squares"], ["--loss does not apply to the repetition analysis"]),
         (lambda t: t, ["--fix", "L_inf=-1"], ["--fix", "L_inf"]),
+        (lambda t: t, ["--asymmetry", "10"], ["--asymmetry does not apply to the repetition analysis"]),
     ],
-    ids=["two-budgets", "no-repeats", "two-baseline-sizes", "loss", "fix-out-of-bounds"],
+    ids=["two-budgets", "no-repeats", "two-baseline-sizes", "loss", "fix-out-of-bounds", "asymmetry"],
 )
 def test_repetition_bad_input(workdir, capsys, edit, args, fragments):
     edit(repetition_table()).to_csv("bad.csv", index=False)

@@ -46,6 +46,9 @@ def refuse_unused_options(kind: str, options: Mapping[str, Any]) -> None:
         "param_def": options.get("param_def", "nonemb") != "nonemb",  # every run's N is the N column
         "x": options.get("x") is not None,
         "fix_draws": options.get("fix_draws") is not None,
+        # start method and asymmetric loss: the analyses fit with the engine's defaults
+        "method": options.get("method", "grid") != "grid",
+        "asymmetry": options.get("asymmetry", 1.0) != 1.0,
     }
     if kind == "transfer":  # the transfer law is fitted by least squares on ln D_T, all three parameters free
         unsupported["fix"] = bool(options.get("fix"))
@@ -55,7 +58,8 @@ def refuse_unused_options(kind: str, options: Mapping[str, Any]) -> None:
             delta=options.get("delta", 1e-3) != 1e-3,
             group=options.get("group", "run_id") != "run_id",
         )
-    known = {"n_bootstrap", "ci", "seed", "fix", "tie", "param_def", "x", "fix_draws", "loss", "delta", "group"}
+    known = {"n_bootstrap", "ci", "seed", "fix", "tie", "param_def", "x", "fix_draws", "loss", "delta", "group",
+             "method", "asymmetry"}
     unknown = sorted(set(options) - known)
     for option in [*(o for o, used in unsupported.items() if used), *unknown]:
         flag = "--" + option.replace("_", "-")

@@ -362,7 +362,7 @@ def fit_command(
         with _quiet_numerics():
             result = fit_law(
                 table, law=chosen, source=results, n_bootstrap=bootstrap, ci=ci, seed=seed, fix=fixed, tie=tied,
-                loss=loss, delta=delta, group=group, param_def=param_def,
+                loss=loss, delta=delta, group=group, param_def=param_def, method=method, asymmetry=asymmetry,
             )
         save_fit(result, out_path)
         (_print_transfer if kind == "transfer" else _print_repetition)(result.analysis, out_path, fmt)
