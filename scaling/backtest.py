@@ -25,10 +25,14 @@ of the 80% and 95% intervals (the fraction of held-out points inside them), the 
 ranking never uses it) and whether the held-out error is within twice the seed-to-seed noise (the project's
 bar for a law that holds on real runs, docs/planning.md).
 
-Intervals: by default *prediction* intervals: the bootstrap spread of the fitted curve plus the residual scatter
-of the fit (log-normal with the in-sample residual RMSE), since a held-out point is one noisy run, not the expected
-loss. ``intervals="band"`` uses the bootstrap band alone (what ``Fit.predict`` returns); its coverage of single
-runs is expected to be low.
+Intervals: by default *prediction* intervals (``Fit.predict``'s ``pred_lower``/``pred_upper``): the bootstrap spread
+of the fitted curve plus the residual scatter of the fit, widened by the training fit's own rollout calibration with
+the distance extrapolated (:mod:`scaling.conformal`), since a held-out point is one noisy run, not the expected loss.
+``intervals="band"`` uses the confidence interval of the mean law alone (``conf_lower``/``conf_upper``); its coverage
+of single runs is expected to be low. Intervals a fit withholds (``interval_status``) count as missing: the
+coverage is then NaN and the notes name the reason. Each prediction row carries its ``interval_status``,
+``extrapolation`` label, ``extrap_decades`` and ``warning``; the table's ``warnings`` column lists the codes of the
+fits' structured warnings.
 
 Single-input laws (``bnsl:D``, ``saturating:N``, ``m4:D``, ...) describe one curve with everything else fixed, so
 they are fitted per curve: separately for each combination of the table's other varying inputs (e.g. per model
@@ -323,40 +327,18 @@ def default_laws(df: pd.DataFrame, holdout: Holdout) -> list[str]:
 # Predicting with intervals
 
 
-def _intervals(fit, inputs: dict[str, np.ndarray], kind: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Point forecast and 80%/95% intervals at ``inputs`` (see the module docstring for the two kinds)."""
-    from scaling.forecast import predict_many
-
-    law = fit.law
-    point = np.asarray(predict_many(law, {k: np.array([v]) for k, v in fit.params.items()}, inputs, log=True)[0])
-    out: dict[str, np.ndarray] = {"point": np.exp(point)}
-    draws = fit.draws
-    if len(draws):
-        logs = predict_many(law, {k: draws[k].to_numpy(float) for k in law.param_names}, inputs, log=True)
-        logs = np.where(np.isfinite(logs), logs, np.nan)
-    else:
-        logs = np.empty((0, len(point)))
-    if kind == "prediction":
-        q = fit.quality or {}
-        n, p = q.get("n_points") or 0, q.get("n_params_free") or 0
-        rmse = q.get("rmse_log")
-        sigma = float(rmse) * math.sqrt(n / (n - p)) if rmse is not None and n > p else math.nan
-        base = logs if len(logs) else point[None, :]
-        reps = max(1, 2000 // max(1, len(base)))  # enough noisy copies for stable 2.5%/97.5% quantiles
-        noisy = np.repeat(base, reps, axis=0) + rng.normal(
-            0.0, sigma if math.isfinite(sigma) else 0.0, (len(base) * reps, base.shape[1])
-        )
-        samples = noisy if math.isfinite(sigma) else logs
-    else:
-        samples = logs
+def _intervals(fit, inputs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
+    """Point forecast and 80%/95% intervals at ``inputs`` from :func:`scaling.forecast.predict` (prediction or
+    confidence kind, see the module docstring), with the interval status and extrapolation of each row."""
+    out: dict[str, np.ndarray] = {}
+    lo_col, hi_col = ("pred_lower", "pred_upper") if kind == "prediction" else ("conf_lower", "conf_upper")
     for level in LEVELS:
         tag = round(level * 100)
-        if len(samples):
-            with np.errstate(all="ignore"):
-                lo, hi = np.nanquantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
-            out[f"lower{tag}"], out[f"upper{tag}"] = np.exp(lo), np.exp(hi)
-        else:
-            out[f"lower{tag}"] = out[f"upper{tag}"] = np.full(len(point), np.nan)
+        table = fit.predict(ci=level, **inputs)
+        out["point"] = table["point"].to_numpy(float)
+        out[f"lower{tag}"], out[f"upper{tag}"] = table[lo_col].to_numpy(float), table[hi_col].to_numpy(float)
+    for col in ("interval_status", "extrapolation", "extrap_decades", "warning"):
+        out[col] = table[col].to_numpy()
     return out
 
 
@@ -382,7 +364,6 @@ def _fit_and_predict(
     test: pd.DataFrame,
     fit_kwargs: dict,
     intervals: str,
-    rng: np.random.Generator,
     per_curve: bool = False,
 ):
     """Fit on ``train`` (per curve for single-input laws when asked) and predict ``test``; returns (predictions,
@@ -416,7 +397,7 @@ def _fit_and_predict(
         if not (fitted.quality or {}).get("converged", True):
             notes.append(f"{label}: the fit did not converge")
         inputs = {c: te[c].to_numpy(float) for c in law.inputs}
-        pred = _intervals(fitted, inputs, intervals, rng)
+        pred = _intervals(fitted, inputs, intervals)
         piece = te.reset_index(drop=True).copy()
         for k, v in pred.items():
             piece[k] = v
@@ -451,7 +432,7 @@ def backtest(
     held-out rows rank after every law that predicted all of them.
 
     Columns of ``result.table``: rank, law, formula, n_train, n_test, n_predicted, abs_rel_error, rmse_log,
-    coverage_80, coverage_95, in_sample_rmse_log, within_2x_noise, converged, notes.
+    coverage_80, coverage_95, in_sample_rmse_log, within_2x_noise, converged, warnings (codes), notes.
     """
     holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
     if per_curve is None:
@@ -477,11 +458,9 @@ def backtest(
         train = keep_last_fraction(train, curve_fraction)
     noise = seed_noise(data, next(iter(outputs)))
     fit_kwargs = {"n_bootstrap": n_bootstrap, "seed": seed, **(fit_options or {})}
-    rng = np.random.default_rng(seed)
-
     rows, all_preds, fits = [], [], {}
     for law, name in resolved:
-        preds, law_fits, notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, rng, per_curve)
+        preds, law_fits, notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, per_curve)
         fits[name] = law_fits
         row: dict[str, Any] = {
             "law": name,
@@ -505,10 +484,18 @@ def backtest(
                 row[f"coverage_{tag}"] = float(np.mean((y >= lo) & (y <= hi))) if has.all() and len(y) else math.nan
             row["in_sample_rmse_log"] = float(np.nanmean(preds["in_sample_rmse_log"]))
             row["converged"] = all((f.quality or {}).get("converged", True) for f in law_fits.values())
+            withheld = sorted({str(v) for v in preds["interval_status"]} - {"ok", "small_calibration", "uncalibrated"})
+            if withheld:
+                notes.append(f"intervals withheld: {', '.join(withheld)}")
+            far = preds["warning"] == "extrapolating_far"
+            if far.any():
+                notes.append(f"{int(far.sum())} held-out rows extrapolate far (up to "
+                             f"{float(preds.loc[far, 'extrap_decades'].max()):.2g} decades)")
             preds = preds.assign(law=name)
             all_preds.append(preds)
         else:
             row["converged"] = False
+        row["warnings"] = ",".join(sorted({w.code for f in law_fits.values() for w in f.warnings}))
         row["within_2x_noise"] = (
             bool(row["rmse_log"] <= 2 * noise)
             if math.isfinite(noise) and math.isfinite(row.get("rmse_log", math.nan))
@@ -533,6 +520,7 @@ def backtest(
         "in_sample_rmse_log",
         "within_2x_noise",
         "converged",
+        "warnings",
         "notes",
     ]
     table = pd.DataFrame(rows).reindex(columns=columns)
@@ -561,6 +549,10 @@ def backtest(
             "upper80",
             "lower95",
             "upper95",
+            "interval_status",
+            "extrapolation",
+            "extrap_decades",
+            "warning",
         )
         if all_preds and c in pd.concat(all_preds).columns
     ]

@@ -142,13 +142,13 @@ def chain_forecast(fit: Fit, ci: float | None = None, grid: bool = True, **input
     """
     if fit.law.name != CHAIN:
         raise ScalingError(f"law {fit.law_name}: a chained forecast needs a {CHAIN} fit")
-    table = fit.predict(ci=ci, grid=grid, **inputs).rename(
-        columns={"point": "accuracy", "lower": "accuracy_lower", "upper": "accuracy_upper"})
+    table = fit.predict(ci=ci, grid=grid, **inputs).rename(  # the confidence interval of the chained law
+        columns={"point": "accuracy", "conf_lower": "accuracy_lower", "conf_upper": "accuracy_upper"})
     step1 = get_law(STEP1)
     x = {c: table[c].to_numpy() for c in step1.inputs}
     loss = predict_many(step1, {k: np.array([fit.params[k]]) for k in step1.param_names}, x)[0]
     lower = upper = np.full(loss.shape, np.nan)
-    if len(fit.draws):
+    if len(fit.draws) and fit.interval_status is None:
         level = fit.ci if ci is None else ci
         values = predict_many(step1, {k: fit.draws[k].to_numpy(float) for k in step1.param_names}, x)
         lower, upper = np.nanquantile(values, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)

@@ -44,6 +44,9 @@ from scipy.optimize import least_squares, minimize
 from scipy.stats import norm, qmc
 from threadpoolctl import threadpool_limits
 
+from scaling.conformal import rollout_errors
+from scaling.diagnostics import BOOTSTRAP_FAIL_MAX, FitWarning
+from scaling.extrapolation import input_moments
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
 from scaling.forecast import predict_many
@@ -75,6 +78,8 @@ MAX_GRID = 50_000
 SOBOL_STARTS = 4096
 GRAD_TOL = 1e-6
 RESTART_TOL = 1e-9
+# Objective per point below which a fit counts as exact (noiseless data): residuals ~1e-7 in log space.
+EXACT_FIT = 1e-14
 
 # Memory. A law evaluation for K parameter sets at n rows allocates K x n arrays, several of them (chinchilla's
 # logsumexp keeps about 8 temporaries of that size), so scoring 4500 starts at once on 1e6 rows needed tens of GB
@@ -557,6 +562,56 @@ def _check(obj: _Objective, x: np.ndarray, restart_gain: float | None = None) ->
             "restart_gain": float(restart_gain), "ok": bool(ok), "hessian": H if free.size == x.size else None}
 
 
+def convergence_verdict(check: Mapping[str, Any], optimizer_status: int, optimizer_message: str,
+                        n_refined: int | None = None, n_points: int | None = None) -> tuple[str, str]:
+    """One convergence status consistent with the optimizer's report and the scale-free checks of :func:`_check`.
+
+    - ``converged``: the Newton step or the relative gradient is within its tolerance (the point is a stationary
+      point to the precision asked) and the optimizer did not stop at its iteration limit. An abnormal line-search
+      stop is then round-off at the optimum, and the message says which check confirms it. Also an exact fit
+      (objective per point <= EXACT_FIT, noiseless data) that a tight restart cannot improve: a gradient relative
+      to an objective at round-off level measures nothing.
+    - ``stalled``: neither gradient-based check passes, but a tight restart cannot lower the objective (restart gain
+      within tolerance): the optimizer is stuck on a kink or a flat valley and nothing shows the point is an
+      optimum. Not counted as converged.
+    - ``not_converged``: otherwise, or the optimizer ran out of iterations (status 1).
+
+    Returns (status, message).
+    """
+    step, grad, gain = (float(check[k]) for k in ("newton_step", "relative_gradient", "restart_gain"))
+    step_ok, grad_ok, gain_ok = step <= STEP_TOL, grad <= GRAD_TOL, gain <= RESTART_TOL
+
+    def measure(name: str, value: float, tol: float) -> str:
+        if value <= tol:
+            return f"{name} {value:.1e} (tol {tol:.0e}, passes)"
+        ratio = value / tol if tol > 0 else math.inf
+        return f"{name} {value:.1e} ({ratio:.3g}x its tol {tol:.0e})"
+
+    measures = ", ".join([measure("Newton step", step, STEP_TOL), measure("relative gradient", grad, GRAD_TOL),
+                          measure("restart gain", gain, RESTART_TOL)])
+    where = f" at the best of {n_refined} refined starts" if n_refined else ""
+    if optimizer_status == 1:
+        status = "not_converged"
+        why = "the optimizer stopped at its iteration limit"
+    elif step_ok or grad_ok:
+        status = "converged"
+        why = "the " + ("Newton step" if step_ok else "relative gradient") + " confirms a stationary point"
+        if optimizer_status != 0:
+            why += " (the optimizer's abnormal stop is round-off at the optimum)"
+    elif gain_ok and n_points and abs(float(check.get("objective", np.inf))) <= EXACT_FIT * n_points:
+        status = "converged"
+        why = "the fit is exact (objective at round-off level) and a tight restart cannot improve it"
+    elif gain_ok:
+        status = "stalled"
+        why = ("the optimizer cannot lower the objective, but neither the Newton step nor the gradient confirms an "
+               "optimum (a kink or a flat valley)")
+    else:
+        status = "not_converged"
+        why = "neither the Newton step nor the gradient is within tolerance and a restart still improves"
+    advice = "" if status == "converged" else "; tighten optimizer_options, raise n_refine or fix parameters"
+    return status, f"{status}: {why}; {measures}{where}; optimizer: {optimizer_message}{advice}"
+
+
 def convergence_check(law: Law | str, data: pd.DataFrame, params: Mapping[str, float], *, loss: str = "huber",
                       delta: float = 1e-3, fix: Mapping[str, float] | None = None,
                       tie: Mapping[str, str] | None = None, sigma: float | None = None,
@@ -722,6 +777,8 @@ class LawFitter:
             some parameters only, see :mod:`scaling.varpro`). Both refine with the full objective.
         asymmetry: cost multiplier of over-predictions (residual > 0) relative to under-predictions: 1 = symmetric;
             k > 1 fits the lower envelope of the points (OLMo-core's ``overestimate_penalty``; they suggest 10).
+        calibrate: rollout cuts for calibrating prediction intervals (fit on the smaller sizes, predict the next
+            block up; :mod:`scaling.conformal`); 0 = none; None = 4 when ``n_bootstrap`` > 0, else 0.
     """
 
     def __init__(
@@ -748,6 +805,7 @@ class LawFitter:
         strata: str | None = None,
         method: str = "grid",
         asymmetry: float = 1.0,
+        calibrate: int | None = None,
     ):
         self.law = law
         self.method = method
@@ -770,6 +828,7 @@ class LawFitter:
         self.optimizer_options = optimizer_options
         self.ref_compute = ref_compute
         self.strata = strata
+        self.calibrate = calibrate
 
     # -- settings ------------------------------------------------------------------------------------------------
 
@@ -795,6 +854,8 @@ class LawFitter:
         if self.asymmetry != 1.0 and self.loss == "huber_likelihood":
             raise ScalingError("asymmetry: not available with loss huber_likelihood (its normaliser assumes a "
                                "symmetric density); use huber or least_squares")
+        if self.calibrate is not None and not (isinstance(self.calibrate, (int, np.integer)) and self.calibrate >= 0):
+            raise ScalingError(f"calibrate {self.calibrate!r}: must be a whole number >= 0 (rollout cuts)")
         if not (isinstance(self.n_refine, (int, np.integer)) and self.n_refine >= 1):
             raise ScalingError(f"n_refine {self.n_refine!r}: must be a whole number >= 1")
         if self.fix_draws is not None:
@@ -831,7 +892,23 @@ class LawFitter:
             "strata": self.strata,
             "method": self.method,
             "asymmetry": float(self.asymmetry),
+            "calibrate": self._n_cuts(),
         }
+
+    def _n_cuts(self) -> int:
+        if self.calibrate is None:
+            return 4 if self.n_bootstrap else 0
+        return int(self.calibrate)
+
+    def _calibration(self, df: pd.DataFrame, law: Law, n_free: int) -> dict | None:
+        """The rollout backtest of :mod:`scaling.conformal` with this fitter's settings (point fits only)."""
+        n_cuts = self._n_cuts()
+        if n_cuts <= 0:
+            return None
+        kwargs = {"loss": self.loss, "delta": self.delta, "fix": self.fix, "tie": self.tie, "bounds": self.bounds,
+                  "group": None, "param_def": self.param_def, "n_refine": self.n_refine, "reduction": self.reduction,
+                  "optimizer_options": self.optimizer_options}
+        return rollout_errors(df, law, kwargs, n_cuts, n_free)
 
     # -- fitting -------------------------------------------------------------------------------------------------
 
@@ -909,38 +986,36 @@ class LawFitter:
             # a scale constant driven towards its bound 0 (log -> -inf): 9 decades below its smallest start
             or (is_log and not np.isfinite(lo) and t < g0 - 20.0)
         ]
-        warnings_: list[str] = []
+        warnings_: list[FitWarning] = []
         n_distinct = len(df[list(law.inputs)].drop_duplicates())
         if n_distinct <= space.size:
             # e.g. ECE(N) = ECE_inf + a N^-b through 3 sizes: any 3 points are matched exactly, whatever the truth
-            warnings_.append(
+            warnings_.append(FitWarning(
+                "interpolating_fit",
                 f"{n_distinct} distinct input point{'s' if n_distinct != 1 else ''} for {space.size} free parameters: "
                 "the law can pass through every one, so the fit tests nothing and extrapolates blindly; "
-                "add points or fix parameters"
-            )
-        converged = bool(check["ok"]) and best.status != 1  # status 1: iteration or evaluation limit reached
-        measures = (f"Newton step {check['newton_step']:.1e} (tol {STEP_TOL:.0e}), relative gradient "
-                    f"{check['relative_gradient']:.1e} (tol {GRAD_TOL:.0e}), restart gain {check['restart_gain']:.1e} "
-                    f"(tol {RESTART_TOL:.0e})")
-        if converged:
-            message = f"{measures}; optimizer: {best.message}"
-        else:
-            message = (f"{measures} at the best of {n_refined} refined starts; optimizer: {best.message}. "
-                       f"Tighten optimizer_options or raise n_refine")
-            warnings_.append("the fit did NOT converge: " + message)
+                "add points or fix parameters", "error"))
+        status, message = convergence_verdict(check, best.status, str(best.message), n_refined, n)
+        converged = status == "converged"
+        if not converged:
+            warnings_.append(FitWarning("not_converged", f"the fit did NOT converge ({status}): {message}", "error"))
         for name in at_bound:
             if space.log[space.free.index(name)] and params[name] < 1e-6:
-                warnings_.append(f"{name} is driven to 0 ({name} = {params[name]:.3g}): the data do not pin it down; "
-                                 f"consider fixing it (fix={{'{name}': ...}})")
+                warnings_.append(FitWarning(
+                    "param_driven_to_zero",
+                    f"{name} is driven to 0 ({name} = {params[name]:.3g}): the data do not pin it down; "
+                    f"consider fixing it (fix={{'{name}': ...}})"))
             else:
-                warnings_.append(f"{name} is at a bound ({name} = {params[name]:.6g}); the optimum may lie outside it")
+                warnings_.append(FitWarning(
+                    "param_at_bound", f"{name} is at a bound ({name} = {params[name]:.6g}); the optimum may lie outside it"))
         for name, t in zip(space.free, theta):
             if name in at_bound:
                 continue
             axis = np.unique(grid[:, space.free.index(name)])
             span = axis.max() - axis.min()
             if axis.size > 1 and (t < axis.min() - 0.5 * span or t > axis.max() + 0.5 * span):
-                warnings_.append(f"{name} = {params[name]:.6g} lies far outside its start grid; check the fit")
+                warnings_.append(FitWarning("param_outside_start_grid",
+                                            f"{name} = {params[name]:.6g} lies far outside its start grid; check the fit"))
 
         # Where the optimum of a compute-optimal law sits (tokens per parameter) is reported at one compute.
         ref_compute = self.ref_compute
@@ -952,11 +1027,13 @@ class LawFitter:
         draws, n_failed = self._bootstrap(obj, space, df, law, x_best, check["hessian"], other_optima, group_used)
         quality = {
             "n_points": int(n),
+            "n_distinct_points": int(n_distinct),
             "n_params_free": int(space.size),
             "rmse_log": rmse,  # RMSE of the residuals in the law's residual space (linear for a linear-space law)
             "residual_space": law.residual_space,
             "objective": float(best.fun),
             "converged": converged,
+            "convergence": status,
             "message": message,
             "optimizer_message": str(best.message),
             "newton_step": float(check["newton_step"]),
@@ -969,21 +1046,27 @@ class LawFitter:
             "warnings": warnings_,
             "seconds": None,
         }
+        quality["calibration"] = self._calibration(df, law, space.size)
         if self.loss == "huber_likelihood":
             quality["residual_scale"] = float(np.exp(x_best[space.size]))
         if self.n_bootstrap and n_failed / self.n_bootstrap > 0.1:
-            warnings_.append(f"{n_failed} of {self.n_bootstrap} bootstrap resamples failed; intervals are unreliable")
+            share = n_failed / self.n_bootstrap
+            withheld = "intervals withheld" if share >= BOOTSTRAP_FAIL_MAX else "intervals are less reliable"
+            warnings_.append(FitWarning("bootstrap_failed",
+                                        f"{n_failed} of {self.n_bootstrap} bootstrap resamples failed; {withheld}"))
         if self.group and self.group in df.columns and group_used is None:
-            warnings_.append(f"column {self.group!r} has one value: bootstrap resampled rows instead of runs")
+            warnings_.append(FitWarning("bootstrap_rows_not_runs",
+                                        f"column {self.group!r} has one value: bootstrap resampled rows instead of runs",
+                                        "info"))
         n_groups = int(df[group_used].nunique()) if group_used else 0
         if self.n_bootstrap and group_used and n_groups <= 2 * space.size:
             # Resampling K whole runs (e.g. one WSD run per size carrying several budgets) with K close to the number
             # of free parameters gives degenerate or failed resamples: say so rather than print narrow intervals.
-            warnings_.append(
+            warnings_.append(FitWarning(
+                "few_resampling_units",
                 f"only {n_groups} distinct {group_used!r} values to resample for {space.size} free parameters: "
                 f"intervals are coarse; group=None (--group \"\") resamples rows instead, which understates "
-                "correlated errors within a run"
-            )
+                "correlated errors within a run"))
 
         data_summary = self._data_summary(df, law, source, group_used)
         fit = Fit(
@@ -1167,6 +1250,7 @@ class LawFitter:
             "sha256": _file_sha256(source),
             "groups": int(df[group].nunique()) if group else None,
             "columns": [str(c) for c in df.columns],
+            "input_moments": input_moments(df, list(law.inputs)),
         }
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 
 import scaling
+from scaling.diagnostics import FitWarning
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
 from scaling.laws.base import _REGISTRY, get_law
@@ -75,7 +76,9 @@ class FitFileV1(BaseModel):
 
 
 def _jsonable(value: Any) -> Any:
-    """numpy scalars -> Python, NaN/inf -> None, tuples -> lists (recursively)."""
+    """numpy scalars -> Python, NaN/inf -> None, tuples -> lists, FitWarning -> its dict (recursively)."""
+    if isinstance(value, FitWarning):
+        return value.to_dict()
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):

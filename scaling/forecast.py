@@ -1,8 +1,17 @@
 """Forecasts from a fit: predictions with intervals and compute-optimal allocations.
 
-Intervals come from the fit's bootstrap draws: each draw is a parameter set fitted to a resampled table, so the
-spread of its predictions is the uncertainty of the fitted curve (a confidence band for the expected loss, not a
-prediction interval for one noisy run). A fit without draws (the published laws) gives NaN bounds.
+Two kinds of interval, named in every output (docs/fitting.md, "Which interval"):
+
+- confidence (``conf_lower``/``conf_upper``, and ``X_conf_lower``/``X_conf_upper`` in allocations): the spread of the
+  fitted curve over the bootstrap draws (each a parameter set fitted to a resampled table): where the *mean* law
+  lies;
+- prediction (``pred_lower``/``pred_upper``, ``loss_pred_*``): where *one new run* at that point will land: the
+  bootstrap curves plus the fit's residual noise, widened with the distance outside the fitted range by the fit's
+  own rollout backtest (:mod:`scaling.conformal`). This is the one to plan a training run on.
+
+Neither is shown as a number when it carries no information (:attr:`Fit.interval_status`; as many free parameters
+as distinct points, most bootstrap resamples failed, a collapsed spread, no draws): the bounds are NaN and the
+``interval_status`` column names the reason.
 
 Compute-optimal allocation under C = 6 N D: the law's closed form (``Law.optimal``, e.g. Hoffmann et al. 2022,
 Eq. 4) when it has one, else a numeric 1-D minimisation of the loss over log N with D = C/(6N) (Hoffmann's
@@ -21,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from scaling.diagnostics import COLLAPSE_REL_WIDTH
 from scaling.errors import ScalingError
 from scaling.laws.base import Law
 
@@ -136,26 +146,90 @@ def _interval(values: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _draw_params(fit: Fit) -> dict[str, np.ndarray]:
+    """The bootstrap draws as arrays; none when the fit's intervals are withheld (``Fit.interval_status``)."""
+    if fit.interval_status is not None:
+        return {}
     return {name: fit.draws[name].to_numpy(dtype=float) for name in fit.law.param_names} if len(fit.draws) else {}
 
 
-def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any) -> pd.DataFrame:
-    """Predicted output at the given inputs with a bootstrap interval: columns inputs..., point, lower, upper.
+def noise_scale(fit: Fit) -> float:
+    """The fit's run-to-run noise in its residual space: in-sample RMSE times sqrt(n / (n - p)) (NaN without it)."""
+    q = fit.quality or {}
+    n, p, rmse = q.get("n_points") or 0, q.get("n_params_free") or 0, q.get("rmse_log")
+    return float(rmse) * np.sqrt(n / (n - p)) if rmse is not None and n > p else np.nan
 
-    Inputs broadcast like numpy (scalars or equal-length arrays); ``grid=True`` takes their cartesian product.
+
+def _prediction_band(fit: Fit, centre: np.ndarray, draws_space: np.ndarray, ci: float, decades: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """Prediction interval in the residual space: the hull of (a) the bootstrap curves plus Gaussian noise of the
+    fit's residual scale and (b) the rollout-conformal interval centre +- q (1 + d / D0) (:mod:`scaling.conformal`).
+    Returns lo, hi, status (``ok``, ``small_calibration``, ``uncalibrated`` or ``no_uncertainty_information``)."""
+    from scaling.conformal import conformal_quantile, spread
+
+    sigma = noise_scale(fit)
+    if not np.isfinite(sigma) or sigma <= 0:
+        nan = np.full(centre.shape, np.nan)
+        return nan, nan, "no_uncertainty_information"
+    base = draws_space if len(draws_space) else centre[None, :]
+    reps = max(1, 4000 // len(base))  # enough noisy copies for stable 2.5%/97.5% quantiles
+    noisy = np.repeat(base, reps, axis=0) + rng.normal(0.0, sigma, (len(base) * reps, base.shape[1]))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(noisy, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    calibration = (fit.quality or {}).get("calibration")
+    q, small = conformal_quantile(calibration, ci)
+    if not np.isfinite(q):
+        return lo, hi, "uncalibrated"
+    half = q * spread(decades, float(calibration.get("d0", 1.0)))
+    return np.minimum(lo, centre - half), np.maximum(hi, centre + half), "small_calibration" if small else "ok"
+
+
+def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any) -> pd.DataFrame:
+    """Predicted output at the given inputs with both kinds of interval, and how far each point extrapolates.
+
+    Columns: inputs..., point, conf_lower, conf_upper (confidence interval of the mean law: the bootstrap band),
+    pred_lower, pred_upper (prediction interval for one new run: band + residual noise, widened by the rollout
+    calibration with the distance outside the fitted range), interval_status (``ok`` or a code: why the intervals are
+    withheld or how they are limited), extrapolation, extrap_decades, extrap_distance, warning
+    (``extrapolating_far`` or ""). Inputs broadcast like numpy; ``grid=True`` takes their cartesian product.
     """
+    from scaling import extrapolation
+
     ci = fit.ci if ci is None else _check_ci(ci)
     x = _broadcast_inputs(fit.law, inputs, grid)
-    point = predict_many(fit.law, {k: np.array([v]) for k, v in fit.params.items()}, x)[0]
+    law = fit.law
+    log = law.residual_space == "log"
+    centre = predict_many(law, {k: np.array([v]) for k, v in fit.params.items()}, x, log=log)[0]
+    point = np.exp(centre) if log else centre
+    status = fit.interval_status
     draws = _draw_params(fit)
+    n = len(point)
+    nan = np.full(n, np.nan)
+    conf_lo = conf_hi = pred_lo = pred_hi = nan
+    where = extrapolation.describe(fit, x)
+    row_status = np.full(n, status or "ok", dtype=object)
     if draws:
-        lower, upper = _interval(predict_many(fit.law, draws, x), ci)
-    else:
-        lower = upper = np.full(point.shape, np.nan)
+        in_space = predict_many(law, draws, x, log=log)
+        in_space = np.where(np.isfinite(in_space), in_space, np.nan)
+        conf_lo, conf_hi = _interval(in_space, ci)
+        rng = np.random.default_rng(int(fit.settings.get("seed") or 0))
+        decades = np.nan_to_num(where["extrap_decades"].to_numpy(float), nan=0.0)
+        pred_lo, pred_hi, pred_status = _prediction_band(fit, centre, in_space, ci, decades, rng)
+        row_status[:] = pred_status
+        collapsed = ~(conf_hi - conf_lo > COLLAPSE_REL_WIDTH * np.maximum(np.abs(centre), 1e-300))
+        row_status[collapsed] = "interval_collapsed"
+        withheld = collapsed | (pred_status == "no_uncertainty_information")
+        conf_lo, conf_hi = np.where(collapsed, np.nan, conf_lo), np.where(collapsed, np.nan, conf_hi)
+        pred_lo, pred_hi = np.where(withheld, np.nan, pred_lo), np.where(withheld, np.nan, pred_hi)
+        if log:
+            conf_lo, conf_hi, pred_lo, pred_hi = (np.exp(v) for v in (conf_lo, conf_hi, pred_lo, pred_hi))
     out = pd.DataFrame(x)
     out["point"] = point
-    out["lower"] = lower
-    out["upper"] = upper
+    out["conf_lower"], out["conf_upper"] = conf_lo, conf_hi
+    out["pred_lower"], out["pred_upper"] = pred_lo, pred_hi
+    out["interval_status"] = row_status
+    for col in where.columns:
+        out[col] = where[col].to_numpy()
     return out
 
 
@@ -217,7 +291,9 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
     Without it a law with a closed-form optimum uses that (data-constrained: unlimited unique data).
 
     Columns: compute, the ``at`` inputs, N_opt, D_opt, loss, tokens_per_param (and ``epochs`` = D_opt / U when U is
-    given), with ``*_lower`` / ``*_upper`` for each from the bootstrap draws (NaN without draws).
+    given), each with ``*_conf_lower`` / ``*_conf_upper`` (confidence interval from the bootstrap draws; NaN when
+    withheld), then ``loss_pred_lower`` / ``loss_pred_upper`` (prediction interval for one run at the allocation),
+    interval_status, extrapolation, extrap_decades, extrap_distance and warning as in :func:`predict`.
     """
     law = fit.law
     ci = fit.ci if ci is None else _check_ci(ci)
@@ -276,16 +352,25 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
         )
     names = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "U" in at else [])
     out = pd.DataFrame({"compute": C, **{k: float(v) for k, v in at.items()}})
-    if len(fit.draws):
+    draws = _draw_params(fit)
+    if draws:
         stacked = np.stack([quantities(row) for row in fit.draws[list(law.param_names)].to_dict("records")])
         lower, upper = _interval(stacked, ci)
     else:
         lower = upper = np.full(point.shape, np.nan)
     for k, name in enumerate(names):
         out[name] = point[k]
-        out[f"{name}_lower"] = lower[k]
-        out[f"{name}_upper"] = upper[k]
+        out[f"{name}_conf_lower"] = lower[k]
+        out[f"{name}_conf_upper"] = upper[k]
+    # One new run at the planned allocation: the prediction interval of its loss, and how far it extrapolates.
+    held = {k: np.full(C.shape, float(v)) for k, v in at.items()}
+    if "U" in others and "U" not in at:
+        held["U"] = point[1]  # unlimited unique data: every token fresh
+    run = predict(fit, ci=ci, N=point[0], D=point[1], **held)
+    out["loss_pred_lower"], out["loss_pred_upper"] = run["pred_lower"].to_numpy(), run["pred_upper"].to_numpy()
+    for col in ("interval_status", "extrapolation", "extrap_decades", "extrap_distance", "warning"):
+        out[col] = run[col].to_numpy()
     return out
 
 
-__all__ = ["numeric_optimal", "optimal", "predict", "predict_many"]
+__all__ = ["noise_scale", "numeric_optimal", "optimal", "predict", "predict_many"]

@@ -129,8 +129,8 @@ def optimal_hyperparameters(fits: Sequence[Fit], *, ci: float | None = None,
         pred = f.predict(ci=ci, **{c: grid[c].to_numpy() for c in f.law.inputs})
         name = f.law.output
         out[name] = pred["point"].to_numpy()
-        out[f"{name}_lower"] = pred["lower"].to_numpy()
-        out[f"{name}_upper"] = pred["upper"].to_numpy()
+        out[f"{name}_lower"] = pred["conf_lower"].to_numpy()  # confidence interval of the fitted optimum
+        out[f"{name}_upper"] = pred["conf_upper"].to_numpy()
     return out
 
 

@@ -83,7 +83,9 @@ class Allocation:
         C = _as_budgets(compute)
         ci = self.ci if ci is None else ci
         if self.fit is not None:  # approach 3: the engine's closed form with its own bootstrap
+            # the approaches' tables are all confidence intervals (the bootstrap): X_conf_lower -> X_lower here
             out = self.fit.optimal(C, ci=ci)
+            out = out.rename(columns={c: c.replace("_conf_", "_") for c in out.columns if "_conf_" in c})
             keep = [
                 c
                 for c in out.columns
@@ -547,8 +549,8 @@ def parametric(
             }
         ).reset_index(drop=True)
     q = fit.quality
-    warnings = list(q.get("warnings", []))
-    if not q.get("converged", True):
+    warnings = [str(w) for w in q.get("warnings", [])]
+    if not q.get("converged", True) and not any("did NOT converge" in w for w in warnings):
         warnings.insert(0, f"the parametric fit did NOT converge: {q.get('message', '')}")
     return Allocation(
         3,
@@ -704,7 +706,7 @@ def seed_spread(df: pd.DataFrame) -> float:
 
 def _half_width(row: pd.Series, value: float) -> float:
     """Half-width of a row's loss interval; 0 when the fit has no intervals (NaN bounds)."""
-    lo, hi = float(row.get("loss_lower", np.nan)), float(row.get("loss_upper", np.nan))
+    lo, hi = float(row.get("loss_conf_lower", np.nan)), float(row.get("loss_conf_upper", np.nan))
     widths = [w for w in (hi - value, value - lo) if np.isfinite(w)]
     return max(widths) if widths else 0.0
 
@@ -736,8 +738,8 @@ def ensemble_plan(df: pd.DataFrame, fit, compute: float, k: int = 4, ci: float =
             "member_loss": L1,
             "ensemble_gain": 0.0,
             "loss": L1,
-            "lower": one.get("loss_lower", np.nan),
-            "upper": one.get("loss_upper", np.nan),
+            "lower": one.get("loss_conf_lower", np.nan),
+            "upper": one.get("loss_conf_upper", np.nan),
         }
     ]
     label = f"ensemble of {k}"

@@ -112,8 +112,8 @@ def plot_loss_vs(
                 continue
             pred = fit.predict(**{x: grid, other: np.full_like(grid, level)})
             ax.plot(grid, pred["point"], style, color=colors[i], linewidth=1.4)
-            if style == "--" and pred["lower"].notna().all():
-                ax.fill_between(grid, pred["lower"], pred["upper"], color=colors[i], alpha=0.15, linewidth=0)
+            if style == "--" and pred["conf_lower"].notna().all():  # the band of the mean law
+                ax.fill_between(grid, pred["conf_lower"], pred["conf_upper"], color=colors[i], alpha=0.15, linewidth=0)
     ax.set_xscale("log")
     _log_loss_axis(ax)
     ax.set_xlabel(LABELS[x])

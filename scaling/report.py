@@ -34,6 +34,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 
 import scaling
+from scaling.diagnostics import describe_status
 from scaling.errors import ScalingError
 
 LABELS = {
@@ -201,7 +202,8 @@ def fit_figures(df: pd.DataFrame, name: str, fit, figs: _Figures) -> list[Figure
                     path,
                     f"Fit {name}: measured loss (points) and the fitted {fit.law.name} "
                     f"(lines) against {_label(x)}, extrapolated to {top:.3g} with its "
-                    f"{fit.ci:.0%} bootstrap band where the fit has draws.",
+                    f"{fit.ci:.0%} confidence band of the mean law (dark) and prediction interval for one new run "
+                    "(light) where the fit has intervals.",
                 )
             )
         if fit.law.optimal is not None or set(inputs) == {"N", "D"}:
@@ -212,7 +214,8 @@ def fit_figures(df: pd.DataFrame, name: str, fit, figs: _Figures) -> list[Figure
                         fig,
                         f"fit_{slug}_frontier",
                         f"Fit {name}: loss of the compute-optimal model "
-                        f"against compute, two decades beyond the data, with its {fit.ci:.0%} band; "
+                        f"against compute, two decades beyond the data, with its {fit.ci:.0%} confidence band (dark) and "
+                        "prediction interval (light); "
                         "points are the measured runs.",
                     )
                 )
@@ -222,7 +225,7 @@ def fit_figures(df: pd.DataFrame, name: str, fit, figs: _Figures) -> list[Figure
                 _single_input_figure(rows, name, fit),
                 f"fit_{slug}_curve",
                 f"Fit {name}: measured points and the fitted curve, extrapolated one decade with its "
-                f"{fit.ci:.0%} band where the fit has draws.",
+                f"{fit.ci:.0%} confidence band (dark) and prediction interval (light) where the fit has intervals.",
             )
         )
     out.append(
@@ -247,10 +250,12 @@ def _frontier_loss_figure(rows: pd.DataFrame, name: str, fit):
     inside = grid <= C.max()
     ax.plot(grid[inside], opt["loss"][inside], color="C3", label="fitted, compute-optimal")
     ax.plot(grid[~inside], opt["loss"][~inside], "--", color="C3", label="extrapolation")
-    if opt["loss_lower"].notna().all():
-        ax.fill_between(
-            grid, opt["loss_lower"], opt["loss_upper"], color="C3", alpha=0.15, linewidth=0, label=f"{fit.ci:.0%} band"
-        )
+    if opt["loss_pred_lower"].notna().all():
+        ax.fill_between(grid, opt["loss_pred_lower"], opt["loss_pred_upper"], color="C3", alpha=0.08, linewidth=0,
+                        label=f"{fit.ci:.0%} prediction interval (one new run)")
+    if opt["loss_conf_lower"].notna().all():
+        ax.fill_between(grid, opt["loss_conf_lower"], opt["loss_conf_upper"], color="C3", alpha=0.2, linewidth=0,
+                        label=f"{fit.ci:.0%} confidence band (mean law)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_label("C"))
@@ -271,10 +276,12 @@ def _single_input_figure(rows: pd.DataFrame, name: str, fit):
     inside = grid <= xs.max()
     ax.plot(grid[inside], pred["point"][inside], color="C3", label=f"fitted {fit.law.name}")
     ax.plot(grid[~inside], pred["point"][~inside], "--", color="C3", label="extrapolation")
-    if pred["lower"].notna().all():
-        ax.fill_between(
-            grid, pred["lower"], pred["upper"], color="C3", alpha=0.15, linewidth=0, label=f"{fit.ci:.0%} band"
-        )
+    if pred["pred_lower"].notna().all():
+        ax.fill_between(grid, pred["pred_lower"], pred["pred_upper"], color="C3", alpha=0.08, linewidth=0,
+                        label=f"{fit.ci:.0%} prediction interval (one new run)")
+    if pred["conf_lower"].notna().all():
+        ax.fill_between(grid, pred["conf_lower"], pred["conf_upper"], color="C3", alpha=0.2, linewidth=0,
+                        label=f"{fit.ci:.0%} confidence band (mean law)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_label(x))
@@ -484,8 +491,8 @@ def fit_table(fit) -> pd.DataFrame:
 
 
 def quality_table(fit) -> pd.DataFrame:
-    q = fit.quality or {}
-    keys = ["n_points", "n_params_free", "rmse_log", "objective", "converged", "at_bound", "bootstrap_failed_fraction"]
+    q = {**(fit.quality or {}), "convergence": fit.convergence} if fit.quality else {}
+    keys = ["n_points", "n_params_free", "rmse_log", "objective", "convergence", "at_bound", "bootstrap_failed_fraction"]
     return pd.DataFrame(
         [
             {"quantity": k, "value": q[k] if not isinstance(q[k], list) else ", ".join(q[k]) or "none"}
@@ -612,7 +619,9 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
         quality = quality_table(fit)
         if len(quality):
             sec.tables.append(("fit quality", quality))
-        sec.notes.extend(fit.quality.get("warnings", []) if fit.quality else [])
+        if fit.interval_status not in (None, "no_bootstrap_draws"):
+            sec.notes.append(f"no intervals: {describe_status(fit.interval_status)}")
+        sec.notes.extend(f"{w.code} ({w.severity}): {w.message}" for w in fit.warnings)
         sec.figures.extend(fit_figures(df, name, fit, figs))
         if not sec.figures:
             sec.notes.append("the results table lacks this law's inputs, so there is nothing to plot against")

@@ -42,10 +42,12 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 import scaling
+from scaling.diagnostics import FitWarning, describe_status, warnings_to_dicts
 from scaling.errors import ScalingError
 from scaling.fitstore import BACKTESTS, NAME_PATTERN, FitStore
 from scaling.serve_limits import BodyLimit, ComputePool, Overloaded, TimedOut, h11_with_header_timeout
 from scaling.serve_problems import ProblemError, install, problem_responses, refuse
+from scaling.extrapolation import far_message
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1_000_000
@@ -102,11 +104,28 @@ class OptimalRequest(_Strict):
     ci: Level | None = None
 
 
+class Warning_(BaseModel):
+    code: str = Field(description="stable identifier, e.g. not_converged, extrapolating_far")
+    severity: str = Field(description="info, warning or error")
+    message: str
+
+
+class Extrapolation(BaseModel):
+    label: str = Field(description="inside, near, far or unknown")
+    decades: float | None = Field(description="decades outside the fitted N, D, C range (0 inside)")
+    distance: float | None = Field(description="Mahalanobis distance of log10 inputs from the fitted data")
+
+
 class Prediction(BaseModel):
     inputs: dict[str, float]
     point: float
-    lower: float | None
-    upper: float | None
+    conf_lower: float | None = Field(description="confidence interval of the mean law (bootstrap); null if withheld")
+    conf_upper: float | None
+    pred_lower: float | None = Field(description="prediction interval for one new run (plan on this); null if withheld")
+    pred_upper: float | None
+    interval_status: str = Field(description="ok, small_calibration, uncalibrated, or why the intervals are null")
+    extrapolation: Extrapolation
+    warnings: list[Warning_] = Field(default_factory=list, description="this forecast's own warnings")
 
 
 class ForecastResponse(BaseModel):
@@ -115,6 +134,7 @@ class ForecastResponse(BaseModel):
     output: str
     ci: float
     predictions: list[Prediction]
+    fit_warnings: list[Warning_] = Field(default_factory=list, description="the fit's warnings (from its fit file)")
 
 
 class Allocation(BaseModel):
@@ -124,17 +144,24 @@ class Allocation(BaseModel):
     D_opt: float
     loss: float
     tokens_per_param: float
-    N_opt_lower: float | None = None
-    N_opt_upper: float | None = None
-    D_opt_lower: float | None = None
-    D_opt_upper: float | None = None
-    loss_lower: float | None = None
-    loss_upper: float | None = None
-    tokens_per_param_lower: float | None = None
-    tokens_per_param_upper: float | None = None
+    N_opt_conf_lower: float | None = None
+    N_opt_conf_upper: float | None = None
+    D_opt_conf_lower: float | None = None
+    D_opt_conf_upper: float | None = None
+    loss_conf_lower: float | None = None
+    loss_conf_upper: float | None = None
+    loss_pred_lower: float | None = Field(None, description="prediction interval of one run's loss at the allocation")
+    loss_pred_upper: float | None = None
+    tokens_per_param_conf_lower: float | None = None
+    tokens_per_param_conf_upper: float | None = None
     epochs: float | None = Field(None, description="D_opt / U, when U is held")
-    epochs_lower: float | None = None
-    epochs_upper: float | None = None
+    epochs_conf_lower: float | None = None
+    epochs_conf_upper: float | None = None
+    interval_status: str = "ok"
+    extrapolation: str = "unknown"
+    extrap_decades: float | None = None
+    extrap_distance: float | None = None
+    warning: str = ""
 
 
 class OptimalResponse(BaseModel):
@@ -154,6 +181,8 @@ class FitSummary(BaseModel):
     n_points: int | None
     rmse_log: float | None
     converged: bool | None
+    convergence: str = Field("unknown", description="converged, stalled, not_converged (or not_fitted: published)")
+    interval_status: str = Field("ok", description="ok, or why this fit's intervals are withheld")
     n_draws: int
 
 
@@ -195,6 +224,8 @@ def _summary(name: str, fit) -> dict:
         "n_points": _typed(q.get("n_points"), int),
         "rmse_log": _num(q["rmse_log"]) if _typed(q.get("rmse_log"), (int, float)) is not None else None,
         "converged": _typed(q.get("converged"), bool),
+        "convergence": fit.convergence,
+        "interval_status": fit.interval_status or "ok",
         "n_draws": len(fit.draws),
     }
 
@@ -207,6 +238,8 @@ def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
 
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN and inf become null (JSON has neither), numpy scalars become Python numbers."""
+    if isinstance(value, FitWarning):
+        return value.to_dict()
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -265,8 +298,11 @@ def _forecast(store: FitStore, name: str, points: list[dict[str, float]], ci: fl
         {
             "inputs": {c: float(r[c]) for c in fit.law.inputs},
             "point": float(r["point"]),
-            "lower": _num(r["lower"]),
-            "upper": _num(r["upper"]),
+            **{k: _num(r[k]) for k in ("conf_lower", "conf_upper", "pred_lower", "pred_upper")},
+            "interval_status": str(r["interval_status"]),
+            "extrapolation": {"label": str(r["extrapolation"]), "decades": _num(r["extrap_decades"]),
+                              "distance": _num(r["extrap_distance"])},
+            "warnings": _row_warnings(r),
         }
         for r in table.to_dict("records")
     ]
@@ -276,7 +312,19 @@ def _forecast(store: FitStore, name: str, points: list[dict[str, float]], ci: fl
         "output": fit.law.output,
         "ci": fit.ci if ci is None else ci,
         "predictions": preds,
+        "fit_warnings": warnings_to_dicts(fit.warnings),
     }
+
+
+def _row_warnings(row: dict[str, Any]) -> list[dict[str, str]]:
+    """A forecast row's own warnings: far extrapolation, withheld intervals."""
+    out = []
+    if row["warning"] == "extrapolating_far":
+        out.append({"code": "extrapolating_far", "severity": "warning", "message": far_message(float(row["extrap_decades"]))})
+    status = str(row["interval_status"])
+    if status not in ("ok", "small_calibration", "uncalibrated"):
+        out.append({"code": "interval_withheld", "severity": "warning", "message": describe_status(status)})
+    return out
 
 
 def _get(store: FitStore, name: str):

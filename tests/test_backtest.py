@@ -165,12 +165,13 @@ def test_prediction_intervals_cover_held_out_runs():
     assert pred["coverage_80"] <= pred["coverage_95"]
     test = df[split(df, "largest-N:2")]
     band = result.fits["chinchilla"]["all"].predict(ci=0.95, N=test["N"].to_numpy(), D=test["D"].to_numpy())
-    inside = (test["loss"].to_numpy() >= band["lower"].to_numpy()) & (
-        test["loss"].to_numpy() <= band["upper"].to_numpy()
+    inside = (test["loss"].to_numpy() >= band["conf_lower"].to_numpy()) & (
+        test["loss"].to_numpy() <= band["conf_upper"].to_numpy()
     )
     assert inside.mean() <= pred["coverage_95"]
     p = result.predictions
-    assert ((p["upper95"] - p["lower95"]).to_numpy() > (band["upper"] - band["lower"]).to_numpy()).all()
+    assert ((p["upper95"] - p["lower95"]).to_numpy() > (band["conf_upper"] - band["conf_lower"]).to_numpy()).all()
+    assert set(p["interval_status"]) <= {"ok", "small_calibration"}  # calibrated by the training fit's rollout
 
 
 def test_single_input_laws_are_fitted_per_curve():

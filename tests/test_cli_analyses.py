@@ -165,7 +165,7 @@ def test_transfer_fit_file_answers_the_forecast_question(transfer_fit, capsys):
     assert row["f_T"] == pytest.approx(d_t / (1e8 + d_t), rel=1e-12)
     for name in ("D_E", "multiplier", "f_T"):  # D_T's interval, mapped through each
         assert row[f"{name}_lower"] < row[name] < row[f"{name}_upper"], name
-    assert row["D_E_lower"] == pytest.approx(1e8 + row["lower"], rel=1e-12)
+    assert row["D_E_lower"] == pytest.approx(1e8 + row["conf_lower"], rel=1e-12)
     code, out, _ = run(capsys, "forecast", path, "--N", "1B", "--at", "D_F=1e8")
     assert code == 0 and "D_E" in out and "multiplier" in out and "[" in out  # value [lower, upper]
 
@@ -477,7 +477,7 @@ def test_data_constrained_fit_and_forecast(workdir, capsys):
     assert code == 0, err
     (row,) = json.loads(out)
     assert row["point"] == pytest.approx(float(saved.law.predict(saved.params, N=1e9, D=1e11, U=1e10)), rel=1e-12)
-    assert row["lower"] < row["point"] < row["upper"]
+    assert row["conf_lower"] < row["point"] < row["conf_upper"]
 
 
 def test_two_stage_data_constrained_with_fix_from(workdir, capsys):
@@ -574,7 +574,7 @@ def test_optimal_at_u_carries_intervals_from_a_fit(workdir, capsys):
     assert code == 0, err
     (row,) = json.loads(out)
     for name in ("N_opt", "D_opt", "loss", "epochs"):
-        assert row[f"{name}_lower"] <= row[name] <= row[f"{name}_upper"], name
+        assert row[f"{name}_conf_lower"] <= row[name] <= row[f"{name}_conf_upper"], name
     assert row["epochs"] > 1
 
 

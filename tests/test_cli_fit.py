@@ -114,7 +114,7 @@ def test_forecast_point_matches_the_formula(fitted, capsys):
     (row,) = json.loads(out)
     assert row["N"] == 70e9 and row["D"] == 1.4e12
     assert row["point"] == pytest.approx(chinchilla(70e9, 1.4e12, p), rel=1e-9)
-    assert row["lower"] < row["point"] < row["upper"]
+    assert row["pred_lower"] < row["conf_lower"] < row["point"] < row["conf_upper"] < row["pred_upper"]
 
 
 def test_forecast_grid_syntax_and_csv(fitted, capsys):
@@ -123,10 +123,10 @@ def test_forecast_grid_syntax_and_csv(fitted, capsys):
                          "--N", "1e9:1e11:5", "--D", "2e10,2e11", "--ci", "0.5", "-f", "csv")
     assert code == 0, err
     table = pd.read_csv(io.StringIO(out))
-    assert list(table.columns) == ["N", "D", "point", "lower", "upper"]
+    assert list(table.columns) == ["N", "D", "point", "conf_lower", "conf_upper", "pred_lower", "pred_upper", "interval_status", "extrapolation", "extrap_decades", "extrap_distance", "warning"]
     assert len(table) == 10  # 5 N x 2 D
     assert np.allclose(sorted(set(table["N"])), np.geomspace(1e9, 1e11, 5))
-    assert ((table["lower"] <= table["point"]) & (table["point"] <= table["upper"])).all()
+    assert ((table["conf_lower"] <= table["point"]) & (table["point"] <= table["conf_upper"])).all()
     # more data at the same N lowers the loss
     for _, group in table.groupby("N"):
         assert group.sort_values("D")["point"].is_monotonic_decreasing
@@ -140,7 +140,7 @@ def test_forecast_interval_level(fitted, capsys):
         code, out, _ = run(capsys, "forecast", path, "--at", "N=7e10", "--at", "D=1.4e12", "--ci", level, "-f", "json")
         assert code == 0
         (row,) = json.loads(out)
-        widths.append(row["upper"] - row["lower"])
+        widths.append(row["conf_upper"] - row["conf_lower"])
     assert 0 < widths[0] < widths[1]
 
 
@@ -148,7 +148,8 @@ def test_forecast_table(fitted, capsys):
     folder, _ = fitted
     code, out, err = run(capsys, "forecast", str(folder / "fits" / "syn-chinchilla.json"), "--N", "7e10", "--D", "1.4e12")
     assert code == 0, err
-    assert "point" in out and "lower" in out and "7e+10" in out and "95% interval from 30 bootstrap draws" in out
+    assert "point" in out and "confidence" in out and "prediction" in out and "7e+10" in out
+    assert "95% intervals" in out and "30 bootstrap draws" in out
 
 
 def test_optimal_matches_closed_form(fitted, capsys):
@@ -165,7 +166,8 @@ def test_optimal_matches_closed_form(fitted, capsys):
         assert r["N_opt"] == pytest.approx(n_opt, rel=1e-9)
         assert r["N_opt"] * r["D_opt"] * 6 == pytest.approx(r["compute"], rel=1e-9)
         assert r["tokens_per_param"] == pytest.approx(r["D_opt"] / r["N_opt"], rel=1e-9)
-        assert r["N_opt_lower"] < r["N_opt"] < r["N_opt_upper"]
+        assert r["N_opt_conf_lower"] < r["N_opt"] < r["N_opt_conf_upper"]
+        assert r["loss_pred_lower"] < r["loss_conf_lower"] < r["loss"] < r["loss_conf_upper"] < r["loss_pred_upper"]
 
 
 def test_optimal_table_shows_intervals(fitted, capsys):
@@ -367,7 +369,8 @@ def test_forecast_without_draws_has_point_only(fit_file, capsys):
     assert code == 0
     (row,) = json.loads(out)
     assert row["point"] == pytest.approx(chinchilla(70e9, 1.4e12), rel=1e-12)
-    assert row["lower"] is None and row["upper"] is None  # JSON has no NaN
+    assert all(row[k] is None for k in ("conf_lower", "conf_upper", "pred_lower", "pred_upper"))  # JSON has no NaN
+    assert row["interval_status"] == "no_bootstrap_draws"
     assert "no intervals" in err
 
 

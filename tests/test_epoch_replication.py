@@ -120,6 +120,6 @@ def test_the_mean_reduction_trap_is_detected_and_avoided(epoch, huber_sum_fit):
 
 def test_summary_reports_the_fit(huber_sum_fit):
     text = huber_sum_fit.summary()
-    for piece in ["[[Fit]] chinchilla", "total (embeddings included)", "240 rows", "converged = yes",
+    for piece in ["[[Fit]] chinchilla", "total (embeddings included)", "240 rows", "convergence = converged",
                   "60 resamples over rows", "tokens_per_param", "sha256"]:
         assert piece in text, piece

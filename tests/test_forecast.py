@@ -53,7 +53,7 @@ def test_golden_allocations_at_the_gopher_budget():
     out = scaling.load_fit("besiroglu2024").optimal(5.76e23)
     assert out["N_opt"][0] == pytest.approx(7.225e10, rel=1e-3)
     assert out["tokens_per_param"][0] == pytest.approx(18.39, abs=0.01)
-    assert np.isnan(out["N_opt_lower"][0])  # a published fit has no draws
+    assert np.isnan(out["N_opt_conf_lower"][0])  # a published fit has no draws
 
 
 def _fit_with_draws():
@@ -70,16 +70,18 @@ def fitted():
 
 def test_predict_broadcasts_and_brackets_the_point(fitted):
     out = fitted.predict(N=[1e9, 7e10], D=1.4e12)
-    assert list(out.columns) == ["N", "D", "point", "lower", "upper"]
+    assert list(out.columns) == ["N", "D", "point", "conf_lower", "conf_upper", "pred_lower", "pred_upper", "interval_status", "extrapolation", "extrap_decades", "extrap_distance", "warning"]
     assert len(out) == 2 and (out["D"] == 1.4e12).all()
     assert out["point"][0] == pytest.approx(float(CHIN.predict(fitted.params, N=1e9, D=1.4e12)), rel=1e-12)
-    assert (out["lower"] < out["upper"]).all()
-    assert ((out["lower"] <= out["point"]) & (out["point"] <= out["upper"])).all()
+    assert (out["conf_lower"] < out["conf_upper"]).all()
+    assert ((out["conf_lower"] <= out["point"]) & (out["point"] <= out["conf_upper"])).all()
+    # one new run scatters around the mean law: the prediction interval contains the confidence interval
+    assert ((out["pred_lower"] < out["conf_lower"]) & (out["conf_upper"] < out["pred_upper"])).all()
     # Extrapolating further widens the band.
     far = fitted.predict(N=1e12, D=1e14)
-    assert (far["upper"] - far["lower"])[0] > (out["upper"] - out["lower"])[0]
+    assert (far["conf_upper"] - far["conf_lower"])[0] > (out["conf_upper"] - out["conf_lower"])[0]
     wider = fitted.predict(ci=0.99, N=[1e9, 7e10], D=1.4e12)
-    assert (wider["upper"] - wider["lower"] >= out["upper"] - out["lower"]).all()
+    assert (wider["conf_upper"] - wider["conf_lower"] >= out["conf_upper"] - out["conf_lower"]).all()
 
 
 def test_predict_grid_takes_the_cartesian_product(fitted):
@@ -89,9 +91,12 @@ def test_predict_grid_takes_the_cartesian_product(fitted):
 
 def test_optimal_has_intervals_from_the_draws(fitted):
     out = fitted.optimal([1e21, 1e23])
-    expected = ["compute"] + [f"{q}{s}" for q in ["N_opt", "D_opt", "loss", "tokens_per_param"] for s in ["", "_lower", "_upper"]]
+    expected = ["compute"] + [f"{q}{s}" for q in ["N_opt", "D_opt", "loss", "tokens_per_param"]
+                              for s in ["", "_conf_lower", "_conf_upper"]]
+    expected += ["loss_pred_lower", "loss_pred_upper", "interval_status", "extrapolation", "extrap_decades",
+                 "extrap_distance", "warning"]
     assert list(out.columns) == expected
-    assert (out["N_opt_lower"] <= out["N_opt"]).all() and (out["N_opt"] <= out["N_opt_upper"]).all()
+    assert (out["N_opt_conf_lower"] <= out["N_opt"]).all() and (out["N_opt"] <= out["N_opt_conf_upper"]).all()
     assert out["N_opt"][1] > out["N_opt"][0]
 
 

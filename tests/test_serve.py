@@ -140,7 +140,10 @@ def test_answers_equal_the_library(client, fits_dir):
     one = client.post("/fits/tiny/forecast", json={"inputs": {"N": 7e7, "D": 1.4e9}, "ci": 0.9}).json()
     ref = fit.predict(ci=0.9, N=7e7, D=1.4e9).iloc[0]
     p = one["predictions"][0]
-    assert (p["point"], p["lower"], p["upper"]) == pytest.approx((ref["point"], ref["lower"], ref["upper"]), rel=1e-12)
+    keys = ("point", "conf_lower", "conf_upper", "pred_lower", "pred_upper")
+    assert tuple(p[k] for k in keys) == pytest.approx(tuple(ref[k] for k in keys), rel=1e-12)
+    assert p["interval_status"] == ref["interval_status"]
+    assert p["extrapolation"]["label"] == ref["extrapolation"]
     assert one["ci"] == 0.9 and one["law"] == "chinchilla"
 
     points = [{"N": n, "D": 20 * n} for n in (1e6, 1e7, 1e8)]
@@ -151,7 +154,7 @@ def test_answers_equal_the_library(client, fits_dir):
     opt = client.post("/fits/tiny/optimal", json={"compute": [1e18, 1e20]}).json()["allocations"]
     ref = fit.optimal(np.array([1e18, 1e20]))
     assert [o["N_opt"] for o in opt] == pytest.approx(list(ref["N_opt"]), rel=1e-12)
-    assert [o["N_opt_upper"] for o in opt] == pytest.approx(list(ref["N_opt_upper"]), rel=1e-12)
+    assert [o["N_opt_conf_upper"] for o in opt] == pytest.approx(list(ref["N_opt_conf_upper"]), rel=1e-12)
 
 
 def test_optimal_under_a_unique_data_budget(client):
@@ -171,7 +174,8 @@ def test_published_fit_without_draws_gives_null_bounds(client):
     assert r.status_code == 200
     a = r.json()["allocations"][0]
     assert a["N_opt"] == pytest.approx(4.031e10, rel=1e-3)  # acceptance test C1 golden value
-    assert a["N_opt_lower"] is None and a["N_opt_upper"] is None
+    assert a["N_opt_conf_lower"] is None and a["N_opt_conf_upper"] is None
+    assert a["interval_status"] == "no_bootstrap_draws"
 
 
 @pytest.mark.parametrize(

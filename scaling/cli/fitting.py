@@ -33,6 +33,8 @@ from scaling.cli.output import (
     print_table,
     warn,
 )
+from scaling.diagnostics import describe_status
+from scaling.extrapolation import far_message
 from scaling.errors import ScalingError
 from scaling.laws import Law, get_law, law_names
 
@@ -608,6 +610,8 @@ def fit_record(result: Any) -> dict[str, Any]:
         "formula": result.law.formula,
         "reference": result.law.reference,
         "ci": result.ci,
+        "interval_status": result.interval_status or "ok",
+        "convergence": result.convergence,
         "params": {
             r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
             for r in fit_table(result).to_dict(orient="records")
@@ -619,11 +623,13 @@ def fit_record(result: Any) -> dict[str, Any]:
 
 def _print_fit_tables(result: Any, *, title: str | None = None, quality: bool = True) -> None:
     """Parameter table with its interval caption, then (``quality``) the fit-quality fields."""
-    caption = (
-        f"lower/upper: {result.ci:.0%} interval from {len(result.draws)} bootstrap draws"
-        if len(result.draws)
-        else "no intervals (--bootstrap 0)"
-    )
+    status = result.interval_status
+    if status is None:
+        caption = f"lower/upper: {result.ci:.0%} confidence interval from {len(result.draws)} bootstrap draws"
+    elif status == "no_bootstrap_draws":
+        caption = "no intervals (--bootstrap 0)"
+    else:
+        caption = f"no intervals: {describe_status(status)}"
     print_table(fit_table(result), title=title or f"{result.law_name}: {result.law.formula}", caption=caption)
     if quality:
         blank_line()
@@ -632,14 +638,14 @@ def _print_fit_tables(result: Any, *, title: str | None = None, quality: bool = 
 
 def _warn_quality(result: Any, fmt: Format) -> None:
     """Convergence and fit warnings on stderr (the table format prints them in the quality fields)."""
-    quality = result.quality
     if fmt is not Format.table:  # JSON carries these in "quality", the table prints them; CSV users get stderr
-        if not quality.get("converged", True):
-            warn(f"the fit did NOT converge: {quality.get('message', '')}")
-        for message in quality.get("warnings", []) or []:
-            warn(message)
-    elif not quality.get("converged", True):
-        warn("the fit did NOT converge (see fit quality above)")
+        for w in result.warnings:
+            warn(f"{w.code}: {w.message}")
+    elif not result.quality.get("converged", True):
+        warn(f"the fit did NOT converge ({result.convergence}; see fit quality above)")
+    status = result.interval_status
+    if status is not None and status != "no_bootstrap_draws":
+        warn(f"no intervals: {describe_status(status)}")
 
 
 def print_fit(
@@ -667,18 +673,20 @@ def print_fit(
 
 
 def _quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
+    from scaling.diagnostics import as_warnings
+
     failed = quality.get("bootstrap_failed_fraction")
+    status = quality.get("convergence") or ("converged" if quality.get("converged") else "not_converged")
     return [
         ("points", quality.get("n_points")),
         ("free parameters", quality.get("n_params_free")),
         ("RMSE of log residuals", quality.get("rmse_log")),
         ("objective", quality.get("objective")),
-        ("converged", "yes" if quality.get("converged") else "NO"),
-        ("convergence", quality.get("message", "")),
+        ("convergence", quality.get("message", "") or status),
         ("at a bound", list(quality.get("at_bound", []) or [])),
         ("bootstrap failed", "-" if failed is None else f"{float(failed):.1%}"),
         ("seconds", quality.get("seconds")),
-        ("warnings", list(quality.get("warnings", []) or [])),
+        ("warnings", [f"{w.code} ({w.severity}): {w.message}" for w in as_warnings(quality.get("warnings"))]),
     ]
 
 
@@ -731,12 +739,12 @@ def forecast_command(
         paired = parse_points(points, law)
         with _quiet_numerics():
             table = result.predict(ci=ci, grid=False, **paired)
-        _warn_no_intervals(table, result)
+        _note_intervals(table, result)
         caption = _ci_caption(result, ci)
         if law.name == "downstream":
             table, caption = _chained_task_loss(result, table, ci, fmt, caption)
-        elif fmt is Format.table and table[["lower", "upper"]].isna().all().all():
-            table = table.drop(columns=["lower", "upper"])
+        elif fmt is Format.table:
+            table = _interval_text(table)
         emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=caption)
         return
     given: dict[str, list[float]] = {}
@@ -760,14 +768,14 @@ def forecast_command(
         raise ScalingError(f"the grid has {size} points; at most 1000000")
     with _quiet_numerics():
         table = result.predict(ci=ci, grid=True, **{c: np.array(v) for c, v in given.items()})
-    _warn_no_intervals(table, result)
+    _note_intervals(table, result)
     caption = _ci_caption(result, ci)
     if law.name == "transfer":
         table, caption = _effective_data(table, fmt, caption)
     elif law.name == "downstream":
         table, caption = _chained_task_loss(result, table, ci, fmt, caption)
-    elif fmt is Format.table and table[["lower", "upper"]].isna().all().all():
-        table = table.drop(columns=["lower", "upper"])  # empty columns; JSON/CSV keep them for a stable schema
+    elif fmt is Format.table:  # "[lower, upper]" text per kind; JSON/CSV keep every column for a stable schema
+        table = _interval_text(table)
     emit(table, fmt, title=f"{_describe(fit, result)}: {law.formula}", caption=caption)
 
 
@@ -814,15 +822,64 @@ def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: 
 
     chained = chain_forecast(result, ci=ci, grid=False, N=table["N"].to_numpy(), D=table["D"].to_numpy())
     out = table.copy()
-    for c in ("task_loss", "task_loss_lower", "task_loss_upper"):
-        out.insert(len(out.columns) - 3, c, chained[c].to_numpy())
+    for c in ("task_loss", "task_loss_lower", "task_loss_upper"):  # before the accuracy's point
+        out.insert(int(out.columns.get_loc("point")), c, chained[c].to_numpy())
     if fmt is not Format.table:
         return out, caption
-    out = out.rename(columns={"point": "accuracy", "lower": "accuracy_lower", "upper": "accuracy_upper"})
+    where = _extrapolation_text(out)
+    out = out.rename(columns={"point": "accuracy", "conf_lower": "accuracy_lower", "conf_upper": "accuracy_upper"})
+    out = out.drop(columns=["pred_lower", "pred_upper", "extrap_decades", "extrap_distance", "warning", "extrapolation"])
+    out["extrapolation"] = where
+    out["interval_status"] = out.pop("interval_status")
     if out["accuracy_lower"].isna().all():
         return out.drop(columns=[c for c in out.columns if c.endswith(("_lower", "_upper"))]), caption
     out = _with_intervals(out, ["task_loss", "accuracy"])
-    return out, caption and caption.replace("lower/upper", "[lower, upper]") + " (both steps)"
+    return out, caption and caption + " ([lower, upper]: confidence intervals of both steps)"
+
+
+INTERVAL_COLUMNS = ("conf_lower", "conf_upper", "pred_lower", "pred_upper")
+
+
+def _interval_text(table: pd.DataFrame) -> pd.DataFrame:
+    """Forecast rows for people: ``confidence`` and ``prediction`` as ``[lower, upper]`` (``withheld`` when null),
+    and the extrapolation as ``far (3.7 decades)``."""
+    out = table.drop(columns=[*INTERVAL_COLUMNS, "extrap_decades", "extrap_distance", "warning"])
+    for kind, lo, hi in (("confidence", "conf_lower", "conf_upper"), ("prediction", "pred_lower", "pred_upper")):
+        out[kind] = [
+            "withheld" if not (np.isfinite(a) and np.isfinite(b)) else f"[{format_number(a)}, {format_number(b)}]"
+            for a, b in zip(table[lo].astype(float), table[hi].astype(float))
+        ]
+    out = out.drop(columns=["extrapolation", "interval_status"])
+    out["extrapolation"] = _extrapolation_text(table)
+    out["interval_status"] = table["interval_status"].to_numpy()
+    return out
+
+
+def _extrapolation_text(table: pd.DataFrame) -> list[str]:
+    """``inside``, ``near (0.64 decades)``, ``far (1.8 decades)``: the label with its distance."""
+    return [
+        label if label in ("inside", "unknown") else f"{label} ({d:.2g} decades)"
+        for label, d in zip(table["extrapolation"], table["extrap_decades"].astype(float))
+    ]
+
+
+def _note_intervals(table: pd.DataFrame, result: Any) -> None:
+    """On stderr: why intervals are withheld or limited, and a warning when a point extrapolates far."""
+    statuses = [s for s in pd.unique(table["interval_status"]) if s != "ok"]
+    for status in statuses:
+        if status == "no_bootstrap_draws":
+            note("no intervals: this fit carries no bootstrap draws")
+        elif status == "small_calibration":
+            note("small_calibration: the rollout backtest has too few points for this level; the prediction "
+                 "interval uses its largest error (below the conformal guarantee)")
+        elif status == "uncalibrated":
+            note("uncalibrated: too few sizes for a rollout backtest; the prediction interval is bootstrap plus "
+                 "residual noise only and does not cover misspecification")
+        else:
+            warn(f"no intervals: {describe_status(str(status))}")
+    far = table["warning"] == "extrapolating_far"
+    if far.any():
+        warn(far_message(float(table.loc[far, "extrap_decades"].max())))
 
 
 def parse_at(items: list[str], *, positive: bool = True) -> dict[str, list[float]]:
@@ -848,7 +905,7 @@ def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None) -> tu
 
     out = table.copy()
     for end in ("", "_lower", "_upper"):
-        d_t = table["point" if not end else end[1:]]
+        d_t = table["point" if not end else f"conf{end}"]
         out[f"D_E{end}"] = table["D_F"] + d_t
         out[f"multiplier{end}"] = data_multiplier(table["D_F"], d_t)
         out[f"f_T{end}"] = transfer_fraction(table["D_F"], d_t)
@@ -856,10 +913,11 @@ def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None) -> tu
     out = out[[*table.columns, *order, "f_T", "f_T_lower", "f_T_upper"]]
     if fmt is not Format.table:
         return out, caption
-    out = out.rename(columns={"point": "D_T", "lower": "D_T_lower", "upper": "D_T_upper"})
+    out = out.rename(columns={"point": "D_T", "conf_lower": "D_T_lower", "conf_upper": "D_T_upper"})
+    out = out.drop(columns=["pred_lower", "pred_upper", "extrap_decades", "extrap_distance"])
     out = _with_intervals(out, ["D_T", "D_E", "multiplier", "f_T"])
     note_ = "D_T: effective data transferred; D_E = D_F + D_T, the from-scratch data it is worth; multiplier = D_E/D_F"
-    return out, note_ + (f"; {caption.replace('lower/upper', '[lower, upper]')}" if caption else "")
+    return out, note_ + ("; [lower, upper]: confidence interval from the bootstrap draws" if caption else "")
 
 
 @app.command("optimal")
@@ -969,23 +1027,32 @@ def optimal_command(
     points = [dict(zip(held, combo)) for combo in itertools.product(*held.values())] if held else [None]
     with _quiet_numerics():
         table = pd.concat([result.optimal(np.array(values), ci=ci, at=p) for p in points], ignore_index=True)
-    _warn_no_intervals(table, result)
+    _note_intervals(table, result)
     if fmt is Format.table:  # one column per quantity, "value [lower, upper]": 13 numeric columns do not fit
         shown = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "epochs" in table.columns else [])
-        table = _with_intervals(table, shown)
+        pred = [
+            "withheld" if not (np.isfinite(a) and np.isfinite(b)) else f"[{format_number(a)}, {format_number(b)}]"
+            for a, b in zip(table["loss_pred_lower"].astype(float), table["loss_pred_upper"].astype(float))
+        ]
+        where = _extrapolation_text(table)
+        table = _with_intervals(table, shown, infix="_conf")
+        table = table.drop(columns=["loss_pred_lower", "loss_pred_upper", "extrap_decades", "extrap_distance", "warning"])
+        table.insert(table.columns.get_loc("loss") + 1, "loss_prediction", pred)
+        table["extrapolation"] = where
+        table["interval_status"] = table.pop("interval_status")
     caption = _ci_caption(result, ci)
     emit(
         table,
         fmt,
         title=f"{_describe(fit, result)}: compute-optimal allocation under C = 6ND",
-        caption=caption and caption.replace("lower/upper", "[lower, upper]"),
+        caption=caption and caption.replace("confidence =", "[lower, upper] = confidence interval,"),
     )
 
 
-def _with_intervals(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    out = table.drop(columns=[c for n in names for c in (f"{n}_lower", f"{n}_upper")])
+def _with_intervals(table: pd.DataFrame, names: list[str], infix: str = "") -> pd.DataFrame:
+    out = table.drop(columns=[c for n in names for c in (f"{n}{infix}_lower", f"{n}{infix}_upper")])
     for n in names:
-        lo, hi = table[f"{n}_lower"], table[f"{n}_upper"]
+        lo, hi = table[f"{n}{infix}_lower"], table[f"{n}{infix}_upper"]
         out[n] = [
             format_number(v) + ("" if np.isnan(a) else f" [{format_number(a)}, {format_number(b)}]")
             for v, a, b in zip(table[n], lo, hi)
@@ -998,15 +1065,12 @@ def _describe(name: str, result: Any) -> str:
 
 
 def _ci_caption(result: Any, ci: float | None) -> str | None:
-    if not len(result.draws):
+    if result.interval_status is not None:
         return None
-    return f"lower/upper: {(ci if ci is not None else result.ci):.0%} interval from {len(result.draws)} bootstrap draws"
-
-
-def _warn_no_intervals(table: pd.DataFrame, result: Any) -> None:
-    lower = [c for c in table.columns if str(c).endswith("lower")]
-    if lower and table[lower].isna().all().all():
-        note("no intervals: this fit carries no bootstrap draws")
+    level = f"{(ci if ci is not None else result.ci):.0%}"
+    return (f"{level} intervals: confidence = where the mean law lies ({len(result.draws)} bootstrap draws); "
+            f"prediction = where one new run lands (plus residual noise, widened by the fit's rollout backtest "
+            f"with the distance extrapolated): plan on the prediction interval")
 
 
 # ---------------------------------------------------------------------------------------------------------

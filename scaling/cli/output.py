@@ -20,6 +20,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from scaling.diagnostics import FitWarning
+
 
 class Format(str, enum.Enum):
     table = "table"
@@ -65,7 +67,9 @@ def format_number(value: Any, digits: int = 5) -> str:
 
 
 def to_jsonable(value: Any) -> Any:
-    """numpy/pandas values to plain JSON types; NaN and inf become None."""
+    """numpy/pandas values to plain JSON types; NaN and inf become None; a FitWarning becomes its dict."""
+    if isinstance(value, FitWarning):
+        return value.to_dict()
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, pd.DataFrame):

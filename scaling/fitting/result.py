@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from scaling import forecast
+from scaling.diagnostics import COLLAPSE_REL_WIDTH, FitWarning, as_warnings, describe_status, interval_status
 from scaling.laws.base import Law
 
 CORR_WARN = 0.95  # |correlation| between two exponents across draws above which they are called non-identifiable
@@ -67,7 +68,7 @@ class Fit:
         self.settings.setdefault("ci", 0.95)
         self.data_summary = dict(data_summary) if data_summary is not None else None
         self.quality = dict(quality or {})
-        self.quality.setdefault("warnings", [])
+        self.quality["warnings"] = as_warnings(self.quality.get("warnings"))
         self.meta = dict(meta or {})
         self.derived = dict(derived) if derived is not None else self.derived_values(self.params)
         self.intervals = {k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()}
@@ -89,6 +90,30 @@ class Fit:
     @property
     def param_def(self) -> str:
         return str(self.settings.get("param_def", "nonemb"))
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """The fit's warnings as :class:`~scaling.diagnostics.FitWarning` (code, severity, message)."""
+        return as_warnings(self.quality.get("warnings"))
+
+    @property
+    def convergence(self) -> str:
+        """``converged``, ``stalled`` or ``not_converged`` (older fit files: from their converged flag)."""
+        status = self.quality.get("convergence")
+        if status:
+            return str(status)
+        if "converged" not in self.quality:
+            return "not_fitted" if self.meta.get("kind") == "published" else "unknown"
+        return "converged" if self.quality.get("converged") else "not_converged"
+
+    @property
+    def interval_status(self) -> str | None:
+        """Why this fit's bootstrap intervals are withheld (a code such as ``no_uncertainty_information`` or
+        ``bootstrap_failed_94%``), or None when they carry information. See :mod:`scaling.diagnostics`."""
+        status = interval_status(self.quality, len(self.draws))
+        if status is None and self.quality.get("intervals_collapsed"):
+            return "interval_collapsed"
+        return status
 
     def __repr__(self) -> str:
         values = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
@@ -113,8 +138,13 @@ class Fit:
         return out
 
     def recompute_intervals(self) -> None:
-        """Percentile intervals at level ``ci`` from the draws, for parameters and derived quantities."""
-        if not len(self.draws):
+        """Percentile intervals at level ``ci`` from the draws, for parameters and derived quantities.
+
+        None are kept when the draws carry no information (:attr:`interval_status`): an interval printed from
+        3 surviving resamples of a 5-point, 5-parameter fit is a zero-width number that excludes its own point.
+        """
+        self.quality.pop("intervals_collapsed", None)
+        if not len(self.draws) or self.interval_status is not None:
             self.intervals = {}
             return
         ci = self.ci
@@ -122,17 +152,24 @@ class Fit:
         table = self.draws[list(self.law.param_names)].copy()
         derived = pd.DataFrame([self.derived_values(row) for row in table.to_dict("records")], index=table.index)
         table = pd.concat([table, derived], axis=1)
-        self.intervals = {}
+        intervals = {}
         for col in table.columns:
             v = table[col].to_numpy(dtype=float)
             v = v[np.isfinite(v)]
             if v.size:
                 lo, hi = np.quantile(v, q)
-                self.intervals[str(col)] = (float(lo), float(hi))
+                intervals[str(col)] = (float(lo), float(hi))
+        free = [n for n in self.law.param_names if n not in self.fixed and n not in self.tied and n in intervals]
+        if free and all(intervals[n][1] - intervals[n][0] <= COLLAPSE_REL_WIDTH * max(abs(self.params[n]), 1e-300)
+                        for n in free):
+            self.quality["intervals_collapsed"] = True
+            self.intervals = {}
+            return
+        self.intervals = intervals
 
-    def identifiability_warnings(self) -> list[str]:
+    def identifiability_warnings(self) -> list[FitWarning]:
         """Warnings for parameters the data do not pin down, judged on the bootstrap draws."""
-        out: list[str] = []
+        out: list[FitWarning] = []
         if len(self.draws) < 10:
             return out
         free = [p for p in self.law.params if p.name not in self.fixed and p.name not in self.tied]
@@ -142,10 +179,10 @@ class Fit:
             if np.std(x) > 0 and np.std(y) > 0:
                 r = float(np.corrcoef(x, y)[0, 1])
                 if abs(r) > CORR_WARN:
-                    out.append(
+                    out.append(FitWarning(
+                        "not_identifiable",
                         f"{a} and {b} are not separately identifiable: correlation {r:+.3f} across bootstrap draws "
-                        f"(they trade off; consider tie={{'{b}': '{a}'}} or more varied data)"
-                    )
+                        f"(they trade off; consider tie={{'{b}': '{a}'}} or more varied data)"))
         level = f"{round(100 * self.ci)}%"
         for p in free:
             if p.name not in self.intervals:
@@ -154,10 +191,12 @@ class Fit:
             value = self.params[p.name]
             if p.log_scale and lo > 0:
                 if hi / lo > FACTOR_WARN:
-                    out.append(f"{p.name} is poorly determined: its {level} interval spans a factor {hi / lo:.3g}")
+                    out.append(FitWarning("poorly_determined",
+                                          f"{p.name} is poorly determined: its {level} interval spans a factor {hi / lo:.3g}"))
             elif value != 0 and (hi - lo) / abs(value) > REL_WIDTH_WARN:
-                out.append(f"{p.name} is poorly determined: its {level} interval [{lo:.4g}, {hi:.4g}] is wider than "
-                           f"|{p.name}| = {abs(value):.4g}")
+                out.append(FitWarning("poorly_determined",
+                                      f"{p.name} is poorly determined: its {level} interval [{lo:.4g}, {hi:.4g}] is "
+                                      f"wider than |{p.name}| = {abs(value):.4g}"))
         return out
 
     # -- forecasts -----------------------------------------------------------------------------------------
@@ -202,14 +241,20 @@ class Fit:
             lines.append(f"    objective: {loss}{detail} = {q.get('objective'):.6g}")
             lines.append(f"    # data points = {q.get('n_points')}, # free params = {q.get('n_params_free')}")
             lines.append(f"    RMSE of {q.get('residual_space', 'log')} residuals = {q.get('rmse_log'):.4g}")
-            lines.append(f"    converged = {'yes' if q.get('converged') else 'NO'}: {q.get('message')}")
+            lines.append(f"    convergence = {q.get('message') or self.convergence}")
             if s.get("n_bootstrap"):
                 unit = f"groups of {s['group']!r}" if s.get("group") else "rows"
                 lines.append(f"    bootstrap: {s['n_bootstrap']} resamples over {unit} (seed {s.get('seed')}), "
                              f"{100 * (q.get('bootstrap_failed_fraction') or 0):.1f}% failed")
-        errors = self.standard_errors() if len(self.draws) > 1 else {}
-        lines.append(f"[[Variables]] (point, {level} interval, bootstrap standard error)" if self.intervals
-                     else "[[Variables]]")
+        status = self.interval_status
+        # standard errors from draws that carry no information would be as misleading as their intervals
+        errors = self.standard_errors() if len(self.draws) > 1 and status is None else {}
+        if self.intervals:
+            lines.append(f"[[Variables]] (point, {level} interval, bootstrap standard error)")
+        elif status is not None and status != "no_bootstrap_draws":
+            lines.append(f"[[Variables]] (no intervals: {describe_status(status)})")
+        else:
+            lines.append("[[Variables]]")
         width = max(len(n) for n in list(self.params) + list(self.derived) or ["x"])
         for name, value in self.params.items():
             note = ""
@@ -234,7 +279,7 @@ class Fit:
             lines.append(f"    {self.meta['notes']}")
         if q.get("warnings"):
             lines.append("[[Warnings]]")
-            lines.extend(f"    - {w}" for w in q["warnings"])
+            lines.extend(f"    - {w.code} ({w.severity}): {w.message}" for w in self.warnings)
         return "\n".join(lines)
 
     def _interval_text(self, name: str, errors: Mapping[str, float] | None = None) -> str:
@@ -269,9 +314,10 @@ class Fit:
 
     def standard_errors(self) -> dict[str, float]:
         """Bootstrap standard error of each free parameter and derived quantity: the standard deviation of its draws
-        (NaN without at least two draws). Fixed and tied parameters have none."""
+        (NaN without at least two draws, or when the draws carry no information: :attr:`interval_status`). Fixed
+        and tied parameters have none."""
         out: dict[str, float] = {}
-        draws = self.draws
+        draws = self.draws if self.interval_status is None else self.draws.iloc[:0]
         if len(draws) > 1 and self.derived and set(self.law.param_names) <= set(draws.columns):
             rows = draws[list(self.law.param_names)].astype(float).to_dict("records")
             draws = draws.join(pd.DataFrame([self.derived_values(r) for r in rows], index=draws.index), rsuffix="_")
@@ -290,6 +336,8 @@ class Fit:
         """
         free = [n for n in self.law.param_names if n not in self.fixed and n not in self.tied and n in self.draws]
         draws = self.draws[free].astype(float).dropna() if free else pd.DataFrame()
+        if self.interval_status is not None:  # draws without information (see interval_status)
+            draws = draws.iloc[:0]
         if len(draws) < 3:
             return pd.DataFrame(index=free, columns=free, dtype=float)
         return draws.corr()
