@@ -5,7 +5,9 @@ with the default prediction intervals: bootstrap plus residual noise, widened by
 calibration (scaling/conformal.py). The same fits give two baselines measured in the same run:
 
 - ``boot+noise``: the prediction interval without the rollout calibration (what ``backtest`` printed before it);
-- ``conf``: the confidence interval of the mean law (the bootstrap band ``Fit.predict`` used to return).
+- ``conf``: the confidence interval of the mean law (the bootstrap band ``Fit.predict`` used to return);
+- ``conformal alone``: the rollout-conformal interval log yhat +- q (1 + d / D0) without the hull with the
+  bootstrap-plus-noise interval (to see what the hull adds).
 
 Targets (issue 11): 80% intervals cover 75-90% and 95% intervals cover 90-98% of held-out points.
 
@@ -28,6 +30,7 @@ import pandas as pd
 
 import scaling
 from scaling.backtest import backtest, split
+from scaling.conformal import conformal_quantile, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -108,7 +111,7 @@ def _inside(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def run_case(tables: list[pd.DataFrame], law: str, holdout: str, n_bootstrap: int) -> dict:
-    hits = {k: [] for k in ("pred80", "pred95", "boot80", "boot95", "conf95")}
+    hits = {k: [] for k in ("pred80", "pred95", "boot80", "boot95", "conf95", "alone80", "alone95")}
     errors, statuses, decades = [], [], []
     for df in tables:
         result = backtest(df, [law], holdout, n_bootstrap=n_bootstrap, seed=0)
@@ -123,6 +126,10 @@ def run_case(tables: list[pd.DataFrame], law: str, holdout: str, n_bootstrap: in
             boot = plain.predict(ci=level, **inputs)
             hits[f"pred{tag}"].append(_inside(y, cal["pred_lower"].to_numpy(), cal["pred_upper"].to_numpy()))
             hits[f"boot{tag}"].append(_inside(y, boot["pred_lower"].to_numpy(), boot["pred_upper"].to_numpy()))
+            q, _ = conformal_quantile(fit.quality.get("calibration"), level)
+            half = q * spread(cal["extrap_decades"].to_numpy(float))
+            centre = np.log(cal["point"].to_numpy(float))
+            hits[f"alone{tag}"].append(_inside(np.log(y), centre - half, centre + half))
             if tag == "95":
                 hits["conf95"].append(_inside(y, cal["conf_lower"].to_numpy(), cal["conf_upper"].to_numpy()))
                 statuses.extend(cal["interval_status"])
@@ -157,19 +164,19 @@ def main() -> None:
 
     print()
     print("| case | law | hold-out | held-out points | RMSE log | max decades out | pred 80% | pred 95% "
-          "| boot+noise 80% | boot+noise 95% | conf 95% | status |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| boot+noise 80% | boot+noise 95% | conformal alone 80% | conformal alone 95% | conf 95% | status |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in table.to_dict("records"):
         print(f"| {r['case']} | {r['law']} | {r['holdout']} | {r['n']} | {r['rmse_log']:.4f} | {r['decades']:.2f} "
               f"| {pct(r['pred80'])} | {pct(r['pred95'])} | {pct(r['boot80'])} | {pct(r['boot95'])} "
-              f"| {pct(r['conf95'])} | {r['status']} |")
+              f"| {pct(r['alone80'])} | {pct(r['alone95'])} | {pct(r['conf95'])} | {r['status']} |")
     # pooled over cases, each case weighted equally (a case with 40 points should not drown one with 3)
     for col, lo, hi in (("pred80", 0.75, 0.90), ("pred95", 0.90, 0.98)):
         mean = float(table[col].mean())
         within = int(((table[col] >= lo) & (table[col] <= hi)).sum())
         print(f"\n{col}: mean over cases {pct(mean)} (target {pct(lo)}-{pct(hi)}); {within} of {len(table)} cases "
               f"within the target; below it: {int((table[col] < lo).sum())}, above it: {int((table[col] > hi).sum())}")
-    for col in ("boot80", "boot95", "conf95"):
+    for col in ("boot80", "boot95", "alone80", "alone95", "conf95"):
         print(f"baseline {col}: mean over cases {pct(float(table[col].mean()))}")
 
 

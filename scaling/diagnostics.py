@@ -99,19 +99,27 @@ def interval_status(quality: Mapping[str, Any], n_draws: int) -> str | None:
     - ``bootstrap_failed_NN%``: at least ``BOOTSTRAP_FAIL_MAX`` of the resamples failed;
     - ``no_bootstrap_draws``: the fit has no draws (``--bootstrap 0``, published laws).
     """
-    n_free = quality.get("n_params_free")
-    n_distinct = quality.get("n_distinct_points", quality.get("n_points"))
-    if n_free is not None and n_distinct is not None and int(n_distinct) <= int(n_free):
+    # quality is free-form in a fit file: a value of the wrong type is ignored here, never an exception
+    n_free = _number(quality.get("n_params_free"))
+    n_distinct = _number(quality.get("n_distinct_points", quality.get("n_points")))
+    if n_free is not None and n_distinct is not None and n_distinct <= n_free:
         return "no_uncertainty_information"
-    codes = {w.code for w in as_warnings(quality.get("warnings"))}
+    warnings = quality.get("warnings")
+    codes = {w.code for w in as_warnings(warnings if isinstance(warnings, (list, tuple)) else [])}
     if "interpolating_fit" in codes:  # older files without n_distinct_points
         return "no_uncertainty_information"
-    failed = quality.get("bootstrap_failed_fraction")
-    if failed is not None and float(failed) >= BOOTSTRAP_FAIL_MAX:
-        return f"bootstrap_failed_{round(100 * float(failed))}%"
+    failed = _number(quality.get("bootstrap_failed_fraction"))
+    if failed is not None and failed >= BOOTSTRAP_FAIL_MAX:
+        return f"bootstrap_failed_{round(100 * failed)}%"
     if n_draws == 0:
         return "no_bootstrap_draws"
     return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 def describe_status(status: str) -> str:

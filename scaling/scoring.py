@@ -36,7 +36,9 @@ def _inputs_table(fit: Fit, rows: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def predict_rows(fit: Fit, rows: pd.DataFrame, *, mapping: Mapping[str, str] | None = None, ci: float | None = None,
                  source: str = "rows") -> pd.DataFrame:
-    """The rows, as given, with ``prediction``, ``prediction_lower`` and ``prediction_upper`` columns appended.
+    """The rows, as given, with ``prediction``, ``prediction_lower``/``prediction_upper`` (the confidence interval of
+    the mean law), ``pred_lower``/``pred_upper`` (the prediction interval for one new run) and ``interval_status``
+    appended (docs/fitting.md, "Which interval").
 
     ``mapping`` names the columns holding the law's inputs (``{"N": "params"}``); the rows keep their own names.
     """
@@ -44,7 +46,8 @@ def predict_rows(fit: Fit, rows: pd.DataFrame, *, mapping: Mapping[str, str] | N
     inputs = {c: checked[c].to_numpy(dtype=float) for c in fit.law.inputs}
     table = fit.predict(ci=ci, **inputs)
     out = rows.copy()
-    for name, col in (("prediction", "point"), ("prediction_lower", "lower"), ("prediction_upper", "upper")):
+    for name, col in (("prediction", "point"), ("prediction_lower", "conf_lower"), ("prediction_upper", "conf_upper"),
+                      ("pred_lower", "pred_lower"), ("pred_upper", "pred_upper"), ("interval_status", "interval_status")):
         if name in out.columns:
             raise ScalingError(f"{source}: already has a column {name!r}; rename it before predicting")
         out[name] = table[col].to_numpy()

@@ -155,7 +155,7 @@ def test_fit_file_round_trips_and_forecasts_from_cli(capsys, cli_fit):
     row = json.loads(out)[0]
     want = fit.predict(N=7e10, D=1.4e12).iloc[0]
     assert row["point"] == pytest.approx(want["point"], rel=1e-12)
-    assert row["lower"] < row["point"] < row["upper"]
+    assert row["conf_lower"] < row["point"] < row["conf_upper"]
 
 
 def test_fit_file_forecasts_over_http(cli_fit):
@@ -170,7 +170,7 @@ def test_fit_file_forecasts_over_http(cli_fit):
     want = load_fit(cli_fit).predict(N=7e10, D=1.4e12).iloc[0]
     assert body["law"] == "formula" and body["output"] == "loss"
     assert body["predictions"][0]["point"] == pytest.approx(want["point"], rel=1e-12)
-    assert body["predictions"][0]["lower"] == pytest.approx(want["lower"], rel=1e-12)
+    assert body["predictions"][0]["conf_lower"] == pytest.approx(want["conf_lower"], rel=1e-12)
     assert client.get("/fits/mine").json()["formula"] == CHINCHILLA
 
 
@@ -211,7 +211,7 @@ def test_script_law_with_formula_saves_and_reloads(tmp_path):
     back = load_fit(path)
     assert back.law.name == "my-chinchilla"
     a, b = fit.predict(N=[1e9, 1e11], D=[1e10, 1e12]), back.predict(N=[1e9, 1e11], D=[1e10, 1e12])
-    np.testing.assert_allclose(a[["point", "lower", "upper"]], b[["point", "lower", "upper"]], rtol=1e-12)
+    np.testing.assert_allclose(a[["point", "conf_lower", "conf_upper"]], b[["point", "conf_lower", "conf_upper"]], rtol=1e-12)
 
 
 def test_script_law_without_a_usable_formula_is_refused_clearly(tmp_path):

@@ -450,7 +450,7 @@ def test_usable_fits_still_answer_beside_the_bad_ones(hostile):
     r = hostile.post("/fits/drawn/forecast", json={"inputs": {"N": 7e10, "D": 1.4e12}})
     assert r.status_code == 200, r.text
     (p,) = r.json()["predictions"]
-    assert p["lower"] <= p["point"] <= p["upper"] and 1.5 < p["point"] < 3
+    assert p["conf_lower"] <= p["point"] <= p["conf_upper"] and 1.5 < p["point"] < 3
     assert hostile.get("/fits/odd-quality").json()["quality"]["n_points"] == "many"  # shown as stored
 
 

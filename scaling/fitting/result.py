@@ -68,7 +68,8 @@ class Fit:
         self.settings.setdefault("ci", 0.95)
         self.data_summary = dict(data_summary) if data_summary is not None else None
         self.quality = dict(quality or {})
-        self.quality["warnings"] = as_warnings(self.quality.get("warnings"))
+        raw = self.quality.get("warnings")
+        self.quality["warnings"] = as_warnings(raw if isinstance(raw, (list, tuple)) else [])
         self.meta = dict(meta or {})
         self.derived = dict(derived) if derived is not None else self.derived_values(self.params)
         self.intervals = {k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()}
@@ -100,7 +101,7 @@ class Fit:
     def convergence(self) -> str:
         """``converged``, ``stalled`` or ``not_converged`` (older fit files: from their converged flag)."""
         status = self.quality.get("convergence")
-        if status:
+        if status in ("converged", "stalled", "not_converged"):
             return str(status)
         if "converged" not in self.quality:
             return "not_fitted" if self.meta.get("kind") == "published" else "unknown"
