@@ -85,8 +85,8 @@ def rollout_errors(df: pd.DataFrame, law: Any, fit_kwargs: Mapping[str, Any], n_
             continue  # an interpolating cut fit predicts nothing about errors
         try:
             cut = LawFitter(law, **kwargs).fit(train, source="rollout cut")
-        except ScalingError:
-            continue
+        except (ScalingError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+            continue  # a cut the law cannot be fitted to says nothing about its errors; the others still do
         q = cut.quality
         n, p = q["n_points"], q["n_params_free"]
         sigma = float(q["rmse_log"]) * math.sqrt(n / (n - p)) if n > p else math.nan

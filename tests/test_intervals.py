@@ -7,6 +7,7 @@ quintile; the CLI cases run through :func:`scaling.cli.main`, the same entry poi
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def test_five_point_chinchilla_prints_no_numeric_interval(tmp_path, capsys):
     code, out, err = run(capsys, "forecast", str(out_fit), "--N", "7e10", "--D", "1.4e12")
     assert code == 0, err
     assert "no_uncertainty_information" in out + err
-    assert "[" not in out.split("interval")[0] or "conf_lower" not in out  # no bracketed numeric interval
+    row_line = next(line for line in out.splitlines() if "7e+10" in line)
+    assert row_line.count("withheld") == 2 and "[" not in row_line  # no bracketed numeric interval
 
 
 @needs_epoch
@@ -158,3 +160,82 @@ def test_converged_flag_matches_status_on_a_real_fit():
     assert fit.quality["convergence"] in ("converged", "stalled", "not_converged")
     assert fit.quality["converged"] == (fit.quality["convergence"] == "converged")
     assert fit.quality["message"].startswith(fit.quality["convergence"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Confidence vs prediction intervals, extrapolation, rollout calibration
+
+
+@pytest.fixture(scope="module")
+def noisy_fit():
+    return scaling.fit(synthetic(noise=0.01), law="chinchilla", n_bootstrap=30)
+
+
+def test_far_extrapolation_is_said_through_the_cli(tmp_path, capsys):
+    synthetic(tmp_path / "syn.csv")
+    out_fit = tmp_path / "syn.json"
+    code, _, err = run(capsys, "fit", str(tmp_path / "syn.csv"), "--law", "chinchilla", "-b", "20", "-o", str(out_fit))
+    assert code == 0, err
+    code, out, err = run(capsys, "forecast", str(out_fit), "--points", "N=1e8,D=2e9", "--points", "N=1e12,D=1e14",
+                         "-f", "json")
+    assert code == 0, err
+    near, far = json.loads(out)
+    assert near["extrapolation"] == "inside" and near["extrap_decades"] == 0 and near["warning"] == ""
+    assert far["extrapolation"] == "far" and far["extrap_decades"] > 3 and far["warning"] == "extrapolating_far"
+    assert far["extrap_distance"] > near["extrap_distance"]
+    assert "extrapolating_far" in err and "decades outside the fitted range" in err
+    code, out, err = run(capsys, "forecast", str(out_fit), "--N", "1e12", "--D", "1e14")
+    assert code == 0 and "far (" in out and "extrapolating_far" in err
+
+
+def test_prediction_intervals_are_wider_than_confidence_intervals(noisy_fit):
+    out = noisy_fit.predict(N=[1e8, 1e9, 1e11], D=[2e9, 2e10, 2e12])
+    assert (out["pred_lower"] < out["conf_lower"]).all() and (out["conf_upper"] < out["pred_upper"]).all()
+    assert (out["conf_lower"] < out["point"]).all() and (out["point"] < out["conf_upper"]).all()
+    # the calibration term grows with the distance extrapolated: relative width grows from inside to far
+    rel = (out["pred_upper"] - out["pred_lower"]) / out["point"]
+    assert rel.iloc[2] > 2 * rel.iloc[0]
+
+
+def test_rollout_calibration_is_recorded_and_widens_far_forecasts(noisy_fit):
+    cal = noisy_fit.quality["calibration"]
+    assert cal["axis"] == "N" and len(cal["cuts"]) == 4
+    assert len(cal["abs_error"]) == len(cal["decades"]) == sum(c["n_test"] for c in cal["cuts"])
+    assert all(d > 0 for d in cal["decades"])  # each cut predicts sizes above its training range
+    plain = copy.copy(noisy_fit)
+    plain.quality = {**noisy_fit.quality, "calibration": None}
+    far = {"N": 1e11, "D": 2e12}
+    calibrated, uncalibrated = noisy_fit.predict(**far).iloc[0], plain.predict(**far).iloc[0]
+    assert uncalibrated["interval_status"] == "uncalibrated"
+    assert calibrated["interval_status"] in ("ok", "small_calibration")
+    assert calibrated["pred_upper"] - calibrated["pred_lower"] > uncalibrated["pred_upper"] - uncalibrated["pred_lower"]
+
+
+def test_optimal_carries_the_prediction_interval_of_the_loss(noisy_fit):
+    row = noisy_fit.optimal([1e19, 1e23]).iloc[1]
+    assert row["loss_pred_lower"] < row["loss_conf_lower"] < row["loss"] < row["loss_conf_upper"] < row["loss_pred_upper"]
+    assert row["extrapolation"] == "far" and row["warning"] == "extrapolating_far"
+
+
+def test_service_forecast_names_both_intervals_and_structured_warnings(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from scaling.serve import create_app
+
+    five = scaling.fit(synthetic().head(5), law="chinchilla", n_bootstrap=10)
+    five.save(tmp_path / "five.json")
+    scaling.fit(synthetic(), law="chinchilla", n_bootstrap=20).save(tmp_path / "ok.json")
+    client = TestClient(create_app(tmp_path))
+    body = client.post("/fits/ok/forecast", json={"inputs": {"N": 1e12, "D": 1e14}}).json()
+    (p,) = body["predictions"]
+    assert p["pred_lower"] < p["conf_lower"] < p["point"] < p["conf_upper"] < p["pred_upper"]
+    assert p["extrapolation"]["label"] == "far"
+    assert [w["code"] for w in p["warnings"]] == ["extrapolating_far"]
+    body = client.post("/fits/five/forecast", json={"inputs": {"N": 1e8, "D": 1e9}}).json()
+    (p,) = body["predictions"]
+    assert p["interval_status"] == "no_uncertainty_information"
+    assert p["conf_lower"] is None and p["pred_upper"] is None
+    assert "interval_withheld" in [w["code"] for w in p["warnings"]]
+    assert "interpolating_fit" in [w["code"] for w in body["fit_warnings"]]
+    listed = {f["name"]: f for f in client.get("/fits").json()["fits"]}
+    assert listed["five"]["interval_status"] == "no_uncertainty_information"
