@@ -907,7 +907,7 @@ class LawFitter:
             return None
         kwargs = {"loss": self.loss, "delta": self.delta, "fix": self.fix, "tie": self.tie, "bounds": self.bounds,
                   "group": None, "param_def": self.param_def, "n_refine": self.n_refine, "reduction": self.reduction,
-                  "optimizer_options": self.optimizer_options}
+                  "optimizer_options": self.optimizer_options, "method": self.method, "asymmetry": self.asymmetry}
         return rollout_errors(df, law, kwargs, n_cuts, n_free)
 
     # -- fitting -------------------------------------------------------------------------------------------------
