@@ -325,3 +325,24 @@ def test_other_local_optima_are_distinct_in_objective_not_only_in_theta():
     values = sorted(obj.value(x) for x in others)
     assert values and values[0] > best.fun
     assert all(b - a > 1e-6 * a for a, b in zip(values, values[1:]))
+
+
+def test_large_tables_bootstrap_m_out_of_n_matches_the_full_bootstrap(monkeypatch):
+    # m-out-of-n (BOOTSTRAP_UNITS): resamples of m units refitted on their rows, deviations scaled by sqrt(m/n).
+    # Its standard errors must match the full bootstrap's on the same table (here n = 6000 rows, m = 600).
+    import scaling.estimate as estimate
+
+    rng = np.random.default_rng(7)
+    n = 6000
+    N, D = np.exp(rng.uniform(np.log(1e6), np.log(1e9), n)), np.exp(rng.uniform(np.log(1e8), np.log(1e11), n))
+    loss = (1.8 + 400 / N**0.34 + 410 / D**0.28) * np.exp(rng.normal(0, 0.02, n))
+    df = pd.DataFrame({"N": N, "D": D, "loss": loss})
+    full = LawFitter("chinchilla", n_bootstrap=40, group=None, seed=1).fit(df)
+    monkeypatch.setattr(estimate, "BOOTSTRAP_UNITS", 600)
+    sub = LawFitter("chinchilla", n_bootstrap=40, group=None, seed=1).fit(df)
+    assert sub.settings["bootstrap_units_per_resample"] == 600 and full.settings["bootstrap_units_per_resample"] is None
+    for name in ("alpha", "beta"):
+        ratio = sub.draws[name].std() / full.draws[name].std()
+        assert 0.6 < ratio < 1.6, (name, ratio)
+    assert sub.params == full.params  # the point fit does not change
+    assert "m-out-of-n" in sub.summary()

@@ -245,6 +245,8 @@ class Fit:
             lines.append(f"    convergence = {q.get('message') or self.convergence}")
             if s.get("n_bootstrap"):
                 unit = f"groups of {s['group']!r}" if s.get("group") else "rows"
+                if s.get("bootstrap_units_per_resample"):
+                    unit += f", {s['bootstrap_units_per_resample']} drawn per resample (m-out-of-n, rescaled)"
                 lines.append(f"    bootstrap: {s['n_bootstrap']} resamples over {unit} (seed {s.get('seed')}), "
                              f"{100 * (q.get('bootstrap_failed_fraction') or 0):.1f}% failed")
         status = self.interval_status
@@ -321,7 +323,8 @@ class Fit:
         draws = self.draws if self.interval_status is None else self.draws.iloc[:0]
         if len(draws) > 1 and self.derived and set(self.law.param_names) <= set(draws.columns):
             rows = draws[list(self.law.param_names)].astype(float).to_dict("records")
-            draws = draws.join(pd.DataFrame([self.derived_values(r) for r in rows], index=draws.index), rsuffix="_")
+            derived = pd.DataFrame([self.derived_values(r) for r in rows], index=draws.index)
+            draws = pd.concat([draws, derived[[c for c in derived.columns if c not in draws.columns]]], axis=1)
         names = [n for n in self.params if n not in self.fixed and n not in self.tied] + list(self.derived)
         for name in names:
             values = draws[name].to_numpy(float) if name in draws.columns else np.array([])
