@@ -5,8 +5,9 @@ the law's *shape* is, and a misspecified law that misses a larger model by 10% c
 know is the data itself: fit on the smaller sizes, predict the next size up, and look at the out-of-sample errors.
 
 Method (docs/fitting.md). Along the fit's size axis (N when the law has it, else its one input), the distinct values
-are split into ``n_cuts`` blocks from the top; cut k fits the law on every row below block k (point estimate only,
-no bootstrap, a reduced multi-start) and predicts the rows of block k. Each predicted row i gives
+are split into up to ``n_cuts`` blocks from the top, each with at least half of the values below it; cut k fits the
+law on every row below block k (point estimate only, no bootstrap, a reduced multi-start) and predicts the rows of
+block k. Each predicted row i gives
 
     e_i = |residual_i|           (log space: |log y_i - log yhat_i|; linear for a linear-space law)
     d_i = decades outside the cut's training range (N, D, C; scaling.extrapolation)
@@ -52,9 +53,12 @@ def axis_of(inputs: tuple[str, ...]) -> str:
 
 
 def _cut_blocks(values: np.ndarray, n_cuts: int, min_train: int) -> list[tuple[float, float]]:
-    """(first, last) axis values of each held-out block, top block first; at least ``min_train`` values below."""
+    """(first, last) axis values of each held-out block, top block first; below each block at least ``min_train``
+    values and at least half of them: a cut fitted on far fewer sizes than the full fit misses by more than the full
+    fit will (on 8-size synthetic ladders, cuts on 2-3 sizes made the 95% intervals cover 100% instead of ~95%)."""
     distinct = np.unique(values)
     m = len(distinct)
+    min_train = max(min_train, math.ceil(m / 2))
     block = max(1, int(round(m / 10)))  # a ladder of <= 14 sizes: one size per cut; a dense table: ~10% of them
     out = []
     for k in range(n_cuts):

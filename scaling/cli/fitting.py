@@ -771,7 +771,7 @@ def forecast_command(
     _note_intervals(table, result)
     caption = _ci_caption(result, ci)
     if law.name == "transfer":
-        table, caption = _effective_data(table, fmt, caption)
+        table, caption = _effective_data(table, fmt, caption, result, ci)
     elif law.name == "downstream":
         table, caption = _chained_task_loss(result, table, ci, fmt, caption)
     elif fmt is Format.table:  # "[lower, upper]" text per kind; JSON/CSV keep every column for a stable schema
@@ -897,7 +897,8 @@ def parse_at(items: list[str], *, positive: bool = True) -> dict[str, list[float
     return given
 
 
-def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None) -> tuple[pd.DataFrame, str | None]:
+def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None, result: Any = None,
+                    ci: float | None = None) -> tuple[pd.DataFrame, str | None]:
     """A transfer forecast also answers "how much data is that worth": D_E = D_F + D_T, the multiplier D_E/D_F
     and f_T = D_T/D_E, each with the interval of D_T mapped through it (all three increase with D_T > 0, so the
     quantiles map exactly)."""
@@ -913,11 +914,17 @@ def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None) -> tu
     out = out[[*table.columns, *order, "f_T", "f_T_lower", "f_T_upper"]]
     if fmt is not Format.table:
         return out, caption
+    where = _extrapolation_text(out)
     out = out.rename(columns={"point": "D_T", "conf_lower": "D_T_lower", "conf_upper": "D_T_upper"})
-    out = out.drop(columns=["pred_lower", "pred_upper", "extrap_decades", "extrap_distance"])
+    out = out.drop(columns=["pred_lower", "pred_upper", "extrap_decades", "extrap_distance", "warning", "extrapolation"])
     out = _with_intervals(out, ["D_T", "D_E", "multiplier", "f_T"])
+    out["extrapolation"] = where
+    out["interval_status"] = out.pop("interval_status")
     note_ = "D_T: effective data transferred; D_E = D_F + D_T, the from-scratch data it is worth; multiplier = D_E/D_F"
-    return out, note_ + ("; [lower, upper]: confidence interval from the bootstrap draws" if caption else "")
+    if not caption or result is None:
+        return out, note_
+    level = ci if ci is not None else result.ci
+    return out, note_ + f"; [lower, upper]: {level:.0%} interval from {len(result.draws)} bootstrap draws (confidence)"
 
 
 @app.command("optimal")
