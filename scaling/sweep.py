@@ -124,7 +124,7 @@ class Launch(_Strict):
         None, description="`--mixed_precision` (unset: the accelerate config decides)"
     )
     config_file: str | None = Field(None, description="`accelerate launch --config_file` (unset: accelerate's default config)")
-    threads: int = Field(1, ge=1, description="torch threads per process (CPU-BUDGET.md: 1 per run on CPU)")
+    threads: int = Field(1, ge=1, description="torch threads per process (1 per run on CPU: two one-thread runs use 2 cores better than one two-thread run)")
     accelerate_args: list[str] = Field(default_factory=list, description="extra `accelerate launch` arguments")
 
 
@@ -671,22 +671,21 @@ class Throughput:
     """Training speed model: seconds = FLOPs / rate(FLOPs per token) + fixed costs.
 
     Tiny models are overhead-bound, so the FLOP rate grows with the work per token. The default curve,
-    ``rate = r0 * (flops_per_token / 1e6) ** p`` per thread, is fitted to the one-thread fp32 figures of
-    CPU-BUDGET.md (1.2e4 params: ~100k tokens/s; 2e5: ~20k; 1e6: ~6k; 4.7e6: ~2k); ``measure`` replaces it with
-    speeds measured on this machine (``scaling sweep plan --measure``).
+    ``rate = r0 * (flops_per_token / 1e6) ** p`` per thread, is fitted to the project's one-thread fp32 CPU
+    measurements (1.2e4 params: ~100k tokens/s; 2e5: ~20k; 1e6: ~6k; 4.7e6: ~2k; docs/sweeps.md).
     """
 
     r0: float = 2.3e10  # FLOP/s at 1e6 FLOPs per token, one thread
     p: float = 0.33
-    startup_s: float = 6.0  # python + torch + transformers import, corpus load (CPU-BUDGET.md: ~5 s)
-    source: str = "CPU-BUDGET.md one-thread fp32 figures"
+    startup_s: float = 6.0  # python + torch + transformers import, corpus load (measured: ~5 s)
+    source: str = "one-thread fp32 CPU measurements; docs/sweeps.md"  # printed to users: name a page they have
 
     @classmethod
     def default(cls) -> Throughput:
         return cls()
 
     def rate(self, flops_per_token: float, threads: int = 1) -> float:
-        # Two threads give ~1.3x one thread for these sizes (CPU-BUDGET.md); more threads assumed no better.
+        # Two threads give ~1.3x one thread for these sizes (measured); more threads assumed no better.
         speedup = 1.0 if threads <= 1 else 1.3
         return self.r0 * (flops_per_token / 1e6) ** self.p * speedup
 

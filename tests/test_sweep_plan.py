@@ -278,3 +278,15 @@ def test_cli_plan_bad_input_is_one_line(tmp_path, capsys):
     code, out, err = run_cli(["sweep", "plan", str(bad)], capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and "unknown grid axis 'tokenz'" in err
+
+
+def test_time_estimate_caption_names_only_pages_in_the_repository():
+    """The plan's caption says where its speed figures come from; a page it names must ship with the project."""
+    import re
+
+    from scaling.sweep import Throughput
+
+    source = Throughput.default().source
+    pages = re.findall(r"[\w./-]+\.md", source)
+    assert pages, source
+    assert all((REPO / page).is_file() for page in pages), source
