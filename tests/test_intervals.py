@@ -240,3 +240,15 @@ def test_service_forecast_names_both_intervals_and_structured_warnings(tmp_path)
     assert "interpolating_fit" in [w["code"] for w in body["fit_warnings"]]
     listed = {f["name"]: f for f in client.get("/fits").json()["fits"]}
     assert listed["five"]["interval_status"] == "no_uncertainty_information"
+
+
+def test_report_says_why_intervals_are_withheld(tmp_path):
+    from scaling.report import build_report
+
+    table = synthetic()
+    five = scaling.fit(table.head(5), law="chinchilla", n_bootstrap=10)
+    ok = scaling.fit(table, law="chinchilla", n_bootstrap=10)
+    html = build_report(table, [("five", five), ("ok", ok)], out_dir=tmp_path / "r", run_backtest=False).read_text()
+    assert "no intervals: no_uncertainty_information" in html
+    assert "interpolating_fit (error)" in html
+    assert "prediction interval" in html and "confidence band" in html
