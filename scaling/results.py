@@ -131,6 +131,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if head[:1] in (b"{", b"["):  # pandas would read a JSON document as a strange one-row CSV
         raise ScalingError(f"{path}: looks like JSON, not a CSV table (a fit file? use scaling forecast)")
+    _check_first_row(path, sep)
     try:
         df = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
@@ -164,20 +165,35 @@ def _parser_error(exc: Exception) -> str:
     return f"not a readable CSV file ({text.removeprefix('Error tokenizing data. C error: ')})"
 
 
+def _check_first_row(path: Path, sep: str) -> None:
+    """A first data row wider than the header, found before pandas reads it: pandas would make the extra leading
+    fields a MultiIndex, built in quadratic time (a 6 MB single line took minutes), before _check_shape sees it."""
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for _, r in zip(range(2), (r for r in csv.reader(fh, delimiter=sep) if r))]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # pandas reports these
+    if len(rows) == 2 and len(rows[1]) > len(rows[0]):
+        _refuse_wide_first_row(path, sep, len(rows[0]))
+
+
+def _refuse_wide_first_row(path: Path, sep: str, width: int) -> None:
+    counts = _field_counts(path, sep)
+    if counts and counts[0] > width:
+        if all(c == counts[0] for c in counts[1:]):
+            raise ScalingError(
+                f"{path}: every row has {counts[0]} fields but the header has {width} "
+                f"(a trailing {'tab' if sep == chr(9) else 'comma'} on each row?); remove it"
+            )
+        raise ScalingError(f"{path}: line 2 has {counts[0]} fields but the header has {width}")
+
+
 def _check_shape(df: pd.DataFrame, path: Path, sep: str) -> None:
     """Refuse what pandas reads silently but wrongly: a repeated column name, extra fields on the first row."""
     if not df.index.equals(pd.RangeIndex(len(df))):
         # The first data row has more fields than the header: pandas takes the first column(s) as row labels and
         # shifts every column (N's values under D, ...). Nearly always a delimiter at the end of each row.
-        counts = _field_counts(path, sep)
-        width = len(df.columns)
-        if counts and counts[0] > width:
-            if all(c == counts[0] for c in counts[1:]):
-                raise ScalingError(
-                    f"{path}: every row has {counts[0]} fields but the header has {width} "
-                    f"(a trailing {'tab' if sep == chr(9) else 'comma'} on each row?); remove it"
-                )
-            raise ScalingError(f"{path}: line 2 has {counts[0]} fields but the header has {width}")
+        _refuse_wide_first_row(path, sep, len(df.columns))
     if any(re.search(r"\.\d+$", str(c)) for c in df.columns):  # pandas renames a repeated "N" to "N.1"
         header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
         seen: set[str] = set()

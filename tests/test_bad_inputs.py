@@ -99,6 +99,8 @@ CASES = [
       files={"r.csv": TABLE.replace("\n", ",7\n", 2).replace(",7\n", "\n", 1)}),
     C("fit-trailing-comma", ["fit", "r.csv"], "r.csv: every row has 4 fields but the header has 3", "trailing comma",
       files={"r.csv": "N,D,loss\n" + "".join(line + ",\n" for line in TABLE.splitlines()[1:])}),
+    C("fit-huge-single-line", ["fit", "r.csv"], "r.csv: every row has 3000001 fields but the header has 3",
+      files={"r.csv": "N,D,loss\n" + "1," * 3_000_000 + "1\n"}),  # pandas took minutes on its row index
     C("fit-text-cell", ["fit", "r.csv"], "r.csv: line 3, column 'loss' is 'two', not a number",
       files={"r.csv": TABLE.replace(TABLE.splitlines()[2].split(",")[2], "two", 1)}),
     C("fit-nan-cell", ["fit", "r.csv"], "line 2, column 'loss' is 'nan', not a finite number",
@@ -371,3 +373,12 @@ def test_output_problem_refuses_devices_without_writing():
     """``-o /dev/null`` (run as root it would replace the device) is checked without writing anything."""
     assert "character device" in output_problem(Path("/dev/null"))
     assert output_problem(Path("/nonexistent-folder/x.json")) is None
+
+
+def test_derived_values_of_a_degenerate_draw_are_nan_not_a_crash():
+    """A bootstrap draw with alpha = beta = 0 (a noisy table; found by a quoted cell '"1e7\\n"' with a loss far off)
+    made ``scaling fit`` end in a ZeroDivisionError traceback from the closed-form optimum."""
+    fit = load_fit(REPO / "fits" / "chinchilla.json")
+    values = fit.derived_values({"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.0, "beta": 0.0})
+    assert set(values) >= {"a", "b", "tokens_per_param"}
+    assert all(v != v for v in values.values())  # all NaN

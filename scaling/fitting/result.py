@@ -133,9 +133,12 @@ class Fit:
                 out[name] = math.nan
         ref = self.settings.get("ref_compute")
         if self.law.optimal is not None and ref:
-            with np.errstate(all="ignore"):
-                n_opt, d_opt = self.law.optimal(params, np.asarray(float(ref)))
-                out["tokens_per_param"] = float(np.asarray(d_opt) / np.asarray(n_opt))
+            try:  # a bootstrap draw with alpha = beta = 0 divides a Python float by zero (no errstate for those)
+                with np.errstate(all="ignore"):
+                    n_opt, d_opt = self.law.optimal(params, np.asarray(float(ref)))
+                    out["tokens_per_param"] = float(np.asarray(d_opt) / np.asarray(n_opt))
+            except (ArithmeticError, ValueError):
+                out["tokens_per_param"] = math.nan
         return out
 
     def recompute_intervals(self) -> None:
