@@ -32,7 +32,7 @@ TRAINER_COLUMNS: dict[str, str] = {
     "n_head": "attention heads",
     "d_ff": "MLP hidden width",
     "vocab_size": "vocabulary size (embedding rows)",
-    "tokenizer": "bytes or bpe-<vocab>",
+    "tokenizer": "bytes, bpe-<vocab>, or a pretrained tokenizer as the config names it (hf:NAME, tokenizer.json)",
     "corpus": "training corpus",
     "bits_per_byte": "held-out loss in bits per UTF-8 byte of text (comparable across tokenizers)",
     "train_loss": "mean training loss over the steps since the previous evaluation (nats/token)",
