@@ -73,7 +73,8 @@ def leave_largest_out(data: pd.DataFrame, law: str = LAW, *, n_bootstrap: int = 
     The check Alabdulmohsin et al. 2022 (arXiv 2209.06640) ask for: a law is judged by how it extrapolates, not by its
     in-sample fit. It is :func:`scaling.backtest.backtest` with ``holdout="largest-N"``; this adds the largest
     error next to the mean. Returns ``{"N": held-out size, "n_train": points fitted, "table": per-point frame,
-    "mean_abs_rel_error", "max_abs_rel_error", "coverage_95"}``.
+    "mean_abs_rel_error", "max_abs_rel_error", "coverage_95", "notes"}`` (coverage is NaN when the backtest withheld
+    the intervals; ``notes`` says why).
     """
     from scaling.backtest import backtest
 
@@ -92,7 +93,7 @@ def leave_largest_out(data: pd.DataFrame, law: str = LAW, *, n_bootstrap: int = 
                           "upper95": pred["upper95"].to_numpy(float), "rel_error": rel})
     return {"N": largest, "n_train": int(row["n_train"]), "table": table,
             "mean_abs_rel_error": float(np.mean(np.abs(rel))), "max_abs_rel_error": float(np.max(np.abs(rel))),
-            "coverage_95": float(row["coverage_95"])}
+            "coverage_95": float(row["coverage_95"]), "notes": str(row["notes"] or "")}
 
 
 def forecast_larger(fit: Any, data: pd.DataFrame, factor: float = FORECAST_FACTOR) -> pd.DataFrame:

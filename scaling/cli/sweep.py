@@ -258,15 +258,32 @@ def print_demo(result: Any, fmt: Format | str = "table") -> None:
         ("residual RMSE (log)", _check_text(result.checks["rmse_log"], "{:.4f}")),
         (f"leave-largest-out (N={h['N']:.3g})", _check_text(result.checks["leave_largest_out"], "{:.2%}")
          + f"; mean {h['mean_abs_rel_error']:.2%} over {len(h['table'])} points, fitted on {h['n_train']}"),
-        ("  inside its 95% prediction interval", f"{h['coverage_95']:.0%} of the held-out points"),
+        ("  inside its 95% prediction interval", coverage_text(h)),
     ], title="is the fit believable?")
     blank_line()
-    print_table(result.forecast, title=f"forecast: a model {FORECAST_FACTOR:g}x larger than the largest trained")
+    print_table(forecast_rows(result.forecast),
+                title=f"forecast: a model {FORECAST_FACTOR:g}x larger than the largest trained")
     blank_line()
     note(f"plots: {', '.join(str(p) for p in result.plots)}")
     cpu = sum(result.report.cpu_seconds.values())
     note(f"demo finished in {result.seconds / 60:.1f} min ({len(result.report.done)} runs trained, "
          f"{len(result.report.skipped)} already done; the training runs used {cpu / 60:.1f} CPU-minutes)")
+
+
+def coverage_text(holdout: dict[str, Any]) -> str:
+    """The leave-largest-out coverage for people; says why when the backtest withheld its intervals (NaN)."""
+    coverage = float(holdout["coverage_95"])
+    if coverage == coverage:
+        return f"{coverage:.0%} of the held-out points"
+    return f"no intervals ({holdout.get('notes') or 'withheld'})"
+
+
+def forecast_rows(forecast: Any) -> Any:
+    """The demo's forecast rows as ``scaling forecast`` prints them: confidence and prediction intervals as
+    ``[lower, upper]``, the extrapolation with its distance (JSON and CSV keep every column)."""
+    from scaling.cli.fitting import _interval_text
+
+    return _interval_text(forecast)
 
 
 def _check_text(check: dict[str, Any], pattern: str) -> str:
