@@ -137,6 +137,11 @@ CASES = [
     C("fit-o-folder", ["fit", "r.csv", "-o", "out"], "-o out: is a folder", files={**T, "out/keep.txt": "x"}),
     C("fit-o-fifo", ["fit", "r.csv", "-o", "pipe"], "-o pipe: is a FIFO, not a regular file", files=T, fifo="pipe"),
     C("fit-o-under-file", ["fit", "r.csv", "-o", "r.csv/x.json"], "-o r.csv/x.json", files=T),
+    C("fit-bootstrap-not-int", ["fit", "r.csv", "--bootstrap", "1e12"], "'--bootstrap'", "see scaling fit --help",
+      files=T),  # click's usage errors printed Usage/Try/Error on three lines
+    C("fit-unknown-option", ["fit", "r.csv", "--frobnicate"], "No such option: --frobnicate", files=T),
+    C("unknown-command", ["frobnicate"], "No such command 'frobnicate'", "see scaling --help"),
+    C("fit-missing-argument", ["fit"], "Missing argument 'RESULTS.csv'"),
     # --- fit --where: the grammar ----------------------------------------------------------------------------
     C("where-attribute", ["fit", "r.csv", "--where", "N.__class__.__init__.__globals__"],
       "r.csv: --where", "attribute access not allowed", files=T),

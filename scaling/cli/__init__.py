@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
 
         # typer >= 0.25 vendors its own click: its usage errors derive from typer.TyperException, not click's.
         if isinstance(exc, (click.exceptions.ClickException, typer.TyperException)) and hasattr(exc, "show"):
-            exc.show()
+            # One line like every other user error (click's own show() prints Usage/Try/Error on three lines).
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "scaling"
+            message = " ".join(str(exc.format_message()).split())
+            print(f"error: {message} (see {where} --help)", file=sys.stderr)
             sys.exit(getattr(exc, "exit_code", 2))
         raise
