@@ -250,6 +250,8 @@ CASES = [
       files={"s.yaml": "name: [unclosed\n"}),
     C("sweep-deep-yaml", ["sweep", "plan", "s.yaml"], "s.yaml: not usable YAML (nested too deeply)",
       files={"s.yaml": "[" * 100_000 + "]" * 100_000}),
+    C("sweep-duplicate-key", ["sweep", "plan", "s.yaml"], "s.yaml: not valid YAML at line 5 (key 'grid' appears twice)",
+      files={"s.yaml": SWEEP + "grid:\n  tokens: [1e6]\n"}),  # PyYAML kept the last grid silently
     C("sweep-list", ["sweep", "plan", "s.yaml"], "s.yaml: expected a mapping", files={"s.yaml": "- 1\n- 2\n"}),
     C("sweep-unknown-axis", ["sweep", "plan", "s.yaml"], "s.yaml: unknown grid axis 'tokenz'",
       files={"s.yaml": SWEEP.replace("tokens:", "tokenz:")}),
@@ -283,6 +285,8 @@ CASES = [
       files={"c.yaml": BINARY}, runner="train"),
     C("train-bad-yaml", ["--config", "c.yaml"], "c.yaml: not valid YAML", files={"c.yaml": "a: [b\n"},
       runner="train"),
+    C("train-duplicate-key", ["--config", "c.yaml"], "c.yaml: not valid YAML at line 2 (key 'n_layer' appears twice)",
+      files={"c.yaml": "n_layer: 2\nn_layer: 3\n"}, runner="train"),
     C("train-config-list", ["--config", "c.yaml"], "c.yaml: expected a mapping", files={"c.yaml": "- 1\n"},
       runner="train"),
     C("train-unknown-key", ["tokenz=1e5"], "command line: unknown key 'tokenz'", runner="train"),
