@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import scaling
-from scaling.cli.sweep import coverage_text, forecast_rows
-from scaling.demo import forecast_larger, leave_largest_out
+from scaling.cli import _load_commands
+
+_load_commands()  # every command module in its listed order: importing one first would reorder the CLI's commands
+from scaling.cli.sweep import coverage_text, forecast_rows  # noqa: E402
+from scaling.demo import forecast_larger, leave_largest_out  # noqa: E402
 
 
 def _grid(noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
