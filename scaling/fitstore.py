@@ -135,8 +135,13 @@ class FitStore:
             return {}
         out: dict[str, Path | ScalingError] = {}
         for name in names:
-            if not _NAME_RE.match(name):
+            if name.startswith("."):
                 continue  # hidden files, temporary files: not entries (and no request can name them)
+            if not _NAME_RE.match(name):  # "my fit.json", "café.json": listed as unreadable rather than vanishing
+                out[name] = ScalingError(
+                    "this file name cannot be served: a name is letters, digits and ._- (at most 128); rename it"
+                )
+                continue
             try:
                 out[name] = self.resolve(name, sub)
             except KeyError:

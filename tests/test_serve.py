@@ -400,6 +400,7 @@ def hostile_dir(tmp_path_factory) -> Path:
     with open(folder / "too-big.json", "wb") as fh:  # sparse: 40 MB on paper, nothing on disk
         fh.truncate(40 * 2**20)
     (folder / "unknown-law.json").write_text(_edit(good, law="no-such-law"))
+    (folder / "my fit.json").write_text(text)
     odd = _edit(good, quality={"n_points": "many", "rmse_log": "low", "converged": "yes", "deep": [[[1]]]})
     (folder / "odd-quality.json").write_text(odd)  # usable: free-form quality of the wrong types shows as null
     return folder
@@ -436,6 +437,13 @@ def test_one_bad_entry_never_takes_the_listing_down(hostile):
         assert reason in body["unreadable"].get(name, ""), (name, body["unreadable"].get(name))
     assert "dangling" not in body["unreadable"] and "loop-b" in body["unreadable"]
     assert SECRET_MARK not in r.text
+
+
+def test_a_fit_whose_name_no_url_can_carry_is_listed_as_unreadable(hostile):
+    """'my fit.json' (a usable fit) vanished from /fits: neither listed nor under unreadable."""
+    body = hostile.get("/fits").json()
+    assert "this file name cannot be served" in body["unreadable"]["my fit"]
+    _is_problem(hostile.get("/fits/my fit"), 422, "invalid-request")
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
