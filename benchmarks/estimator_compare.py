@@ -6,7 +6,7 @@
 Engines (all: scaling.LawFitter("chinchilla", n_bootstrap=0), Huber delta 1e-3 on log residuals, sum reduction):
 - grid: today's engine: Hoffmann's 4500-point start grid, the best 32 refined by L-BFGS-B, tight polish;
 - varpro: method="varpro": a 40 x 40 grid of (alpha, beta) with (E, A, B) solved by IRLS/NNLS at each point
-  (1600 starts), the best 32 refined by the same L-BFGS-B on the full objective (scaling/varpro.py);
+  (1600 starts), the best 32 refined by the same L-BFGS-B on the full objective (scaling/fitting/varpro.py);
 - varpro, 4 refined: the same with only the best 4 starts refined (n_refine=4): what the better starts buy;
 - grid asym10 / varpro asym10: asymmetry=10, over-predictions cost 10x under-predictions (lower envelope).
 
@@ -43,8 +43,8 @@ import pandas as pd
 import scipy
 
 import scaling
-from scaling.estimate import LawFitter, _arrays, _Objective, _Space
-from scaling.varpro import varpro_starts
+from scaling.fitting.estimate import LawFitter, _arrays, _Objective, _Space
+from scaling.fitting.varpro import varpro_starts
 from scaling.laws import get_law
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"

@@ -31,7 +31,7 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 import scaling
-from scaling.estimate import LawFitter, huber
+from scaling.fitting.estimate import LawFitter, huber
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
 

@@ -29,7 +29,7 @@ import numpy as np
 import scipy
 
 import scaling
-from scaling.estimate import LawFitter
+from scaling.fitting.estimate import LawFitter
 from scaling.laws.formula import formula_law
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"

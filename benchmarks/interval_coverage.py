@@ -1,8 +1,8 @@
 """Coverage of the 80% and 95% prediction intervals on held-out points, over real and synthetic backtests.
 
-Each case is a real :func:`scaling.backtest` (fit on the smaller sizes or compute, predict the held-out largest ones)
+Each case is a real :func:`scaling.analysis.backtest` (fit on the smaller sizes or compute, predict the held-out largest ones)
 with the default prediction intervals: bootstrap plus residual noise, widened by the training fit's own rollout
-calibration (scaling/conformal.py). The same fits give two baselines measured in the same run:
+calibration (scaling/fitting/conformal.py). The same fits give two baselines measured in the same run:
 
 - ``boot+noise``: the prediction interval without the rollout calibration (what ``backtest`` printed before it);
 - ``conf``: the confidence interval of the mean law (the bootstrap band ``Fit.predict`` used to return);
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 import scaling
-from scaling.backtest import backtest, split
-from scaling.conformal import conformal_quantile, spread
+from scaling.analysis.backtest import backtest, split
+from scaling.fitting.conformal import conformal_quantile, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -13,7 +13,7 @@ Both processes share this machine's cores, so the numbers are a floor for a dedi
 Then ``/health`` under load (issue 13, item 4): ``--heavy-clients`` (48) clients send heavy ``optimal`` requests
 (200 budgets on the 200-draw fit) back to back for ``--heavy-seconds`` while one probe asks ``GET /health`` every
 0.25 s. Measured twice in the same run over the same folder: against the service as it was before the compute
-pool (``scaling/serve.py`` at commit ``BEFORE_COMMIT``, read with ``git show``: sync endpoints on anyio's 40-thread
+pool (``scaling/serve/app.py`` at commit ``BEFORE_COMMIT``, read with ``git show``: sync endpoints on anyio's 40-thread
 pool, ``/health`` among them) and against the current one (bounded pool, async ``/health``). A client answered
 503 waits the ``Retry-After`` it was given, as a polite client would.
 """
@@ -39,8 +39,8 @@ import pandas as pd
 
 
 def make_fits(folder: Path) -> None:
-    from scaling.estimate import fit as fit_law
-    from scaling.fitfile import load_fit, save_fit
+    from scaling.fitting.estimate import fit as fit_law
+    from scaling.fitting.fitfile import load_fit, save_fit
     from scaling.laws.chinchilla import chinchilla_loss
 
     rng = np.random.default_rng(0)
@@ -62,11 +62,11 @@ BEFORE_COMMIT = "17ed10c"  # the last main commit before the bounded compute poo
 
 
 def before_server_source(folder: Path) -> Path | None:
-    """The pre-pool ``scaling/serve.py`` written to ``folder/serve_before.py`` (None outside a git checkout)."""
+    """The pre-pool ``scaling/serve/app.py`` written to ``folder/serve_before.py`` (None outside a git checkout)."""
     root = Path(__file__).resolve().parents[1]
     try:
         text = subprocess.run(
-            ["git", "show", f"{BEFORE_COMMIT}:scaling/serve.py"], cwd=root, check=True, capture_output=True, text=True
+            ["git", "show", f"{BEFORE_COMMIT}:scaling/serve/app.py"], cwd=root, check=True, capture_output=True, text=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None

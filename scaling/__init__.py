@@ -33,28 +33,28 @@ _EXPORTS = {
     "law_names": "scaling.laws",
     "read_results": "scaling.results",
     "Fit": "scaling.fitting.result",
-    "LawFitter": "scaling.estimate",
-    "fit": "scaling.estimate",
-    "load_fit": "scaling.fitfile",
-    "optimal_hyperparameters": "scaling.hyperparameters",
-    "optimum_table": "scaling.hyperparameters",
+    "LawFitter": "scaling.fitting.estimate",
+    "fit": "scaling.fitting.estimate",
+    "load_fit": "scaling.fitting.fitfile",
+    "optimal_hyperparameters": "scaling.analysis.hyperparameters",
+    "optimum_table": "scaling.analysis.hyperparameters",
     "formula_law": "scaling.laws.formula",
-    "fit_formula": "scaling.formula_fit",
-    "predict_rows": "scaling.scoring",
-    "evaluate": "scaling.scoring",
+    "fit_formula": "scaling.fitting.formula_fit",
+    "predict_rows": "scaling.fitting.scoring",
+    "evaluate": "scaling.fitting.scoring",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names resolve lazily below
     from scaling.errors import ScalingError
-    from scaling.estimate import LawFitter, fit
+    from scaling.fitting.estimate import LawFitter, fit
     from scaling.fitting.result import Fit
-    from scaling.fitfile import load_fit
-    from scaling.formula_fit import fit_formula
+    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.formula_fit import fit_formula
     from scaling.laws.formula import formula_law
-    from scaling.scoring import evaluate, predict_rows
-    from scaling.hyperparameters import optimal_hyperparameters, optimum_table
+    from scaling.fitting.scoring import evaluate, predict_rows
+    from scaling.analysis.hyperparameters import optimal_hyperparameters, optimum_table
     from scaling.laws import Law, Param, get_law, law_names
     from scaling.results import read_results
 
@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names re
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        # submodules (scaling.forecast, ...) are attributes once imported; others are a normal AttributeError
+        # submodules (scaling.fitting.forecast, ...) are attributes once imported; others are a normal AttributeError
         raise AttributeError(f"module 'scaling' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # cache: later lookups are plain attribute reads

@@ -71,12 +71,12 @@ def leave_largest_out(data: pd.DataFrame, law: str = LAW, *, n_bootstrap: int = 
     """Fit ``law`` without the largest N, predict that size's losses, report the relative errors.
 
     The check Alabdulmohsin et al. 2022 (arXiv 2209.06640) ask for: a law is judged by how it extrapolates, not by its
-    in-sample fit. It is :func:`scaling.backtest.backtest` with ``holdout="largest-N"``; this adds the largest
+    in-sample fit. It is :func:`scaling.analysis.backtest.backtest` with ``holdout="largest-N"``; this adds the largest
     error next to the mean. Returns ``{"N": held-out size, "n_train": points fitted, "table": per-point frame,
     "mean_abs_rel_error", "max_abs_rel_error", "coverage_95", "notes"}`` (coverage is NaN when the backtest withheld
     the intervals; ``notes`` says why).
     """
-    from scaling.backtest import backtest
+    from scaling.analysis.backtest import backtest
 
     largest = float(data["N"].max())
     if data.loc[data["N"] < largest, "N"].nunique() < 2:
@@ -137,10 +137,10 @@ def run_demo(
 ) -> DemoResult:
     """Run the sweep (skipping finished runs), fit, check, forecast and plot; everything goes under ``out``."""
     import scaling
-    from scaling.fitfile import save_fit
-    from scaling.plots import plot_fit
-    from scaling.sweep import plan
-    from scaling.sweep_backends import check_results, make_backend, run_plan
+    from scaling.fitting.fitfile import save_fit
+    from scaling.report.plots import plot_fit
+    from scaling.sweep.spec import plan
+    from scaling.sweep.backends import check_results, make_backend, run_plan
 
     started = time.monotonic()
     out = Path(out)

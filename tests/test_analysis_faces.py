@@ -16,7 +16,7 @@ from scaling.errors import ScalingError
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from scaling.serve import create_app  # noqa: E402
+from scaling.serve.app import create_app  # noqa: E402
 
 CASES = {
     # name: (table, law, extra CLI args, extra Python kwargs, forecast point)

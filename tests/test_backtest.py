@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.backtest import (
+from scaling.analysis.backtest import (
     Holdout,
     backtest,
     keep_last_fraction,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_user_error, invoke
 
-from scaling.fitfile import load_fit, output_problem
+from scaling.fitting.fitfile import load_fit, output_problem
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -93,7 +93,7 @@ def test_fit_json_on_stdout_recovers_truth(fitted):
 
 
 def test_fit_file_round_trips(fitted):
-    from scaling.fitfile import load_fit
+    from scaling.fitting.fitfile import load_fit
 
     folder, proc = fitted
     doc = json.loads(proc.stdout)
@@ -355,7 +355,7 @@ def test_fit_usage_error_is_not_a_traceback(workdir, capsys):
 @pytest.fixture
 def fit_file(workdir):
     from scaling.fitting.result import Fit
-    from scaling.fitfile import save_fit
+    from scaling.fitting.fitfile import save_fit
     from scaling.laws import get_law
 
     law = get_law("chinchilla")

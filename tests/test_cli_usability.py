@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from cli_helpers import assert_user_error, run
 
-from scaling.backtest import backtest
+from scaling.analysis.backtest import backtest
 from scaling.laws.chinchilla import chinchilla_loss, chinchilla_optimal
 
 TRUTH = {"E": 1.8, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28}
@@ -128,7 +128,7 @@ def test_optimal_warns_on_pooled_configurations_and_non_parabolic_profiles(tmp_p
 
 
 def test_isoflop_near_min_brings_the_exponent_back():
-    from scaling.optimal import isoflop
+    from scaling.analysis.optimal import isoflop
 
     wide = isoflop_rows(2.0, budgets=np.geomspace(1e17, 1e21, 5))
     a_true = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])

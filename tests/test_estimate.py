@@ -9,7 +9,7 @@ import pytest
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.estimate import (
+from scaling.fitting.estimate import (
     LawFitter,
     _Objective,
     _Space,
@@ -278,7 +278,7 @@ def test_as_many_free_parameters_as_distinct_points_is_warned():
 @pytest.mark.parametrize("loss", ["huber", "huber_likelihood"])
 def test_blocked_scoring_equals_unblocked_scoring(monkeypatch, loss):
     """Issue 13: evaluations are split into blocks of BLOCK_ELEMENTS (set, row) pairs; the split changes nothing."""
-    import scaling.estimate as estimate
+    import scaling.fitting.estimate as estimate
 
     df = chinchilla_grid(noise=0.02, seed=3, n=9)  # 81 rows
     space = _Space(CHIN, None, None, None)
@@ -299,7 +299,7 @@ def test_blocked_scoring_equals_unblocked_scoring(monkeypatch, loss):
 
 
 def test_a_table_over_screen_rows_is_screened_on_a_subsample_and_polished_on_all(monkeypatch):
-    import scaling.estimate as estimate
+    import scaling.fitting.estimate as estimate
 
     df = chinchilla_grid(noise=0.01, seed=4, n=12)  # 144 rows
     full = LawFitter("chinchilla", n_bootstrap=0).fit(df)
@@ -330,7 +330,7 @@ def test_other_local_optima_are_distinct_in_objective_not_only_in_theta():
 def test_large_tables_bootstrap_m_out_of_n_matches_the_full_bootstrap(monkeypatch):
     # m-out-of-n (BOOTSTRAP_UNITS): resamples of m units refitted on their rows, deviations scaled by sqrt(m/n).
     # Its standard errors must match the full bootstrap's on the same table (here n = 6000 rows, m = 600).
-    import scaling.estimate as estimate
+    import scaling.fitting.estimate as estimate
 
     rng = np.random.default_rng(7)
     n = 6000

@@ -11,9 +11,9 @@ import pytest
 
 from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter, _arrays, _Objective, _Space
+from scaling.fitting.estimate import LawFitter, _arrays, _Objective, _Space
 from scaling.laws import get_law
-from scaling.varpro import POINTS_PER_EXPONENT, varpro_starts
+from scaling.fitting.varpro import POINTS_PER_EXPONENT, varpro_starts
 
 CHIN = get_law("chinchilla")
 TRUTH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}

@@ -16,7 +16,7 @@ import pytest
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.fitfile import FORMAT_VERSION, load_fit, published_names, save_fit
+from scaling.fitting.fitfile import FORMAT_VERSION, load_fit, published_names, save_fit
 from scaling.laws import get_law
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -178,7 +178,7 @@ def test_an_installed_wheel_finds_the_published_fits_by_name(tmp_path):
     shipped = {p.stem for p in (site / "scaling" / "published").glob("*.json")}
     assert shipped == {p.stem for p in (src / "fits").glob("*.json")} and "chinchilla" in shipped
     probe = (
-        "import scaling; from scaling.fitfile import load_fit; f = load_fit('chinchilla');"
+        "import scaling; from scaling.fitting.fitfile import load_fit; f = load_fit('chinchilla');"
         "print(scaling.__file__, f.law_name, f.params['E'])"
     )
     out = subprocess.run(
@@ -197,10 +197,10 @@ def test_killed_writer_leaves_an_orphan_that_the_next_write_removes(tmp_path):
     the next write to x.json removes it (its process is gone) and leaves the file whole."""
     import signal
 
-    from scaling.fitfile import write_text_atomic
+    from scaling.fitting.fitfile import write_text_atomic
 
     script = (
-        "import os, signal; from pathlib import Path; from scaling import fitfile\n"
+        "import os, signal; from pathlib import Path; from scaling.fitting import fitfile\n"
         "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # die right before the rename\n"
         "fitfile.write_text_atomic(Path('x.json'), '{\"half\": true}')\n"
     )
@@ -215,7 +215,7 @@ def test_killed_writer_leaves_an_orphan_that_the_next_write_removes(tmp_path):
 
 def test_a_live_writers_temporary_file_is_kept(tmp_path):
     """Another process still writing (its PID alive, its file fresh) keeps its temporary file."""
-    from scaling.fitfile import write_text_atomic
+    from scaling.fitting.fitfile import write_text_atomic
 
     live = tmp_path / f".x.json.{os.getpid()}.abcdefgh.tmp"
     live.write_text("in progress")
@@ -225,7 +225,7 @@ def test_a_live_writers_temporary_file_is_kept(tmp_path):
 
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
 def test_output_must_be_a_regular_file_or_new(tmp_path, kind):
-    from scaling.fitfile import write_text_atomic
+    from scaling.fitting.fitfile import write_text_atomic
 
     target = tmp_path / "out"
     os.mkfifo(target) if kind == "fifo" else target.mkdir()
@@ -235,7 +235,7 @@ def test_output_must_be_a_regular_file_or_new(tmp_path, kind):
 
 
 def test_a_file_far_too_large_for_a_fit_is_refused_before_reading(tmp_path, monkeypatch):
-    import scaling.fitfile as fitfile
+    import scaling.fitting.fitfile as fitfile
 
     path = tmp_path / "big.json"
     path.write_text(json.dumps({"format_version": 1, "padding": "x" * 5000}))

@@ -13,7 +13,7 @@ from scipy.optimize import minimize_scalar
 import scaling
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
-from scaling.forecast import numeric_optimal
+from scaling.fitting.forecast import numeric_optimal
 from scaling.laws import get_law
 
 CHIN = get_law("chinchilla")

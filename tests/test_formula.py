@@ -17,8 +17,8 @@ import pytest
 import scaling
 from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
-from scaling.estimate import MAX_GRID, SOBOL_STARTS, LawFitter, _Space
-from scaling.fitfile import load_fit
+from scaling.fitting.estimate import MAX_GRID, SOBOL_STARTS, LawFitter, _Space
+from scaling.fitting.fitfile import load_fit
 from scaling.laws.base import Law, Param
 from scaling.laws.formula import build_law, formula_law, parse_rhs, split_formula
 
@@ -161,7 +161,7 @@ def test_fit_file_round_trips_and_forecasts_from_cli(capsys, cli_fit):
 def test_fit_file_forecasts_over_http(cli_fit):
     from fastapi.testclient import TestClient
 
-    from scaling.serve import create_app
+    from scaling.serve.app import create_app
 
     client = TestClient(create_app(cli_fit.parent))
     r = client.post("/fits/mine/forecast", json={"inputs": {"N": 7e10, "D": 1.4e12}})
@@ -177,7 +177,7 @@ def test_fit_file_forecasts_over_http(cli_fit):
 def test_http_service_refuses_a_tampered_formula(cli_fit, tmp_path):
     from fastapi.testclient import TestClient
 
-    from scaling.serve import create_app
+    from scaling.serve.app import create_app
 
     doc = json.loads(cli_fit.read_text())
     doc["law_spec"]["formula"] = "L = ().__class__"
@@ -286,7 +286,7 @@ def test_per_group_fit_recovers_per_group_truths(tmp_path):
     path = fit.save(tmp_path / "groups.json")
     back = load_fit(path)
     rows = pd.DataFrame({"dataset": ["pile", "code"], "N": [1e9, 1e9], "D": [1e10, 1e10]})
-    from scaling.scoring import predict_rows
+    from scaling.fitting.scoring import predict_rows
 
     got = predict_rows(back, rows)["prediction"].to_numpy()
     want = [fit.params[f"E[{g}]"] + fit.params[f"A[{g}]"] / 1e9 ** fit.params["alpha"]
@@ -340,7 +340,7 @@ def test_law_file_predict_and_evaluate(capsys, runs_csv, tmp_path):
 
 
 def test_metrics_definitions():
-    from scaling.scoring import metrics
+    from scaling.fitting.scoring import metrics
 
     y, p = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.5, 4.0])
     m = metrics(y, p)

@@ -17,9 +17,9 @@ import pytest
 
 import scaling
 from cli_helpers import run
-from scaling.diagnostics import FitWarning, as_warnings, interval_status
-from scaling.estimate import convergence_verdict
-from scaling.fitfile import load_fit
+from scaling.fitting.diagnostics import FitWarning, as_warnings, interval_status
+from scaling.fitting.estimate import convergence_verdict
+from scaling.fitting.fitfile import load_fit
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
 needs_epoch = pytest.mark.skipif(not EPOCH.exists(), reason=f"reference data not found at {EPOCH}")
@@ -221,7 +221,7 @@ def test_optimal_carries_the_prediction_interval_of_the_loss(noisy_fit):
 def test_service_forecast_names_both_intervals_and_structured_warnings(tmp_path):
     from fastapi.testclient import TestClient
 
-    from scaling.serve import create_app
+    from scaling.serve.app import create_app
 
     five = scaling.fit(synthetic().head(5), law="chinchilla", n_bootstrap=10)
     five.save(tmp_path / "five.json")
@@ -243,7 +243,7 @@ def test_service_forecast_names_both_intervals_and_structured_warnings(tmp_path)
 
 
 def test_report_says_why_intervals_are_withheld(tmp_path):
-    from scaling.report import build_report
+    from scaling.report.html import build_report
 
     table = synthetic()
     five = scaling.fit(table.head(5), law="chinchilla", n_bootstrap=10)

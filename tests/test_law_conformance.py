@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 
 import scaling
-from scaling.estimate import LawFitter, huber
-from scaling.forecast import numeric_optimal
+from scaling.fitting.estimate import LawFitter, huber
+from scaling.fitting.forecast import numeric_optimal
 from scaling.laws import get_law, law_names
 from scaling.results import POSITIVE_COLUMNS, UNIT_INTERVAL_COLUMNS
 

@@ -2,7 +2,7 @@
 (docs/laws.md, 'Acceptance tests').
 
 Closed forms are checked against the published numbers; recovery tests generate data from a law with known
-parameters, fit it with the real estimator (scaling.estimate.LawFitter) and compare. Tolerances are those
+parameters, fit it with the real estimator (scaling.fitting.estimate.LawFitter) and compare. Tolerances are those
 of docs/laws.md.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter
+from scaling.fitting.estimate import LawFitter
 from scaling.laws import get_law, law_names
 from scaling.laws.kaplan import (
     KAPLAN_L_ND,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter
+from scaling.fitting.estimate import LawFitter
 from scaling.laws import get_law
 from scaling.laws.calibration import (
     brier,

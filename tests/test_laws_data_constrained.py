@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter
+from scaling.fitting.estimate import LawFitter
 from scaling.laws import get_law
 from scaling.laws.chinchilla import chinchilla_optimal
 from scaling.laws.data_constrained import (
@@ -164,7 +164,7 @@ def test_r_star_recovery_with_1_percent_noise_full_seeds():
 
 
 def test_published_fit_file():
-    from scaling.fitfile import load_fit
+    from scaling.fitting.fitfile import load_fit
 
     fit = load_fit("muennighoff2023")
     assert fit.law.name == "data-constrained" and fit.meta["kind"] == "published"

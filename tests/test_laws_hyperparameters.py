@@ -15,9 +15,9 @@ import pytest
 
 from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter
-from scaling.fitfile import load_fit
-from scaling.hyperparameters import optimal_hyperparameters, optimum_table
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.fitfile import load_fit
+from scaling.analysis.hyperparameters import optimal_hyperparameters, optimum_table
 from scaling.laws import get_law
 
 STEP_LR = {"c": 1.79, "alpha": -0.713, "beta": 0.307}

@@ -183,7 +183,7 @@ def test_interpolated_effective_size_checks_the_law_inversion():
 
 
 def test_amount_at_loss_is_monotone_and_refuses_noise():
-    from scaling.interpolate import amount_at_loss
+    from scaling.analysis.interpolate import amount_at_loss
 
     pts = pd.Series([3.0, 2.5, 2.0], index=[1e4, 1e5, 1e6])
     assert amount_at_loss(pts, 2.5) == pytest.approx(1e5)

@@ -11,8 +11,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from scaling.estimate import fit as fit_law
-from scaling.fitfile import save_fit
+from scaling.fitting.estimate import fit as fit_law
+from scaling.fitting.fitfile import save_fit
 from scaling.laws.chinchilla import chinchilla_loss
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "notebook.ipynb"

@@ -9,7 +9,7 @@ import pytest
 
 from scaling.errors import ScalingError
 from scaling.laws.chinchilla import chinchilla_loss, chinchilla_optimal
-from scaling.optimal import assign_budgets, compare, envelope, isoflop
+from scaling.analysis.optimal import assign_budgets, compare, envelope, isoflop
 
 # Hoffmann et al. 2022 Eq. 10 as printed (rounded): the constants acceptance test C5's prefactor ratios
 # were computed with.
@@ -275,8 +275,8 @@ def ensemble_table(V: float, k: int = 4, seeds: int = 3, noise: float = 0.002, s
 
 
 def test_ensemble_without_ensemble_evaluations_cannot_tell():
-    from scaling.fitfile import load_fit
-    from scaling.optimal import ensemble_plan
+    from scaling.fitting.fitfile import load_fit
+    from scaling.analysis.optimal import ensemble_plan
 
     fit = load_fit("besiroglu2024")
     table = ensemble_table(0.1).query("ensemble_k == 1")
@@ -291,8 +291,8 @@ def test_ensemble_without_ensemble_evaluations_cannot_tell():
 
 @pytest.mark.parametrize("V,verdict", [(0.5, "ensemble of 4"), (1e-4, "one model")])
 def test_ensemble_verdict_follows_measured_gain(V, verdict):
-    from scaling.fitfile import load_fit
-    from scaling.optimal import ensemble_gain_table, ensemble_plan
+    from scaling.fitting.fitfile import load_fit
+    from scaling.analysis.optimal import ensemble_gain_table, ensemble_plan
 
     table = ensemble_table(V)
     gains = ensemble_gain_table(table)
@@ -305,8 +305,8 @@ def test_ensemble_verdict_follows_measured_gain(V, verdict):
 
 
 def test_ensemble_needs_k_of_two_or_more():
-    from scaling.fitfile import load_fit
-    from scaling.optimal import ensemble_plan
+    from scaling.fitting.fitfile import load_fit
+    from scaling.analysis.optimal import ensemble_plan
 
     with pytest.raises(ScalingError, match=">= 2"):
         ensemble_plan(ensemble_table(0.1), load_fit("besiroglu2024"), 1e20, k=1)

@@ -12,13 +12,13 @@ matplotlib = pytest.importorskip("matplotlib")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import scaling  # noqa: E402
-from scaling import plots  # noqa: E402
+from scaling.report import plots  # noqa: E402
 
 
 def test_importing_plots_and_report_leaves_the_backend_alone():
     code = (
         "import matplotlib; matplotlib.use('svg')\n"
-        "import scaling.plots, scaling.report\n"
+        "import scaling.report.plots, scaling.report.html\n"
         "print(matplotlib.get_backend())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

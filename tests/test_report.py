@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from scaling.backtest import backtest
+from scaling.analysis.backtest import backtest
 from scaling.errors import ScalingError
 from scaling.laws.chinchilla import chinchilla_loss, chinchilla_optimal
-from scaling.report import build_report
+from scaling.report.html import build_report
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 # Axis-label vocabulary: every figure must name a quantity with its unit on both axes.
@@ -145,7 +145,7 @@ def test_transfer_repetition_and_calibration_sections(tmp_path):
             )
     df = pd.DataFrame(rows)
     df.attrs["source"] = "special.csv"
-    from scaling.fitfile import load_fit
+    from scaling.fitting.fitfile import load_fit
 
     path = build_report(
         df, [("kaplan2020-n", load_fit("kaplan2020-n"))], out_dir=tmp_path / "r", n_bootstrap=0, run_backtest=False
@@ -157,7 +157,7 @@ def test_transfer_repetition_and_calibration_sections(tmp_path):
 
 
 def test_nothing_written_on_failure_and_safe_replacement(tmp_path):
-    from scaling.fitfile import load_fit
+    from scaling.fitting.fitfile import load_fit
 
     out = tmp_path / "r"
     small = sweep_table(budgets=(1e13, 1e14), sizes=3, evals=(1.0,))

@@ -31,13 +31,13 @@ from fastapi.testclient import TestClient
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from scaling.backtest import backtest
-from scaling.estimate import fit as fit_law
+from scaling.analysis.backtest import backtest
+from scaling.fitting.estimate import fit as fit_law
 from scaling.fitting.result import Fit
-from scaling.fitfile import load_fit, save_fit
+from scaling.fitting.fitfile import load_fit, save_fit
 from scaling.laws.chinchilla import chinchilla_loss
-from scaling.serve import MAX_EVALUATIONS, create_app, server_config
-from scaling.serve_limits import ComputePool, Overloaded, TimedOut
+from scaling.serve.app import MAX_EVALUATIONS, create_app, server_config
+from scaling.serve.limits import ComputePool, Overloaded, TimedOut
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 

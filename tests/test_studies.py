@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("torch", reason="the studies train models (pip install 'scaling[train]')")
 
 from scaling.errors import ScalingError
-from scaling.sweep import estimate_wall_seconds, parse_sweep, plan
+from scaling.sweep.spec import estimate_wall_seconds, parse_sweep, plan
 from scaling.train import train
 from cli_helpers import invoke
 
@@ -350,7 +350,7 @@ def test_a_stage_one_base_with_E_at_zero_can_be_frozen():
     """A one-epoch chinchilla fit may drive E to 0 (toy runs do); stage 2 must accept that base with --fix E=0."""
     import numpy as np
 
-    from scaling.estimate import LawFitter
+    from scaling.fitting.estimate import LawFitter
     from scaling.laws import get_law
     from scaling.laws.data_constrained import data_constrained_loss
 

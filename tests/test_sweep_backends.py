@@ -23,8 +23,8 @@ import yaml
 pytest.importorskip("torch", reason="sweeps run the trainer (pip install 'scaling[train]')")
 
 from scaling.errors import ScalingError
-from scaling.sweep import parse_sweep, plan
-from scaling.sweep_backends import (
+from scaling.sweep.spec import parse_sweep, plan
+from scaling.sweep.backends import (
     _LIVE,
     _LIVE_LOCK,
     MachineRank,
@@ -67,7 +67,7 @@ def task(**kw) -> RunTask:
 
 
 def test_accelerate_gets_only_the_flags_the_sweep_file_sets(tmp_path):
-    from scaling.sweep import Launch
+    from scaling.sweep.spec import Launch
 
     bare = trainer_command(task(launcher="accelerate"), tmp_path / "c.yaml")
     assert bare[1:3] == ["-m", "accelerate.commands.launch"]
@@ -200,7 +200,7 @@ def test_slurm_preemption_requeues_and_the_trainer_resumes(tmp_path):
     the trainer saves a checkpoint on SIGTERM, the job is requeued and the trainer resumes from that step."""
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("submitit")
-    from scaling.sweep_slurm import preemption_signal
+    from scaling.sweep.slurm_backend import preemption_signal
 
     # 512 steps with a checkpoint every 32: long enough to be caught mid-way, cheap (2x16 model).
     p = plan(tiny(tmp_path, shapes=SHAPES[:1], tokens=[65536], base={"schedule": "cosine", "checkpoint_every": 32},
@@ -298,7 +298,7 @@ def test_ray_reserves_the_run_resources_and_cancels_gracefully(tmp_path):
     """A local Ray cluster with a custom resource: runs reserve num_cpus and {'trainer_slot': 1}; a sweep asking
     for a resource no node has is refused in one line; a cancelled run gets SIGTERM (it checkpoints, exit 3)."""
     ray = pytest.importorskip("ray")
-    from scaling.sweep_backends import RayBackend
+    from scaling.sweep.backends import RayBackend
 
     ray.init(num_cpus=2, resources={"trainer_slot": 1}, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from scaling.errors import ScalingError
-from scaling.sweep import (
+from scaling.sweep.spec import (
     estimate_wall_seconds,
     finished_run_ids,
     load_sweep,
@@ -284,7 +284,7 @@ def test_time_estimate_caption_names_only_pages_in_the_repository():
     """The plan's caption says where its speed figures come from; a page it names must ship with the project."""
     import re
 
-    from scaling.sweep import Throughput
+    from scaling.sweep.spec import Throughput
 
     source = Throughput.default().source
     pages = re.findall(r"[\w./-]+\.md", source)

@@ -18,8 +18,8 @@ import yaml
 pytest.importorskip("torch", reason="sweeps run the trainer (pip install 'scaling[train]')")
 
 from scaling.errors import ScalingError
-from scaling.sweep import parse_sweep, plan
-from scaling.sweep_backends import (
+from scaling.sweep.spec import parse_sweep, plan
+from scaling.sweep.backends import (
     LocalBackend,
     RayBackend,
     make_backend,

@@ -1,4 +1,8 @@
-"""Laws fitted through an analysis of runs, not directly on a column of the table.
+"""Analyses built on fits: laws fitted through an analysis of runs (``transfer``, ``repetition``), the two-step
+``downstream`` forecast, optimal learning rate and batch (``hyperparameters``), Chinchilla's three compute-optimal
+approaches (``optimal``), backtests (``backtest``) and monotone interpolation of measured curves (``interpolate``).
+
+Laws fitted through an analysis of runs, not directly on a column of the table:
 
 A transfer table holds from-scratch and fine-tuned runs, not the effective data D_T: D_T comes from inverting a
 from-scratch law at each fine-tuned run's loss (:mod:`scaling.analysis.transfer`, Hernandez et al. 2021). A
@@ -39,7 +43,7 @@ def analysis_for(law: Law, table: pd.DataFrame) -> str | None:
 def refuse_unused_options(kind: str, options: Mapping[str, Any]) -> None:
     """Fitter options the analysis has no use for are errors, not silently ignored.
 
-    ``options`` are :class:`~scaling.estimate.LawFitter` keyword arguments; each is compared with its default.
+    ``options`` are :class:`~scaling.fitting.estimate.LawFitter` keyword arguments; each is compared with its default.
     """
     unsupported = {
         "tie": bool(options.get("tie")),

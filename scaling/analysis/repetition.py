@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter
+from scaling.fitting.estimate import LawFitter
 from scaling.fitting.result import Fit
-from scaling.interpolate import amount_at_loss
+from scaling.analysis.interpolate import amount_at_loss
 from scaling.laws.repetition import BOUNDARY, REPETITION, effective_params, poor_performance_region
 from scaling.results import read_results, validate_columns
 

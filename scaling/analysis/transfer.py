@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter
+from scaling.fitting.estimate import LawFitter
 from scaling.fitting.result import Fit
-from scaling.interpolate import amount_at_loss
+from scaling.analysis.interpolate import amount_at_loss
 from scaling.laws import get_law
 from scaling.laws.transfer import CLASSES, OK, TRANSFER, classify_runs, data_multiplier, transfer_fraction
 from scaling.results import _where, read_results, validate_columns  # _where: 'line 7, column ...' of a file
@@ -169,7 +169,7 @@ def analyze_transfer(
         mapping, where: column mapping and row selection as for :func:`scaling.read_results`.
         final_only: keep only each run's final evaluation when the table has a ``final`` column.
         scratch_law: the from-scratch law; it must have Kaplan Eq. 1.5's parameters (``kaplan-nd``).
-        scratch_options: keyword arguments for the from-scratch :class:`~scaling.estimate.LawFitter`.
+        scratch_options: keyword arguments for the from-scratch :class:`~scaling.fitting.estimate.LawFitter`.
         n_bootstrap: draws of the two-stage bootstrap (0: point estimates only).
         ci, seed: interval level and seed.
     """

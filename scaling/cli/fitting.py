@@ -1,6 +1,6 @@
 """``scaling fit``, ``forecast``, ``optimal`` and ``laws``: parse options, call the library, print.
 
-The work happens in :mod:`scaling.results` (reading and validating tables), :mod:`scaling.estimate` (the fit)
+The work happens in :mod:`scaling.results` (reading and validating tables), :mod:`scaling.fitting.estimate` (the fit)
 and the :class:`Fit` object (predict, optimal); this module only turns command-line text into arguments for
 them and their answers into tables, JSON or CSV (:mod:`scaling.cli.output`). Syntax of values (``--N 7e10``,
 ``--N 1e9,1e10``, ``--N 1e9:1e11:5``, ``--N 70B``) is documented in ``docs/cli.md``.
@@ -33,8 +33,8 @@ from scaling.cli.output import (
     print_table,
     warn,
 )
-from scaling.diagnostics import describe_status
-from scaling.extrapolation import far_message
+from scaling.fitting.diagnostics import describe_status
+from scaling.fitting.extrapolation import far_message
 from scaling.errors import ScalingError
 from scaling.laws import Law, get_law, law_names
 
@@ -164,7 +164,7 @@ def _default_output(csv_path: str, law_name: str) -> Path:
 
 def _check_can_write(path: Path) -> None:
     """Fail before the (possibly long) fit rather than after it."""
-    from scaling.fitfile import output_problem
+    from scaling.fitting.fitfile import output_problem
 
     problem = output_problem(path, example="fit.json")  # a folder, a device, a FIFO
     if problem:
@@ -296,9 +296,9 @@ def fit_command(
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
     from scaling.analysis import analysis_for
-    from scaling.estimate import LOSSES, METHODS, default_law, single_input_column
-    from scaling.estimate import fit as fit_law
-    from scaling.fitfile import save_fit
+    from scaling.fitting.estimate import LOSSES, METHODS, default_law, single_input_column
+    from scaling.fitting.estimate import fit as fit_law
+    from scaling.fitting.fitfile import save_fit
     from scaling.results import parse_mapping, read_results, validate_columns
 
     # Option checks first: a typo should not cost a read of the table, let alone a fit.
@@ -371,7 +371,7 @@ def fit_command(
         return
     swept = None
     if chosen.kind == "hyperparameter" and chosen.output not in table.columns:  # a sweep: its optimum per scale
-        from scaling.hyperparameters import optima_from_sweep
+        from scaling.analysis.hyperparameters import optima_from_sweep
 
         table, swept = optima_from_sweep(table, chosen, source=results)
     require = [*chosen.inputs, chosen.output]
@@ -425,7 +425,7 @@ def _fixed_from_fit(
 ) -> tuple[dict[str, float], pd.DataFrame | None]:
     """``--fix-from FIT``: the parameters ``law`` shares with FIT at FIT's values (those set by --fix or --tie are
     left out), and FIT's draws of them for the bootstrap (None when FIT has none, e.g. a published fit)."""
-    from scaling.fitfile import load_fit
+    from scaling.fitting.fitfile import load_fit
 
     base = load_fit(name)
     # Parameter names alone do not make a base (transfer's alpha is not chinchilla's): the fit must model the same
@@ -673,7 +673,7 @@ def print_fit(
 
 
 def _quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
-    from scaling.diagnostics import as_warnings
+    from scaling.fitting.diagnostics import as_warnings
 
     failed = quality.get("bootstrap_failed_fraction")
     status = quality.get("convergence") or ("converged" if quality.get("converged") else "not_converged")
@@ -695,7 +695,7 @@ def _quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _load(fit_or_name: str):
-    from scaling.fitfile import load_fit
+    from scaling.fitting.fitfile import load_fit
 
     return load_fit(fit_or_name)
 
@@ -818,7 +818,7 @@ def parse_points(items: list[str], law: Law, *, limit: int = 1_000_000) -> dict[
 def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: Format,
                        caption: str | None) -> tuple[pd.DataFrame, str | None]:
     """A two-step downstream forecast also shows the step-1 task loss it goes through, with its interval."""
-    from scaling.downstream import chain_forecast
+    from scaling.analysis.downstream import chain_forecast
 
     chained = chain_forecast(result, ci=ci, grid=False, N=table["N"].to_numpy(), D=table["D"].to_numpy())
     out = table.copy()

@@ -1,7 +1,7 @@
 """``scaling fit --formula/--law-file`` (formula laws), ``scaling predict`` and ``scaling evaluate``.
 
-The work happens in :mod:`scaling.laws.formula` (parsing and building laws), :mod:`scaling.formula_fit` (fitting
-them, per group and per target) and :mod:`scaling.scoring` (predictions on rows, error measures); this module
+The work happens in :mod:`scaling.laws.formula` (parsing and building laws), :mod:`scaling.fitting.formula_fit` (fitting
+them, per group and per target) and :mod:`scaling.fitting.scoring` (predictions on rows, error measures); this module
 turns command-line text into arguments for them and prints the answers.
 """
 
@@ -51,7 +51,7 @@ def _split(text: str | None) -> list[str]:
 
 def build_spec(options: FormulaOptions):
     """The spec from --formula or --law-file, with --param and --residual applied on top."""
-    from scaling.formula_fit import make_spec
+    from scaling.fitting.formula_fit import make_spec
     from scaling.laws.formula import parse_param_option, read_law_file
 
     if options.formula is not None and options.law_file is not None:
@@ -75,8 +75,8 @@ def _output_path(output: Path | None, results: str, name: str, target: str, seve
 def fit_formula_command(results: str, options: FormulaOptions, *, map_items: list[str], where: str | None,
                         fix: list[str], tie: list[str], fitter: dict, output: Path | None, fmt: Format) -> None:
     """``scaling fit RESULTS --formula ...``: one fit per --target (default: the formula's output)."""
-    from scaling.fitfile import save_fit
-    from scaling.formula_fit import fit_prepared, law_for_table
+    from scaling.fitting.fitfile import save_fit
+    from scaling.fitting.formula_fit import fit_prepared, law_for_table
     from scaling.laws.formula import parse_rhs, split_formula
     from scaling.results import parse_mapping, read_results
 
@@ -146,8 +146,8 @@ def predict_command(
                                                 help="Write the CSV here instead of stdout.")] = None,
 ) -> None:
     """The rows with the fit's prediction and interval appended (prediction, prediction_lower, prediction_upper)."""
-    from scaling.fitfile import load_fit, write_text_atomic
-    from scaling.scoring import predict_rows
+    from scaling.fitting.fitfile import load_fit, write_text_atomic
+    from scaling.fitting.scoring import predict_rows
 
     result = load_fit(fit)
     table, mapping = _rows(rows, map_, where, result)
@@ -174,8 +174,8 @@ def evaluate_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """R^2, NMSE, NMAE, log-RMSE and mean relative error of a fit on a test table (docs/cli.md)."""
-    from scaling.fitfile import load_fit
-    from scaling.scoring import evaluate
+    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.scoring import evaluate
 
     result = load_fit(fit)
     table, mapping = _rows(test, map_, where, result, extra=(target,) if target else ())

@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from scaling.diagnostics import FitWarning
+from scaling.fitting.diagnostics import FitWarning
 
 
 class Format(str, enum.Enum):

@@ -1,7 +1,7 @@
 """``scaling backtest``, ``report`` and ``serve``, and ``scaling optimal RESULTS.csv --approach ...``.
 
-Parsing and printing only: the work is in :mod:`scaling.backtest`, :mod:`scaling.optimal`, :mod:`scaling.report`
-and :mod:`scaling.serve`. ``scaling optimal`` itself lives in :mod:`scaling.cli.fitting` (a fit file or a published
+Parsing and printing only: the work is in :mod:`scaling.analysis.backtest`, :mod:`scaling.analysis.optimal`, :mod:`scaling.report.html`
+and :mod:`scaling.serve.app`. ``scaling optimal`` itself lives in :mod:`scaling.cli.fitting` (a fit file or a published
 law); given a results table it hands over to :func:`optimal_from_results` here.
 """
 
@@ -90,7 +90,7 @@ def optimal_from_results(
     fmt: Format = Format.table,
 ) -> None:
     """Approaches 1-3 side by side from one results table, with bootstrap intervals (``docs/planning.md``)."""
-    from scaling.optimal import compare, ensemble_plan
+    from scaling.analysis.optimal import compare, ensemble_plan
 
     level = 0.95 if ci is None else ci
     if not 0 < level < 1:
@@ -168,7 +168,7 @@ def optimal_hyperparameters_command(
 ) -> None:
     """The optimum each hyperparameter fit predicts on the grid of --N, --D, --compute and --at values."""
     from scaling.cli.fitting import parse_values
-    from scaling.hyperparameters import optimal_hyperparameters
+    from scaling.analysis.hyperparameters import optimal_hyperparameters
 
     if ci is not None and not 0 < ci < 1:
         raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.9")
@@ -293,8 +293,8 @@ def backtest_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit each law on the small end of the table, predict the held-out large end, rank laws by extrapolation error."""
-    from scaling.backtest import Holdout, backtest
-    from scaling.fitfile import output_problem
+    from scaling.analysis.backtest import Holdout, backtest
+    from scaling.fitting.fitfile import output_problem
 
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
@@ -352,7 +352,7 @@ def serve_command(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to answer a forecast (wait included); 504 after.")] = 30.0,
 ) -> None:
     """Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs)."""
-    from scaling.serve import LOOPBACK, FitStore, check_pool_options, serve
+    from scaling.serve.app import LOOPBACK, FitStore, check_pool_options, serve
 
     # Checked before anything is printed, so a bad option is the one line on stderr.
     if not 0 <= port <= 65535:
@@ -413,10 +413,10 @@ def report_command(
     where: WhereOption = None,
 ) -> None:
     """A self-contained HTML report: data, fitted curves with extrapolation bands, residuals, isoFLOP profiles, backtest."""
-    from scaling.backtest import Holdout, load_backtest
+    from scaling.analysis.backtest import Holdout, load_backtest
     from scaling.cli.fitting import parse_values
-    from scaling.fitfile import load_fit
-    from scaling.report import build_report
+    from scaling.fitting.fitfile import load_fit
+    from scaling.report.html import build_report
 
     if bootstrap < 0:
         raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")

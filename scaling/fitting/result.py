@@ -1,6 +1,6 @@
 """A fitted law: the learned state (parameters, bootstrap draws, quality), forecasts and a readable report.
 
-A :class:`Fit` is what :class:`scaling.estimate.LawFitter` returns and what a fit file holds (``fitfile.py`` reads
+A :class:`Fit` is what :class:`scaling.fitting.estimate.LawFitter` returns and what a fit file holds (``fitfile.py`` reads
 and writes it). It carries everything needed to reproduce its forecasts and their intervals: the law (by registry
 name), the parameters, the bootstrap draws and the settings that produced them.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling import forecast
-from scaling.diagnostics import COLLAPSE_REL_WIDTH, FitWarning, as_warnings, describe_status, interval_status
+from scaling.fitting import forecast
+from scaling.fitting.diagnostics import COLLAPSE_REL_WIDTH, FitWarning, as_warnings, describe_status, interval_status
 from scaling.laws.base import Law
 
 CORR_WARN = 0.95  # |correlation| between two exponents across draws above which they are called non-identifiable
@@ -94,7 +94,7 @@ class Fit:
 
     @property
     def warnings(self) -> list[FitWarning]:
-        """The fit's warnings as :class:`~scaling.diagnostics.FitWarning` (code, severity, message)."""
+        """The fit's warnings as :class:`~scaling.fitting.diagnostics.FitWarning` (code, severity, message)."""
         return as_warnings(self.quality.get("warnings"))
 
     @property
@@ -110,7 +110,7 @@ class Fit:
     @property
     def interval_status(self) -> str | None:
         """Why this fit's bootstrap intervals are withheld (a code such as ``no_uncertainty_information`` or
-        ``bootstrap_failed_94%``), or None when they carry information. See :mod:`scaling.diagnostics`."""
+        ``bootstrap_failed_94%``), or None when they carry information. See :mod:`scaling.fitting.diagnostics`."""
         status = interval_status(self.quality, len(self.draws))
         if status is None and self.quality.get("intervals_collapsed"):
             return "interval_collapsed"
@@ -377,12 +377,12 @@ class Fit:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "fit") -> Fit:
         """Rebuild a fit from :meth:`to_dict` output (validated; the law is re-bound by its registry name)."""
-        from scaling import fitfile
+        from scaling.fitting import fitfile
 
         return fitfile.fit_from_dict(d, source=source)
 
     def save(self, path: str | Path) -> Path:
         """Write the fit as JSON (atomically; nothing is written on failure). Returns the path written."""
-        from scaling import fitfile
+        from scaling.fitting import fitfile
 
         return fitfile.save_fit(self, path)

@@ -74,8 +74,8 @@ class Law:
             [0, 1] whose absolute errors matter, as Bhagia et al. 2024 and Gadre et al. 2024 fit them).
         kind: what the output is, for the forecasting commands: ``"loss"`` (default), ``"hyperparameter"`` (the
             output is an optimal setting such as the learning rate: its prediction *is* the optimum, see
-            :mod:`scaling.hyperparameters`) or ``"downstream"`` (a metric predicted from a loss, the second step of
-            a chained forecast, see :mod:`scaling.downstream`).
+            :mod:`scaling.analysis.hyperparameters`) or ``"downstream"`` (a metric predicted from a loss, the second step of
+            a chained forecast, see :mod:`scaling.analysis.downstream`).
         positive_inputs: True (the catalogue's laws of counts N, D, U, ...): inputs must be positive, in tables and
             forecasts. False for laws whose formula takes zero or negative inputs (formula laws of log learning
             rate, mixture proportions, ...): the inputs need only be finite.

@@ -21,7 +21,7 @@ log C), so every start converges; the grids only matter when a parameter is fixe
 *are* the optima (``kind="hyperparameter"``): ``scaling optimal FIT --N ... --D ...`` answers them with intervals.
 
 The rows to fit are one per (N, D) or C: the learning rate (batch size) whose loss was lowest in a grid search there
-(or, as DeepSeek, the middle of the near-optimal band). :func:`scaling.hyperparameters.optimum_table` builds them
+(or, as DeepSeek, the middle of the near-optimal band). :func:`scaling.analysis.hyperparameters.optimum_table` builds them
 from a sweep of runs.
 """
 

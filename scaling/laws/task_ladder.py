@@ -18,7 +18,7 @@ steepness (negative: accuracy rises as the loss falls; with a >= 0 the sign is n
 ``scaling.fit(table, law="downstream")`` fits the two steps separately from one table with columns N, D,
 task_loss, accuracy, as the paper does, and joins them into one fit of the chained law whose bootstrap draws pair a
 step-1 draw with a step-2 draw: forecasts from (N, D) then carry the uncertainty of both steps
-(:mod:`scaling.downstream`). ``LawFitter("downstream")`` instead fits the chained form in one step on accuracy alone,
+(:mod:`scaling.analysis.downstream`). ``LawFitter("downstream")`` instead fits the chained form in one step on accuracy alone,
 the single-step baseline the paper compares against.
 
 Accuracies are fitted on linear residuals (absolute points, as the paper reports its errors); the task loss in log
@@ -91,7 +91,7 @@ TASK_ACCURACY = register(
 )
 
 # The chained law's one-step grid is smaller than the product of the two steps' (4500 x 144 starts): it is the
-# baseline, and the two-step fit (scaling.downstream) starts from each step's own grid instead.
+# baseline, and the two-step fit (scaling.analysis.downstream) starts from each step's own grid instead.
 DOWNSTREAM = register(
     Law(
         name="downstream",

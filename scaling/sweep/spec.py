@@ -718,7 +718,7 @@ def submission_order(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
 
 def estimate_wall_seconds(plan: Plan, workers: int) -> float:
     """Wall time of the plan on ``workers`` single-run slots: runs start in :func:`submission_order` as slots
-    free up and their dependencies finish (what :func:`scaling.sweep_backends.run_plan` does)."""
+    free up and their dependencies finish (what :func:`scaling.sweep.backends.run_plan` does)."""
     import heapq
 
     slots = [0.0] * max(1, workers)

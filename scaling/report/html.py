@@ -10,7 +10,7 @@ predictions, and transfer (``D_F``), repetition (``epochs``/``U``) and calibrati
 The page needs no network and no files besides itself: figures are embedded as base64 PNG (the PNG and SVG copies
 in ``figures/`` are for slides and papers). Every axis names its quantity and unit. Figures are matplotlib, with no
 backend forced (Agg is what matplotlib picks without a display); the fitted-curve panels of two-input laws reuse
-:mod:`scaling.plots` (the sweep's figures).
+:mod:`scaling.report.plots` (the sweep's figures).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 
 import scaling
-from scaling.diagnostics import describe_status
+from scaling.fitting.diagnostics import describe_status
 from scaling.errors import ScalingError
 
 LABELS = {
@@ -175,7 +175,7 @@ def _fit_rows(df: pd.DataFrame, fit) -> pd.DataFrame:
 
 def fit_figures(df: pd.DataFrame, name: str, fit, figs: _Figures) -> list[Figure]:
     """Fitted curves with extrapolation bands and residuals for one fit (when the table has its inputs)."""
-    from scaling import plots
+    from scaling.report import plots
 
     rows = _fit_rows(df, fit)
     out: list[Figure] = []
@@ -595,8 +595,8 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
 
     problems = []
     if not fits:
-        from scaling.estimate import default_law
-        from scaling.estimate import fit as fit_law
+        from scaling.fitting.estimate import default_law
+        from scaling.fitting.estimate import fit as fit_law
 
         try:
             law = default_law(df)
@@ -631,7 +631,7 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
         sections.append(_planning_section(df, figs, compute, n_bootstrap, seed))
 
     if backtest_result is None and run_backtest:
-        from scaling.backtest import backtest
+        from scaling.analysis.backtest import backtest
 
         laws = [f.law_name for _, f in fits]
         try:
@@ -662,7 +662,7 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
 def _planning_section(
     df: pd.DataFrame, figs: _Figures, compute: Sequence[float], n_bootstrap: int, seed: int
 ) -> Section:
-    from scaling.optimal import compare
+    from scaling.analysis.optimal import compare
 
     C = _compute(df)
     budgets = list(compute) or [float(C.max() * 10), float(C.max() * 100)]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
-from scaling.forecast import predict_many
+from scaling.fitting.forecast import predict_many
 from scaling.laws import get_law
 from scaling.results import validate_columns
 
@@ -57,10 +57,10 @@ def fit_downstream(data: pd.DataFrame, *, source: str | None = None, fix: Mappin
     """Fit both steps on ``data`` (columns N, D, task_loss, accuracy) and return the chained ``downstream`` fit.
 
     Other keyword arguments (``loss``, ``delta``, ``param_def``, ``n_refine``, ...) go to both steps'
-    :class:`~scaling.estimate.LawFitter`. The chained fit's ``quality["steps"]`` holds each step's quality, and its
+    :class:`~scaling.fitting.estimate.LawFitter`. The chained fit's ``quality["steps"]`` holds each step's quality, and its
     ``rmse_log`` is the end-to-end RMSE of accuracy predicted from (N, D) (linear residuals).
     """
-    from scaling.estimate import LawFitter
+    from scaling.fitting.estimate import LawFitter
 
     t0 = time.perf_counter()
     source = source or str(data.attrs.get("source") or "table")

@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 
 import scaling
-from scaling.diagnostics import FitWarning
+from scaling.fitting.diagnostics import FitWarning
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
 from scaling.laws.base import _REGISTRY, get_law

@@ -31,7 +31,7 @@ from scipy.optimize import lsq_linear, nnls
 from scaling.errors import ScalingError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from scaling.estimate import _Objective
+    from scaling.fitting.estimate import _Objective
 
 # Grid values per free exponent, and IRLS rounds for the Huber weights (the weights settle in 2-3 rounds: only
 # points moving across |r| = delta change weight, and the starts need not be exact: L-BFGS-B refines them).

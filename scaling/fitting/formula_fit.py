@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
-from scaling.estimate import LawFitter
+from scaling.fitting.estimate import LawFitter
 from scaling.fitting.result import Fit
 from scaling.laws.formula import (
     FormulaLaw,
@@ -88,7 +88,7 @@ def fit_formula(data: pd.DataFrame | str | Path, formula: str | FormulaSpec, *,
                 **fitter_options: Any) -> Fit:
     """Fit a formula law to a results table; ``by``/``per_group`` fit the named parameters once per group.
 
-    ``fitter_options`` go to :class:`~scaling.estimate.LawFitter` (``n_bootstrap``, ``loss``, ``fix``, ...).
+    ``fitter_options`` go to :class:`~scaling.fitting.estimate.LawFitter` (``n_bootstrap``, ``loss``, ``fix``, ...).
     ``output`` and ``residual_space`` may be given there too and are moved into the spec.
     """
     if isinstance(data, (str, Path)):

@@ -44,19 +44,19 @@ from scipy.optimize import least_squares, minimize
 from scipy.stats import norm, qmc
 from threadpoolctl import threadpool_limits
 
-from scaling.conformal import rollout_errors
-from scaling.diagnostics import BOOTSTRAP_FAIL_MAX, FitWarning
-from scaling.extrapolation import input_moments
+from scaling.fitting.conformal import rollout_errors
+from scaling.fitting.diagnostics import BOOTSTRAP_FAIL_MAX, FitWarning
+from scaling.fitting.extrapolation import input_moments
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
-from scaling.forecast import predict_many
+from scaling.fitting.forecast import predict_many
 from scaling.laws.base import _REGISTRY, Law, get_law
 from scaling.results import read_results, validate_columns
-from scaling.varpro import varpro_starts
+from scaling.fitting.varpro import varpro_starts
 
 LOSSES = ("huber", "least_squares", "huber_likelihood")
 # Where the local searches start: "grid" = the law's multi-start grid (Hoffmann's 4500 points for chinchilla);
-# "varpro" = a fine grid of the exponents with the linear parameters solved by NNLS at each (scaling/varpro.py).
+# "varpro" = a fine grid of the exponents with the linear parameters solved by NNLS at each (scaling/fitting/varpro.py).
 METHODS = ("grid", "varpro")
 
 # L-BFGS-B's ftol and gtol are absolute for objectives below 1, so a mean-reduced Huber objective (400x smaller
@@ -780,11 +780,11 @@ class LawFitter:
             (per-group fits: every group keeps its runs' count, so its own parameters stay identified).
         method: where the local searches start: ``"grid"`` (the law's multi-start grid) or ``"varpro"`` (variable
             projection: a fine grid of the exponents, the linear parameters solved by NNLS at each; laws linear in
-            some parameters only, see :mod:`scaling.varpro`). Both refine with the full objective.
+            some parameters only, see :mod:`scaling.fitting.varpro`). Both refine with the full objective.
         asymmetry: cost multiplier of over-predictions (residual > 0) relative to under-predictions: 1 = symmetric;
             k > 1 fits the lower envelope of the points (OLMo-core's ``overestimate_penalty``; they suggest 10).
         calibrate: rollout cuts for calibrating prediction intervals (fit on the smaller sizes, predict the next
-            block up; :mod:`scaling.conformal`); 0 = none; None = 4 when ``n_bootstrap`` > 0, else 0.
+            block up; :mod:`scaling.fitting.conformal`); 0 = none; None = 4 when ``n_bootstrap`` > 0, else 0.
     """
 
     def __init__(
@@ -907,7 +907,7 @@ class LawFitter:
         return int(self.calibrate)
 
     def _calibration(self, df: pd.DataFrame, law: Law, n_free: int) -> dict | None:
-        """The rollout backtest of :mod:`scaling.conformal` with this fitter's settings (point fits only)."""
+        """The rollout backtest of :mod:`scaling.fitting.conformal` with this fitter's settings (point fits only)."""
         n_cuts = self._n_cuts()
         if n_cuts <= 0:
             return None
@@ -1317,7 +1317,7 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
 
     ``mapping``/``where`` are applied when reading a path (see :func:`scaling.read_results`); other keyword
     arguments go to :class:`LawFitter`. ``law="downstream"`` is the two-step task forecast (Bhagia et al. 2024):
-    both steps are fitted from the table's N, D, task_loss and accuracy (:func:`scaling.downstream.fit_downstream`).
+    both steps are fitted from the table's N, D, task_loss and accuracy (:func:`scaling.analysis.downstream.fit_downstream`).
     ``law="transfer"`` on a table of from-scratch and fine-tuned runs, and
     ``law="repetition"`` on a table with repeated-data runs, run their analysis (:mod:`scaling.analysis`): the
     returned fit (the transfer law; the unique-data baseline) carries it as ``fit.analysis``.
@@ -1333,7 +1333,7 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
     if law is None:
         law = default_law(data)
     if (law.strip() if isinstance(law, str) else getattr(law, "name", None)) == "downstream":
-        from scaling.downstream import fit_downstream  # the chained law is fitted step by step, not in one go
+        from scaling.analysis.downstream import fit_downstream  # the chained law is fitted step by step, not in one go
 
         return fit_downstream(data, source=source, **kwargs)
     from scaling.analysis import analysis_for, run_analysis

@@ -7,7 +7,7 @@ Two kinds of interval, named in every output (docs/fitting.md, "Which interval")
   lies;
 - prediction (``pred_lower``/``pred_upper``, ``loss_pred_*``): where *one new run* at that point will land: the
   bootstrap curves plus the fit's residual noise, widened with the distance outside the fitted range by the fit's
-  own rollout backtest (:mod:`scaling.conformal`). This is the one to plan a training run on.
+  own rollout backtest (:mod:`scaling.fitting.conformal`). This is the one to plan a training run on.
 
 Neither is shown as a number when it carries no information (:attr:`Fit.interval_status`; as many free parameters
 as distinct points, most bootstrap resamples failed, a collapsed spread, no draws): the bounds are NaN and the
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from scaling.diagnostics import COLLAPSE_REL_WIDTH
+from scaling.fitting.diagnostics import COLLAPSE_REL_WIDTH
 from scaling.errors import ScalingError
 from scaling.laws.base import Law
 
@@ -162,9 +162,9 @@ def noise_scale(fit: Fit) -> float:
 def _prediction_band(fit: Fit, centre: np.ndarray, draws_space: np.ndarray, ci: float, decades: np.ndarray,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
     """Prediction interval in the residual space: the hull of (a) the bootstrap curves plus Gaussian noise of the
-    fit's residual scale and (b) the rollout-conformal interval centre +- q (1 + d / D0) (:mod:`scaling.conformal`).
+    fit's residual scale and (b) the rollout-conformal interval centre +- q (1 + d / D0) (:mod:`scaling.fitting.conformal`).
     Returns lo, hi, status (``ok``, ``small_calibration``, ``uncalibrated`` or ``no_uncertainty_information``)."""
-    from scaling.conformal import conformal_quantile, spread
+    from scaling.fitting.conformal import conformal_quantile, spread
 
     sigma = noise_scale(fit)
     if not np.isfinite(sigma) or sigma <= 0:
@@ -193,7 +193,7 @@ def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any
     withheld or how they are limited), extrapolation, extrap_decades, extrap_distance, warning
     (``extrapolating_far`` or ""). Inputs broadcast like numpy; ``grid=True`` takes their cartesian product.
     """
-    from scaling import extrapolation
+    from scaling.fitting import extrapolation
 
     ci = fit.ci if ci is None else _check_ci(ci)
     x = _broadcast_inputs(fit.law, inputs, grid)

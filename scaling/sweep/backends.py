@@ -8,9 +8,9 @@ so the backends never handle rows. A backend only turns tasks into ``concurrent.
 - :class:`LocalBackend`: a pool of K threads, each waiting on one trainer subprocess (K single-thread runs side
   by side use 2 CPU cores better than one two-thread run; CPU-BUDGET.md). With ``resources.gpus`` each worker
   owns its own ``CUDA_VISIBLE_DEVICES`` slot.
-- :class:`scaling.sweep_ray.RayBackend`: one Ray task per run reserving the run's ``resources`` (num_gpus, num_cpus, memory,
+- :class:`scaling.sweep.ray_backend.RayBackend`: one Ray task per run reserving the run's ``resources`` (num_gpus, num_cpus, memory,
   custom resources; ``runtime_env``) on an existing cluster (``address="auto"``) or a local one with K CPUs.
-- :class:`scaling.sweep_slurm.SlurmBackend`: submitit job arrays, requeued on timeout or pre-emption.
+- :class:`scaling.sweep.slurm_backend.SlurmBackend`: submitit job arrays, requeued on timeout or pre-emption.
 
 :func:`run_plan` submits runs whose dependencies are met (a fine-tune waits for its pretraining run) in waves
 (the runs that are ready together go to the backend together: one job array on Slurm), skips runs already
@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from scaling.errors import ScalingError
-from scaling.sweep import Plan, PlannedRun, finished_run_ids, submission_order
+from scaling.sweep.spec import Plan, PlannedRun, finished_run_ids, submission_order
 
 BACKENDS = ("local", "ray", "slurm")
 
@@ -81,7 +81,7 @@ class RunOutcome:
 
 def trainer_script() -> Path:
     """trainers/train.py of this checkout (the package is installed editable next to it)."""
-    path = Path(__file__).resolve().parents[1] / "trainers" / "train.py"
+    path = Path(__file__).resolve().parents[2] / "trainers" / "train.py"
     if not path.exists():
         raise ScalingError(f"trainer entry point {path} not found: install the package editable from its checkout (pip install -e .)")
     return path
@@ -310,12 +310,12 @@ def gpu_slots(workers: int, gpus_per_run: int | None) -> list[dict[str, str]]:
 
 
 def __getattr__(name: str) -> Any:
-    # The Ray and Slurm backends live in their own modules (scaling.sweep_ray, scaling.sweep_slurm, which
+    # The Ray and Slurm backends live in their own modules (scaling.sweep.ray_backend, scaling.sweep.slurm_backend, which
     # import ray and submitit); kept importable from here.
     if name == "SlurmBackend":
         return _slurm_backend_class()
     if name == "RayBackend":
-        from scaling.sweep_ray import RayBackend
+        from scaling.sweep.ray_backend import RayBackend
 
         return RayBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -323,8 +323,8 @@ def __getattr__(name: str) -> Any:
 
 def _slurm_backend_class() -> type:
     try:
-        import submitit  # noqa: F401 -- checked first: scaling.sweep_slurm may already be imported
-        from scaling.sweep_slurm import SlurmBackend
+        import submitit  # noqa: F401 -- checked first: scaling.sweep.slurm_backend may already be imported
+        from scaling.sweep.slurm_backend import SlurmBackend
     except ImportError:
         raise ScalingError("--backend slurm: submitit is not installed (pip install 'scaling[sweep]' or pip install submitit)") from None
     return SlurmBackend
@@ -359,7 +359,7 @@ def make_backend(name: str, *, workers: int | None, folder: Path, plan: Plan) ->
         return LocalBackend(workers or 2, gpus_per_run=res.gpus)
     if name == "ray":
         kwargs = dict(sweep.ray)
-        from scaling.sweep_ray import RayBackend
+        from scaling.sweep.ray_backend import RayBackend
 
         return RayBackend(workers, kwargs.pop("address", None), cpus_per_run=cpus_per_run(sweep),
                           gpus_per_run=res.gpus or 0, memory_gb=res.memory_gb, custom=res.custom, **kwargs)

@@ -17,15 +17,15 @@ The same library calls as the CLI and the notebook (``Fit.predict``, ``Fit.optim
 and translates. Design rules:
 
 - **Read-only**: no endpoint writes anything; fits are made with ``scaling fit`` and dropped into the folder.
-- **Never reads outside the fits folder**, and one bad entry costs only itself (:mod:`scaling.fitstore`): names are
+- **Never reads outside the fits folder**, and one bad entry costs only itself (:mod:`scaling.serve.store`): names are
   one path component, every path is resolved and must sit directly in the folder, links out of it and loops are
   refused, and a fit whose numbers are not finite or outside the law's bounds is listed as unreadable.
 - **Every input validated** (pydantic): numbers must be finite, positive and below 1e40; ``ci`` in (0, 1); at most
   1000 points per batch and 1 MB per request body, and at most :data:`MAX_EVALUATIONS` law evaluations
   (:data:`MAX_NUMERIC_OPTIMA` numeric optima) per request.
-- **Every error is an RFC 9457 problem** (``application/problem+json``, :mod:`scaling.serve_problems`): bad input
+- **Every error is an RFC 9457 problem** (``application/problem+json``, :mod:`scaling.serve.problems`): bad input
   a 4xx with a one-line ``detail``, an unknown fit a 404, a fit file that cannot be used a 422.
-- **Stays responsive** (:mod:`scaling.serve_limits`): forecasts and allocations run on a bounded pool (503 with
+- **Stays responsive** (:mod:`scaling.serve.limits`): forecasts and allocations run on a bounded pool (503 with
   Retry-After when its queue is full, 504 past the timeout); ``/health`` is async and never waits for it; uvicorn
   closes connections whose headers or body do not arrive in time.
 - **Loopback by default**; there is no authentication, so exposing it is the operator's explicit choice.
@@ -42,12 +42,12 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 import scaling
-from scaling.diagnostics import FitWarning, describe_status, warnings_to_dicts
+from scaling.fitting.diagnostics import FitWarning, describe_status, warnings_to_dicts
 from scaling.errors import ScalingError
-from scaling.fitstore import BACKTESTS, NAME_PATTERN, FitStore
-from scaling.serve_limits import BodyLimit, ComputePool, Overloaded, TimedOut, h11_with_header_timeout
-from scaling.serve_problems import ProblemError, install, problem_responses, refuse
-from scaling.extrapolation import far_message
+from scaling.serve.store import BACKTESTS, NAME_PATTERN, FitStore
+from scaling.serve.limits import BodyLimit, ComputePool, Overloaded, TimedOut, h11_with_header_timeout
+from scaling.serve.problems import ProblemError, install, problem_responses, refuse
+from scaling.fitting.extrapolation import far_message
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1_000_000

@@ -10,7 +10,7 @@ law on every row below block k (point estimate only, no bootstrap, a reduced mul
 block k. Each predicted row i gives
 
     e_i = |residual_i|           (log space: |log y_i - log yhat_i|; linear for a linear-space law)
-    d_i = decades outside the cut's training range (N, D, C; scaling.extrapolation)
+    d_i = decades outside the cut's training range (N, D, C; scaling.fitting.extrapolation)
     s_i = the cut fit's residual scale (stored for reference; not part of the score)
 
 and the nonconformity score r_i = e_i / rho(d_i) with the spread function rho(d) = 1 + d / D0, D0 = 1 decade: the
@@ -41,7 +41,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from scaling.errors import ScalingError
-from scaling.extrapolation import decades_outside, fitted_ranges, input_moments
+from scaling.fitting.extrapolation import decades_outside, fitted_ranges, input_moments
 
 D0 = 1.0  # decades over which the spread function doubles: rho = 1 + d / D0
 CUT_REFINE = 8  # multi-start refinements per cut fit (the full fit uses LawFitter.n_refine)
@@ -76,7 +76,7 @@ def rollout_errors(df: pd.DataFrame, law: Any, fit_kwargs: Mapping[str, Any], n_
 
     Returns the calibration record stored in ``fit.quality["calibration"]`` (None when no cut could be fitted).
     """
-    from scaling.estimate import LawFitter  # estimate imports this module's caller chain; import at call time
+    from scaling.fitting.estimate import LawFitter  # estimate imports this module's caller chain; import at call time
 
     axis = axis_of(law.inputs)
     values = df[axis].to_numpy(dtype=float)

@@ -119,7 +119,7 @@ def one_line(exc: RequestValidationError) -> str:
 
 def install(app: FastAPI) -> None:
     """Exception handlers that answer every error as a problem, and ``GET /problems/{slug}``."""
-    log = logging.getLogger("scaling.serve")
+    log = logging.getLogger("scaling.serve.app")
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError):

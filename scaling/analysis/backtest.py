@@ -27,7 +27,7 @@ bar for a law that holds on real runs, docs/planning.md).
 
 Intervals: by default *prediction* intervals (``Fit.predict``'s ``pred_lower``/``pred_upper``): the bootstrap spread
 of the fitted curve plus the residual scatter of the fit, widened by the training fit's own rollout calibration with
-the distance extrapolated (:mod:`scaling.conformal`), since a held-out point is one noisy run, not the expected loss.
+the distance extrapolated (:mod:`scaling.fitting.conformal`), since a held-out point is one noisy run, not the expected loss.
 ``intervals="band"`` uses the confidence interval of the mean law alone (``conf_lower``/``conf_upper``); its coverage
 of single runs is expected to be low. Intervals a fit withholds (``interval_status``) count as missing: the
 coverage is then NaN and the notes name the reason. Each prediction row carries its ``interval_status``,
@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
-from scaling.fitfile import parse_json, write_text_atomic
+from scaling.fitting.fitfile import parse_json, write_text_atomic
 from scaling.laws import get_law, law_names
 from scaling.laws.base import Law
 
@@ -204,7 +204,7 @@ def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
     elif holdout.kind == "largest-C":
         C = _compute(df)
         if holdout.size >= 1:
-            from scaling.optimal import (
+            from scaling.analysis.optimal import (
                 assign_budgets,  # isoFLOP budgets: rows of one budget differ by rounding
             )
 
@@ -328,7 +328,7 @@ def default_laws(df: pd.DataFrame, holdout: Holdout) -> list[str]:
 
 
 def _intervals(fit, inputs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
-    """Point forecast and 80%/95% intervals at ``inputs`` from :func:`scaling.forecast.predict` (prediction or
+    """Point forecast and 80%/95% intervals at ``inputs`` from :func:`scaling.fitting.forecast.predict` (prediction or
     confidence kind, see the module docstring), with the interval status and extrapolation of each row."""
     out: dict[str, np.ndarray] = {}
     lo_col, hi_col = ("pred_lower", "pred_upper") if kind == "prediction" else ("conf_lower", "conf_upper")
@@ -368,7 +368,7 @@ def _fit_and_predict(
 ):
     """Fit on ``train`` (per curve for single-input laws when asked) and predict ``test``; returns (predictions,
     fits, notes)."""
-    from scaling.estimate import fit as fit_law
+    from scaling.fitting.estimate import fit as fit_law
 
     groups = _law_groups(law, pd.concat([train, test]), per_curve)
     pieces, fits, notes = [], {}, []

@@ -1,0 +1,1 @@
+"""Reports: PNG figures of a fit (``plots``) and the self-contained HTML report (``html``)."""

@@ -1,0 +1,2 @@
+"""The HTTP service (``scaling serve``): the FastAPI app (``app``), the fits folder it reads (``store``),
+its work limits and compute pool (``limits``) and RFC 9457 problem responses (``problems``)."""
