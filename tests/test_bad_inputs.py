@@ -289,6 +289,8 @@ CASES = [
       files={"c.yaml": "n_layer: 2\nn_layer: 3\n"}, runner="train"),
     C("train-config-list", ["--config", "c.yaml"], "c.yaml: expected a mapping", files={"c.yaml": "- 1\n"},
       runner="train"),
+    C("train-unknown-option", ["--frobnicate"], "unrecognized arguments: --frobnicate",
+      "see trainers/train.py --help", runner="train"),  # argparse printed its usage on two more lines
     C("train-unknown-key", ["tokenz=1e5"], "command line: unknown key 'tokenz'", runner="train"),
     C("train-override-after-option", ["--results", "r.csv", "n_layer=2", "d_model=32", "tokens=abc"],
       "key 'tokens'", runner="train"),

@@ -17,8 +17,16 @@ EXIT_USAGE = 2
 EXIT_STOPPED = 3
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's usage errors as one ``error:`` line like every other user error (argparse prints the usage too)."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="trainers/train.py",
         description="Train one small transformer and append its evaluations to a results table.",
         epilog="Keys: see docs/training.md. Example: python trainers/train.py --config configs/runs/smoke.yaml tokens=2e5 seed=1",
