@@ -17,6 +17,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from cli_helpers import assert_user_error, invoke
 
@@ -393,3 +395,20 @@ def test_derived_values_of_a_degenerate_draw_are_nan_not_a_crash():
     values = fit.derived_values({"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.0, "beta": 0.0})
     assert set(values) >= {"a", "b", "tokens_per_param"}
     assert all(v != v for v in values.values())  # all NaN
+
+
+def test_forecast_of_a_large_grid_is_chunked_with_the_same_answers(tmp_path, monkeypatch):
+    """A 1e6-point grid (within the documented cap) with a bootstrap fit needed 30 GB at once (MemoryError
+    traceback): predictions now go in chunks of points. Chunked and whole answers agree."""
+    from scaling.fitting import forecast
+
+    path = tmp_path / "f.json"
+    path.write_text(_fit())
+    fit = load_fit(path)
+    grid = {"N": np.geomspace(1e8, 1e11, 10), "D": np.geomspace(1e9, 1e12, 5)}
+    whole = forecast.predict(fit, grid=True, **grid)
+    monkeypatch.setattr(forecast, "MAX_VALUES_AT_ONCE", 7 * forecast.NOISY_ROWS)  # chunks of 7 points
+    chunked = forecast.predict(fit, grid=True, **grid)
+    assert len(chunked) == len(whole) == 50
+    cols = ["N", "D", "point", "conf_lower", "conf_upper", "interval_status", "extrap_decades"]
+    pd.testing.assert_frame_equal(chunked[cols], whole[cols])

@@ -171,7 +171,7 @@ def _prediction_band(fit: Fit, centre: np.ndarray, draws_space: np.ndarray, ci: 
         nan = np.full(centre.shape, np.nan)
         return nan, nan, "no_uncertainty_information"
     base = draws_space if len(draws_space) else centre[None, :]
-    reps = max(1, 4000 // len(base))  # enough noisy copies for stable 2.5%/97.5% quantiles
+    reps = max(1, NOISY_ROWS // len(base))  # enough noisy copies for stable 2.5%/97.5% quantiles
     noisy = np.repeat(base, reps, axis=0) + rng.normal(0.0, sigma, (len(base) * reps, base.shape[1]))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -182,6 +182,12 @@ def _prediction_band(fit: Fit, centre: np.ndarray, draws_space: np.ndarray, ci: 
         return lo, hi, "uncalibrated"
     half = q * spread(decades, float(calibration.get("d0", 1.0)))
     return np.minimum(lo, centre - half), np.maximum(hi, centre + half), "small_calibration" if small else "ok"
+
+
+# Prediction bands hold (at least NOISY_ROWS) x points values at once; points beyond MAX_VALUES_AT_ONCE / rows are
+# forecast in chunks, so memory stays bounded (a 1e6-point grid needed 30 GB at once and died in a MemoryError).
+NOISY_ROWS = 4000
+MAX_VALUES_AT_ONCE = 2**24  # 128 MB per float64 array
 
 
 def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any) -> pd.DataFrame:
@@ -197,6 +203,11 @@ def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any
 
     ci = fit.ci if ci is None else _check_ci(ci)
     x = _broadcast_inputs(fit.law, inputs, grid)
+    n_points = len(next(iter(x.values()))) if x else 1
+    step = max(1, MAX_VALUES_AT_ONCE // max(len(fit.draws) + 1, NOISY_ROWS))
+    if n_points > step:  # each point's forecast is independent of the others: chunks give the same columns
+        chunks = [predict(fit, ci, **{k: v[i : i + step] for k, v in x.items()}) for i in range(0, n_points, step)]
+        return pd.concat(chunks, ignore_index=True)
     law = fit.law
     log = law.residual_space == "log"
     centre = predict_many(law, {k: np.array([v]) for k, v in fit.params.items()}, x, log=log)[0]
