@@ -5,7 +5,6 @@ a few steps through the trainer, rows and from_pretrained-loadable weights inclu
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -19,17 +18,8 @@ TINY = dict(corpus="english", n_layer=2, d_model=32, n_head=4, context=32, batch
             eval_points=1, eval_tokens=1024, threads=1, peak_flops=1e11, checkpoint_every=None)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = {k: os.environ.get(k) for k in ("SCALING_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    os.environ["SCALING_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+# the shared token cache and offline flags (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("offline_token_cache")
 
 
 @pytest.mark.parametrize("model_type, extra", [

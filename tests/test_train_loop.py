@@ -42,18 +42,8 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _cache(tmp_path_factory):
-    """One token cache for the session (the corpus is tokenized once) and the offline flags."""
-    old = {k: os.environ.get(k) for k in ("SCALING_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    os.environ["SCALING_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+# the shared token cache and offline flags (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("offline_token_cache")
 
 
 def read_rows(path) -> list[dict]:
