@@ -412,3 +412,19 @@ def test_forecast_of_a_large_grid_is_chunked_with_the_same_answers(tmp_path, mon
     assert len(chunked) == len(whole) == 50
     cols = ["N", "D", "point", "conf_lower", "conf_upper", "interval_status", "extrap_decades"]
     pd.testing.assert_frame_equal(chunked[cols], whole[cols])
+
+
+def test_optimal_over_many_budgets_is_chunked_with_the_same_answers(tmp_path, monkeypatch):
+    """1e5 budgets (within the COUNT cap) with a 4000-draw fit stacked 13 GB at once: budgets now go in chunks."""
+    from scaling.fitting import forecast
+
+    path = tmp_path / "f.json"
+    path.write_text(_fit())
+    fit = load_fit(path)
+    compute = np.geomspace(1e19, 1e25, 23)
+    whole = forecast.optimal(fit, compute)
+    monkeypatch.setattr(forecast, "MAX_VALUES_AT_ONCE", 5 * (len(fit.draws) + 1) * 4)  # chunks of 4 budgets
+    chunked = forecast.optimal(fit, compute)
+    cols = [c for c in whole.columns if "pred" not in c]
+    assert len(chunked) == 23
+    pd.testing.assert_frame_equal(chunked[cols], whole[cols])

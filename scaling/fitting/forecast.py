@@ -341,6 +341,9 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
     bad = C[~(np.isfinite(C) & (C > 6.0))]
     if bad.size:  # C = 6 N D needs N, D >= 1, so anything up to 6 FLOPs has no allocation at all
         raise ScalingError(f"compute {float(bad[0]):g}: must be a finite number of FLOPs above 6 (e.g. 5.76e23)")
+    step = max(1, MAX_VALUES_AT_ONCE // (5 * (len(fit.draws) + 1)))
+    if C.size > step:  # bounded memory, as in predict: 1e5 budgets x 4000 draws stacked 13 GB at once
+        return pd.concat([optimal(fit, C[i : i + step], ci, at) for i in range(0, C.size, step)], ignore_index=True)
 
     def quantities(params: Mapping[str, float]) -> np.ndarray:
         n_opt, d_opt = _allocation(law, params, C, at)
