@@ -43,7 +43,8 @@ import pandas as pd
 import scipy
 
 import scaling
-from scaling.fitting.estimate import LawFitter, _arrays, _Objective, _Space
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.objective import Objective, ParamSpace, law_arrays
 from scaling.fitting.varpro import varpro_starts
 from scaling.laws import get_law
 
@@ -85,9 +86,9 @@ def synthetic(seed: int, kind: str) -> pd.DataFrame:
 
 def best_start(df: pd.DataFrame, options: dict) -> float:
     """The objective of the best-scoring start of the engine (what its refinement begins from)."""
-    space = _Space(CHIN, None, None, None)
-    inputs, log_y = _arrays(CHIN, df)
-    obj = _Objective(space, inputs, log_y, loss="huber", delta=1e-3, asymmetry=options.get("asymmetry", 1.0))
+    space = ParamSpace(CHIN, None, None, None)
+    inputs, log_y = law_arrays(CHIN, df)
+    obj = Objective(space, inputs, log_y, loss="huber", delta=1e-3, asymmetry=options.get("asymmetry", 1.0))
     starts = varpro_starts(obj, obj.asymmetry) if options["method"] == "varpro" else space.grid()
     return float(np.min(obj.values(starts)))
 

@@ -36,8 +36,8 @@ TRUTH = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.3478, "beta": 0.3658}
 # The baseline child: the CLI with the old block rule (every evaluation scored 2048 parameter sets at all rows).
 BASELINE = """
 import sys
-import scaling.fitting.estimate as estimate
-estimate.BLOCK_ELEMENTS = 2048 * int(sys.argv[1])
+import scaling.fitting.objective as objective
+objective.BLOCK_ELEMENTS = 2048 * int(sys.argv[1])
 from scaling.cli import main
 main(sys.argv[2:])
 """

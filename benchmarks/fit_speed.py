@@ -31,7 +31,8 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 import scaling
-from scaling.fitting.estimate import LawFitter, huber
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.objective import huber
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.fitting.estimate import LawFitter, huber
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.objective import huber
 from scaling.laws import get_law
 from scaling.laws.data_constrained import MUENNIGHOFF_C4
 from scaling.results import read_results

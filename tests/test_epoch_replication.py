@@ -16,7 +16,9 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 import scaling
-from scaling.fitting.estimate import LawFitter, convergence_check, huber
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.objective import huber
+from scaling.fitting.optimise import convergence_check
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
 pytestmark = pytest.mark.skipif(

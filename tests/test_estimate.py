@@ -9,13 +9,9 @@ import pytest
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.fitting.estimate import (
-    LawFitter,
-    _Objective,
-    _Space,
-    convergence_check,
-    default_law,
-)
+from scaling.fitting.estimate import LawFitter, default_law
+from scaling.fitting.objective import Objective, ParamSpace
+from scaling.fitting.optimise import convergence_check
 from scaling.laws import get_law
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -162,8 +158,8 @@ def test_poorly_identified_fit_warns():
 
 def test_jacobian_matches_the_analytic_chinchilla_derivative():
     df = chinchilla_grid(n=5)
-    space = _Space(CHIN, None, None, None)
-    obj = _Objective(space, {"N": df.N.to_numpy(), "D": df.D.to_numpy()}, np.log(df.loss.to_numpy()),
+    space = ParamSpace(CHIN, None, None, None)
+    obj = Objective(space, {"N": df.N.to_numpy(), "D": df.D.to_numpy()}, np.log(df.loss.to_numpy()),
                      loss="huber", delta=1e-3)
     theta = space.theta_of(BESIROGLU)
     E, A, B = np.exp(theta[:3])
@@ -278,17 +274,17 @@ def test_as_many_free_parameters_as_distinct_points_is_warned():
 @pytest.mark.parametrize("loss", ["huber", "huber_likelihood"])
 def test_blocked_scoring_equals_unblocked_scoring(monkeypatch, loss):
     """Issue 13: evaluations are split into blocks of BLOCK_ELEMENTS (set, row) pairs; the split changes nothing."""
-    import scaling.fitting.estimate as estimate
+    import scaling.fitting.objective as objective
 
     df = chinchilla_grid(noise=0.02, seed=3, n=9)  # 81 rows
-    space = _Space(CHIN, None, None, None)
-    obj = _Objective(space, {"N": df.N.to_numpy(), "D": df.D.to_numpy()}, np.log(df.loss.to_numpy()),
+    space = ParamSpace(CHIN, None, None, None)
+    obj = Objective(space, {"N": df.N.to_numpy(), "D": df.D.to_numpy()}, np.log(df.loss.to_numpy()),
                      loss=loss, delta=1e-3)
     grid = space.grid()[::7]  # 643 starts
     x = obj.start(space.theta_of(BESIROGLU) + 0.01)
     whole_values = obj.values(grid, block=len(grid))  # every start at every row in one evaluation
     whole_value, whole_grad = obj.value_and_grad(x)
-    monkeypatch.setattr(estimate, "BLOCK_ELEMENTS", 50)  # smaller than one row set: 1 start x 50 rows per block
+    monkeypatch.setattr(objective, "BLOCK_ELEMENTS", 50)  # smaller than one row set: 1 start x 50 rows per block
     blocked_values = obj.values(grid)
     blocked_value, blocked_grad = obj.value_and_grad(x)
     finite = np.isfinite(whole_values)
@@ -319,8 +315,8 @@ def test_other_local_optima_are_distinct_in_objective_not_only_in_theta():
     N, D = np.meshgrid(np.geomspace(1e7, 1e9, 8), np.geomspace(2e8, 2e10, 10))
     N, D = N.ravel(), D.ravel()
     loss = CHIN.predict(BESIROGLU, N=N, D=D) * np.exp(0.02 * rng.standard_normal(N.size))
-    space = _Space(CHIN, None, None, None)
-    obj = _Objective(space, {"N": N, "D": D}, np.log(loss), loss="huber", delta=1e-3)
+    space = ParamSpace(CHIN, None, None, None)
+    obj = Objective(space, {"N": N, "D": D}, np.log(loss), loss="huber", delta=1e-3)
     best, _, others = LawFitter("chinchilla")._multistart(obj, space.grid())
     values = sorted(obj.value(x) for x in others)
     assert values and values[0] > best.fun

@@ -11,7 +11,8 @@ import pytest
 
 from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
-from scaling.fitting.estimate import LawFitter, _arrays, _Objective, _Space
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.objective import Objective, ParamSpace, law_arrays
 from scaling.laws import get_law
 from scaling.fitting.varpro import POINTS_PER_EXPONENT, varpro_starts
 
@@ -40,9 +41,9 @@ def test_varpro_starts_lie_near_the_optimum_and_reach_the_grid_optimum():
     for k, v in grid_fit.params.items():
         assert varpro_fit.params[k] == pytest.approx(v, rel=1e-5)
     # the starts themselves: the best one is within a few percent of the optimum (the grid's is many times above)
-    space = _Space(CHIN, None, None, None)
-    inputs, log_y = _arrays(CHIN, df)
-    obj = _Objective(space, inputs, log_y, loss="huber", delta=1e-3)
+    space = ParamSpace(CHIN, None, None, None)
+    inputs, log_y = law_arrays(CHIN, df)
+    obj = Objective(space, inputs, log_y, loss="huber", delta=1e-3)
     best_varpro = obj.values(varpro_starts(obj)).min()
     best_grid = obj.values(space.grid()).min()
     assert best_varpro < 1.1 * grid_fit.quality["objective"] < best_grid
@@ -84,9 +85,9 @@ def test_asymmetric_loss_fits_the_lower_envelope():
 @pytest.mark.parametrize("loss", ["huber", "least_squares"])
 def test_asymmetric_gradient_matches_finite_differences(loss):
     df = table(seed=3, n=5)
-    space = _Space(CHIN, None, None, None)
-    inputs, log_y = _arrays(CHIN, df)
-    obj = _Objective(space, inputs, log_y, loss=loss, delta=1e-3, asymmetry=7.0)
+    space = ParamSpace(CHIN, None, None, None)
+    inputs, log_y = law_arrays(CHIN, df)
+    obj = Objective(space, inputs, log_y, loss=loss, delta=1e-3, asymmetry=7.0)
     x = space.theta_of(TRUTH) + np.array([0.01, -0.02, 0.03, 0.004, -0.003])
     _, grad = obj.value_and_grad(x)
     numeric = np.empty_like(x)

@@ -17,7 +17,8 @@ import pytest
 import scaling
 from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
-from scaling.fitting.estimate import MAX_GRID, SOBOL_STARTS, LawFitter, _Space
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.objective import MAX_GRID, SOBOL_STARTS, ParamSpace
 from scaling.fitting.fitfile import load_fit
 from scaling.laws.base import Law, Param
 from scaling.laws.formula import build_law, formula_law, parse_rhs, split_formula
@@ -124,7 +125,7 @@ def test_many_parameters_use_sobol_starts():
     law = formula_law(f"y = c + {terms}", inputs=["x"], params={
         **{f"a{i}": {"lower": -10, "upper": 10} for i in range(6)},
         **{f"b{i}": {"lower": 0, "upper": 5} for i in range(6)}})
-    grid = _Space(law, None, None, None).grid()
+    grid = ParamSpace(law, None, None, None).grid()
     assert 5 ** 13 > MAX_GRID and grid.shape == (SOBOL_STARTS, 13)
     assert grid.min(axis=0)[1] >= -10 and grid.max(axis=0)[1] <= 10
 

@@ -25,7 +25,8 @@ import pandas as pd
 import pytest
 
 import scaling
-from scaling.fitting.estimate import LawFitter, huber
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.objective import huber
 from scaling.fitting.forecast import numeric_optimal
 from scaling.laws import get_law, law_names
 from scaling.results import POSITIVE_COLUMNS, UNIT_INTERVAL_COLUMNS

@@ -31,7 +31,7 @@ from scipy.optimize import lsq_linear, nnls
 from scaling.errors import ScalingError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from scaling.fitting.estimate import _Objective
+    from scaling.fitting.objective import Objective
 
 # Grid values per free exponent, and IRLS rounds for the Huber weights (the weights settle in 2-3 rounds: only
 # points moving across |r| = delta change weight, and the starts need not be exact: L-BFGS-B refines them).
@@ -74,7 +74,7 @@ def _exponent_axis(lo_grid: float, hi_grid: float, lo: float, hi: float) -> np.n
     return np.linspace(a, b, POINTS_PER_EXPONENT)
 
 
-def varpro_starts(obj: _Objective, asymmetry: float = 1.0) -> np.ndarray:
+def varpro_starts(obj: Objective, asymmetry: float = 1.0) -> np.ndarray:
     """Starts theta (M, P) for the fitter: the exponent grid with each point's IRLS/NNLS linear parameters."""
     space, law = obj.space, obj.space.law
     form = linear_form(law.name)
@@ -111,7 +111,7 @@ def varpro_starts(obj: _Objective, asymmetry: float = 1.0) -> np.ndarray:
     return np.array(out)
 
 
-def _solve_linear(obj: _Objective, form: LinearForm, exps: dict[str, float], y: np.ndarray, inv: np.ndarray,
+def _solve_linear(obj: Objective, form: LinearForm, exps: dict[str, float], y: np.ndarray, inv: np.ndarray,
                   asymmetry: float) -> dict[str, float] | None:
     """The free linear parameters at fixed exponents: IRLS over (bounded) non-negative least squares."""
     space = obj.space
