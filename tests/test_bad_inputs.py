@@ -144,6 +144,9 @@ CASES = [
     C("fit-unknown-option", ["fit", "r.csv", "--frobnicate"], "No such option: --frobnicate", files=T),
     C("unknown-command", ["frobnicate"], "No such command 'frobnicate'", "see scaling --help"),
     C("fit-missing-argument", ["fit"], "Missing argument 'RESULTS.csv'"),
+    C("fit-o-input", ["fit", "r.csv", "-o", "r.csv", "-b", "0"], "-o r.csv: is the input table", files=T),
+    C("backtest-o-input", ["backtest", "r.csv", "-o", "r.csv", "-b", "0"], "-o r.csv: is the input table", files=T),
+    C("predict-o-fit", ["predict", F, "r.csv", "-o", F], "-o f.json: is the fit file", files={**T, F: _fit()}),
     # --- fit --where: the grammar ----------------------------------------------------------------------------
     C("where-attribute", ["fit", "r.csv", "--where", "N.__class__.__init__.__globals__"],
       "r.csv: --where", "attribute access not allowed", files=T),

@@ -162,13 +162,15 @@ def _default_output(csv_path: str, law_name: str) -> Path:
     return Path("fits") / f"{Path(csv_path).stem}-{safe}.json"
 
 
-def _check_can_write(path: Path) -> None:
+def _check_can_write(path: Path, table: str | None = None) -> None:
     """Fail before the (possibly long) fit rather than after it."""
     from scaling.fitting.fitfile import output_problem
 
     problem = output_problem(path, example="fit.json")  # a folder, a device, a FIFO
     if problem:
         raise ScalingError(f"-o {path}: {problem}")
+    if table is not None and path.exists() and path.resolve() == Path(table).resolve():  # JSON over the user's data
+        raise ScalingError(f"-o {path}: is the input table; give the fit another name such as fit.json")
     probe = path.parent if str(path.parent) else Path(".")
     while not probe.exists():
         probe = probe.parent
@@ -360,7 +362,7 @@ def fit_command(
     kind = analysis_for(chosen, table)
     if kind is not None:  # fitted through its analysis (scaling.analysis); the CLI prints what it found
         out_path = output if output is not None else _default_output(results, law)
-        _check_can_write(out_path)
+        _check_can_write(out_path, results)
         with _quiet_numerics():
             result = fit_law(
                 table, law=chosen, source=results, n_bootstrap=bootstrap, ci=ci, seed=seed, fix=fixed, tie=tied,
@@ -379,7 +381,7 @@ def fit_command(
         require.append("N_total")
     data = validate_columns(table, require, source=results)
     out_path = output if output is not None else _default_output(results, law if x is None else f"{law}-{x}")
-    _check_can_write(out_path)
+    _check_can_write(out_path, results)
 
     with _quiet_numerics():
         result = fit_law(

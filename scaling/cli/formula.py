@@ -94,7 +94,7 @@ def fit_formula_command(results: str, options: FormulaOptions, *, map_items: lis
         fixed = parse_assignments(fix, "--fix", law, numeric=True)
         tied = parse_assignments(tie, "--tie", law, numeric=False)
         out_path = _output_path(output, results, law.name, law.output, len(targets) > 1)
-        _check_can_write(out_path)
+        _check_can_write(out_path, results)
         plans.append((law, table, fixed, tied, out_path))
     for law, table, fixed, tied, out_path in plans:
         settings = {**fitter, "fix": fixed, "tie": tied}
@@ -147,6 +147,7 @@ def predict_command(
 ) -> None:
     """The rows with the fit's prediction and interval appended (prediction, prediction_lower, prediction_upper)."""
     from scaling.fitting.fitfile import load_fit, write_text_atomic
+    from scaling.fitting.fitfile import resolve as resolve_fit
     from scaling.fitting.scoring import predict_rows
 
     result = load_fit(fit)
@@ -158,6 +159,8 @@ def predict_command(
         return
     if output.exists() and output.resolve() == Path(rows).resolve():
         raise ScalingError(f"-o {output}: is the input table; write the predictions to another file")
+    if output.exists() and output.resolve() == resolve_fit(fit).resolve():  # a CSV over the fit would lose it
+        raise ScalingError(f"-o {output}: is the fit file; write the predictions to another file")
     write_text_atomic(output, out.to_csv(index=False, lineterminator="\n"), example="predictions.csv")
     note(f"saved {output} ({len(out)} rows)")
 

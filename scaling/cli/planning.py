@@ -305,6 +305,8 @@ def backtest_command(
     df = _read(results, map_, where)
     if output is not None and (problem := output_problem(output, example="backtest.json")):
         raise ScalingError(f"-o {output}: {problem}")  # before the backtest's fits, not after
+    if output is not None and output.exists() and output.resolve() == Path(results).resolve():
+        raise ScalingError(f"-o {output}: is the input table; give the backtest another name such as backtest.json")
     result = backtest(
         df,
         laws or None,
