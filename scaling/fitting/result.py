@@ -368,9 +368,7 @@ class Fit:
 
     def to_dict(self) -> dict:
         """The fit-file representation (format version 1; see docs/fit-files.md)."""
-        from scaling import (
-            fitfile,  # fitfile imports Fit; import here to keep the modules acyclic at load time
-        )
+        from scaling.fitting import fitfile  # fitfile imports Fit; import here to keep the modules acyclic at load time
 
         return fitfile.fit_to_dict(self)
 
