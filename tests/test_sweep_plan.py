@@ -157,7 +157,7 @@ def test_shipped_sweep_files_plan():
     sizes = sorted({r.N for r in demo.runs})
     assert len(sizes) >= 4 and math.log10(sizes[-1] / sizes[0]) >= 1.5  # issue 4: >= 4 sizes over >= 1.5 decades
     assert all(len(r.budgets) >= 3 for r in demo.runs)  # >= 3 token budgets per size
-    assert all(r.shape["n_layer"] >= 2 for r in demo.runs)  # 1-layer models are off-trend (CPU-BUDGET.md)
+    assert all(r.shape["n_layer"] >= 2 for r in demo.runs)  # 1-layer models are off-trend (docs/sweeps.md)
 
 
 def test_finished_runs_are_those_with_a_final_main_branch_row(tmp_path):

@@ -6,7 +6,7 @@ to a log file, return the exit status. The trainer appends its rows to the one r
 so the backends never handle rows. A backend only turns tasks into ``concurrent.futures.Future`` objects:
 
 - :class:`LocalBackend`: a pool of K threads, each waiting on one trainer subprocess (K single-thread runs side
-  by side use 2 CPU cores better than one two-thread run; CPU-BUDGET.md). With ``resources.gpus`` each worker
+  by side use 2 CPU cores better than one two-thread run; measured, docs/sweeps.md). With ``resources.gpus`` each worker
   owns its own ``CUDA_VISIBLE_DEVICES`` slot.
 - :class:`scaling.sweep.ray_backend.RayBackend`: one Ray task per run reserving the run's ``resources`` (num_gpus, num_cpus, memory,
   custom resources; ``runtime_env``) on an existing cluster (``address="auto"``) or a local one with K CPUs.
@@ -101,7 +101,7 @@ def trainer_command(task: RunTask, config_file: Path, machine: MachineRank | Non
         launch += ["--num_processes", str(task.num_processes)]
         if task.num_processes > 1 and not task.accelerate_config and not _default_accelerate_config().exists():
             # With no accelerate config at all, `--num_processes 2` alone (or with --cpu) silently starts ONE
-            # process (CPU-BUDGET.md); --multi_gpu starts them (gloo on CPU). A config says it itself.
+            # process (measured; docs/sweeps.md); --multi_gpu starts them (gloo on CPU). A config says it itself.
             launch.append("--multi_gpu")
     if task.mixed_precision is not None:
         launch += ["--mixed_precision", task.mixed_precision]

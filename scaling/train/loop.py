@@ -753,7 +753,7 @@ def _kaplan_lr(N: int) -> float:
     return float(kaplan_learning_rate(N))
 
 
-BF16_MIN_N = 1e6  # CPU-BUDGET.md: bf16 autocast pays off from about 1e6 parameters, and only where bf16 is fast
+BF16_MIN_N = 1e6  # measured (docs/training.md): bf16 autocast pays off from about 1e6 parameters, and only where bf16 is fast
 BF16_MIN_GAIN = 1.5  # measured bf16 matmul peak must beat fp32 by this factor
 
 
