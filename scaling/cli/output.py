@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from scaling.fitting.diagnostics import FitWarning
+from scaling.fitting.fitfile import to_jsonable  # the one JSON encoding (fit files, CLI, HTTP)
 
 
 class Format(str, enum.Enum):
@@ -63,34 +63,6 @@ def format_number(value: Any, digits: int = 5) -> str:
         if v.is_integer() and abs(v) < 1e6:
             return str(int(v))
         return f"{v:.{digits}g}"
-    return str(value)
-
-
-def to_jsonable(value: Any) -> Any:
-    """numpy/pandas values to plain JSON types; NaN and inf become None; a FitWarning becomes its dict."""
-    if isinstance(value, FitWarning):
-        return value.to_dict()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, pd.DataFrame):
-        return [to_jsonable(r) for r in value.to_dict(orient="records")]
-    if isinstance(value, pd.Series):
-        return to_jsonable(value.to_dict())
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if value is None or isinstance(value, str):
-        return value
-    if value is pd.NA or value is pd.NaT:
-        return None
     return str(value)
 
 

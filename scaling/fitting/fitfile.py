@@ -75,21 +75,34 @@ class FitFileV1(BaseModel):
     law_spec: dict[str, Any] | None = None  # formula laws: the spec they are rebuilt from (scaling.laws.formula)
 
 
-def _jsonable(value: Any) -> Any:
-    """numpy scalars -> Python, NaN/inf -> None, tuples -> lists, FitWarning -> its dict (recursively)."""
+def to_jsonable(value: Any) -> Any:
+    """The one JSON encoding of library values, used by fit files, the CLI's JSON and the HTTP service: numpy and
+    pandas values become plain JSON types, NaN and inf become None (JSON has neither), tuples and sets lists, a
+    DataFrame its records, a FitWarning its dict; anything else its text."""
     if isinstance(value, FitWarning):
         return value.to_dict()
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return [to_jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, pd.Series):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if value is None or isinstance(value, str):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
 
 
 def _nan(value: Number) -> float:
@@ -131,7 +144,7 @@ def fit_to_dict(fit: Fit) -> dict:
     spec = _law_spec(fit)
     if spec is not None:
         d["law_spec"] = spec
-    return _jsonable(d)
+    return to_jsonable(d)
 
 
 def _law_spec(fit: Fit) -> dict | None:

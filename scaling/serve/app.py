@@ -42,12 +42,13 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 import scaling
-from scaling.fitting.diagnostics import FitWarning, describe_status, warnings_to_dicts
+from scaling.fitting.diagnostics import describe_status, warnings_to_dicts
 from scaling.errors import ScalingError
 from scaling.serve.store import BACKTESTS, NAME_PATTERN, FitStore
 from scaling.serve.limits import BodyLimit, ComputePool, Overloaded, TimedOut, h11_with_header_timeout
 from scaling.serve.problems import ProblemError, install, problem_responses, refuse
 from scaling.fitting.extrapolation import far_message
+from scaling.fitting.fitfile import to_jsonable
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1_000_000
@@ -236,25 +237,6 @@ def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
     return value if isinstance(value, kind) else None
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and inf become null (JSON has neither), numpy scalars become Python numbers."""
-    if isinstance(value, FitWarning):
-        return value.to_dict()
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return _num(value)
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
-
-
 def _check_inputs(fit, name: str, points: list[dict[str, float]]) -> dict[str, np.ndarray]:
     law = fit.law
     for i, p in enumerate(points):
@@ -338,7 +320,7 @@ def _get(store: FitStore, name: str):
 
 def _detail(store: FitStore, name: str) -> dict:
     fit = _get(store, name)
-    return _clean(
+    return to_jsonable(
         {
             **_summary(name, fit),
             "reference": str(fit.meta.get("reference") or fit.law.reference),
@@ -367,7 +349,7 @@ def _optimal(store: FitStore, name: str, compute: list[float], at: dict[str, flo
         "law": fit.law_name,
         "ci": fit.ci if ci is None else ci,
         "allocations": [
-            {**_clean({k: v for k, v in r.items() if k not in at}), "at": dict(at)} for r in table.to_dict("records")
+            {**to_jsonable({k: v for k, v in r.items() if k not in at}), "at": dict(at)} for r in table.to_dict("records")
         ],
     }
 
@@ -478,7 +460,7 @@ def create_app(
     @app.get("/backtests/{name}", responses=reads)
     def show_backtest(name: BacktestName) -> dict[str, Any]:
         try:
-            return _clean(store.read_backtest(name))
+            return to_jsonable(store.read_backtest(name))
         except KeyError:
             raise ProblemError("unknown-backtest", f"unknown backtest {name!r}; GET /backtests lists them") from None
         except ScalingError as exc:
