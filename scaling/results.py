@@ -626,3 +626,30 @@ def _format_cell(value: object) -> object:
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a row belongs to and what it cost: one definition each for every module
+
+
+def run_key(df: pd.DataFrame) -> pd.Series:
+    """One key per training run (curve): ``run_id`` when present, else the model size with the other inputs that
+    tell runs apart (N_total, U, D_F, seed); a table with none of them is one curve."""
+    if "run_id" in df.columns:
+        return df["run_id"].astype(str)
+    cols = [c for c in ("N", "N_total", "U", "D_F", "seed") if c in df.columns]
+    if not cols:
+        return pd.Series("all", index=df.index)
+    return df[cols].astype(str).agg("|".join, axis=1)
+
+
+def training_compute(df: pd.DataFrame) -> np.ndarray:
+    """Training FLOPs per row: the table's C column when every value is a positive number, else C = 6 N D (Kaplan
+    et al. 2020's approximation, as the trainer writes it)."""
+    if "C" in df.columns:
+        C = pd.to_numeric(df["C"], errors="coerce").to_numpy(float)
+        if np.all(np.isfinite(C) & (C > 0)):
+            return C
+    if not {"N", "D"} <= set(df.columns):
+        raise ScalingError(f"{df.attrs.get('source', 'table')}: training compute needs a C column or both N and D")
+    return 6.0 * pd.to_numeric(df["N"]).to_numpy(float) * pd.to_numeric(df["D"]).to_numpy(float)

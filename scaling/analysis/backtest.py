@@ -57,6 +57,7 @@ from scaling.errors import ScalingError
 from scaling.fitting.fitfile import parse_json, write_text_atomic
 from scaling.laws import get_law, law_names
 from scaling.laws.base import Law
+from scaling.results import run_key, training_compute
 
 HOLDOUTS = ("largest-N", "largest-C", "last-fraction")
 DEFAULT_SIZE = {"largest-N": 1.0, "largest-C": 0.2, "last-fraction": 0.2}
@@ -172,26 +173,6 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 # Preparing the table
 
 
-def _compute(df: pd.DataFrame) -> np.ndarray:
-    if "C" in df.columns:
-        C = pd.to_numeric(df["C"], errors="coerce").to_numpy(float)
-        if np.all(np.isfinite(C) & (C > 0)):
-            return C
-    if not {"N", "D"} <= set(df.columns):
-        raise ScalingError(f"{df.attrs.get('source', 'table')}: largest-C needs a C column or both N and D")
-    return 6.0 * pd.to_numeric(df["N"]).to_numpy(float) * pd.to_numeric(df["D"]).to_numpy(float)
-
-
-def curve_key(df: pd.DataFrame) -> pd.Series:
-    """One key per training curve: ``run_id`` when present, else the model size (and seed)."""
-    if "run_id" in df.columns:
-        return df["run_id"].astype(str)
-    cols = [c for c in ("N", "N_total", "U", "D_F", "seed") if c in df.columns]
-    if not cols:
-        return pd.Series("all", index=df.index)
-    return df[cols].astype(str).agg("|".join, axis=1)
-
-
 def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
     """Boolean mask of the held-out rows."""
     holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
@@ -202,7 +183,7 @@ def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
         values = pd.to_numeric(df["N"]).to_numpy(float)
         mask = _largest(values, holdout.size)
     elif holdout.kind == "largest-C":
-        C = _compute(df)
+        C = training_compute(df)
         if holdout.size >= 1:
             from scaling.analysis.optimal import (
                 assign_budgets,  # isoFLOP budgets: rows of one budget differ by rounding
@@ -216,7 +197,7 @@ def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
             raise ScalingError(f"{source}: --holdout last-fraction needs a D column (tokens seen)")
         mask = np.zeros(len(df), bool)
         D = pd.to_numeric(df["D"]).to_numpy(float)
-        for _, idx in pd.Series(np.arange(len(df))).groupby(curve_key(df).to_numpy()):
+        for _, idx in pd.Series(np.arange(len(df))).groupby(run_key(df).to_numpy()):
             rows = idx.to_numpy()
             if len(rows) < 2:
                 continue
@@ -240,7 +221,7 @@ def split_train_test(df: pd.DataFrame, holdout: Holdout | str) -> tuple[np.ndarr
     if "D" not in df.columns:
         raise ScalingError(f"{df.attrs.get('source', 'table')}: --tail needs a D column (tokens seen)")
     D = pd.to_numeric(df["D"]).to_numpy(float)
-    dmax = pd.Series(D).groupby(curve_key(df).to_numpy()).transform("max").to_numpy()
+    dmax = pd.Series(D).groupby(run_key(df).to_numpy()).transform("max").to_numpy()
     test = held & (D >= (1 - holdout.tail) * dmax)
     return ~held, test
 
@@ -287,7 +268,7 @@ def keep_last_fraction(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
     if not 0 < fraction <= 1:
         raise ScalingError(f"--curve-fraction {fraction:g}: must be in (0, 1]")
     D = pd.to_numeric(df["D"]).to_numpy(float)
-    dmax = pd.Series(D).groupby(curve_key(df).to_numpy()).transform("max").to_numpy()
+    dmax = pd.Series(D).groupby(run_key(df).to_numpy()).transform("max").to_numpy()
     out = df[D >= (1 - fraction) * dmax]
     out.attrs["source"] = df.attrs.get("source", "table")
     return out

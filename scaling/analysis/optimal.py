@@ -35,6 +35,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
 from scaling.errors import ScalingError
+from scaling.results import run_key, training_compute
 
 APPROACH_NAMES = {1: "envelope", 2: "isoFLOP", 3: "parametric"}
 
@@ -142,15 +143,6 @@ def _as_budgets(compute) -> np.ndarray:
     return C
 
 
-def _compute_column(df: pd.DataFrame) -> np.ndarray:
-    """Training FLOPs per row: the table's C column when present, else 6 N D (Kaplan's approximation)."""
-    if "C" in df.columns:
-        C = pd.to_numeric(df["C"], errors="coerce").to_numpy(float)
-        if np.all(np.isfinite(C) & (C > 0)):
-            return C
-    return 6.0 * df["N"].to_numpy(float) * df["D"].to_numpy(float)
-
-
 def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> pd.DataFrame:
     from scaling.results import validate_columns
 
@@ -203,14 +195,6 @@ def _spread_warning(draws: pd.DataFrame, ci: float) -> list[str]:
 # Approach 1: envelope of training curves
 
 
-def _run_key(df: pd.DataFrame) -> pd.Series:
-    """One key per training curve: run_id when the table has it, else (N, seed) / N."""
-    if "run_id" in df.columns:
-        return df["run_id"].astype(str)
-    cols = ["N"] + [c for c in ("seed",) if c in df.columns]
-    return df[cols].astype(str).agg("|".join, axis=1)
-
-
 def _envelope_points(runs: list[tuple[float, np.ndarray, np.ndarray]], n_grid: int):
     """The lowest-loss run at each of ``n_grid`` log-spaced compute values.
 
@@ -256,7 +240,7 @@ def envelope(
     resamples runs with replacement.
     """
     df = _require(df, ["N", "D", "loss"], "approach 1")
-    data = df.assign(_C=_compute_column(df), _run=_run_key(df).to_numpy())
+    data = df.assign(_C=training_compute(df), _run=run_key(df).to_numpy())
     runs = []
     for _, g in data.groupby("_run", sort=False):
         g = g.sort_values("_C")
@@ -466,7 +450,7 @@ def isoflop(
         if not np.all(np.isfinite(budget) & (budget > 0)):
             raise ScalingError(f"{source}: column {budget_column!r} must hold positive compute budgets")
     else:
-        budget = assign_budgets(_compute_column(df), tol_dex)
+        budget = assign_budgets(training_compute(df), tol_dex)
     data = pd.DataFrame({"N": df["N"].to_numpy(float), "loss": df["loss"].to_numpy(float), "budget": budget})
     pooled = _pooled_configurations(data)
     if near_min is not None:

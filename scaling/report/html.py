@@ -35,6 +35,7 @@ from matplotlib.colors import LogNorm
 
 import scaling
 from scaling.fitting.diagnostics import describe_status
+from scaling.results import training_compute
 from scaling.errors import ScalingError
 
 LABELS = {
@@ -102,14 +103,6 @@ def _varies(df: pd.DataFrame, column: str) -> bool:
     return column in df.columns and pd.to_numeric(df[column], errors="coerce").nunique() > 1
 
 
-def _compute(df: pd.DataFrame) -> np.ndarray:
-    if "C" in df.columns:
-        C = _numeric(df, "C")
-        if np.all(np.isfinite(C) & (C > 0)):
-            return C
-    return 6.0 * _numeric(df, "N") * _numeric(df, "D")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Figures
 
@@ -143,7 +136,7 @@ def data_figures(df: pd.DataFrame, figs: _Figures) -> list[Figure]:
     for x, color in pairs:
         if x != "C" and x not in df.columns:
             continue
-        xs = _compute(df) if x == "C" else _numeric(df, x)
+        xs = training_compute(df) if x == "C" else _numeric(df, x)
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         if color in df.columns:
             _scatter_by(ax, xs, loss, _numeric(df, color), _label(color), runs)
@@ -664,7 +657,7 @@ def _planning_section(
 ) -> Section:
     from scaling.analysis.optimal import compare
 
-    C = _compute(df)
+    C = training_compute(df)
     budgets = list(compute) or [float(C.max() * 10), float(C.max() * 100)]
     sec = Section(
         "Compute-optimal planning",
