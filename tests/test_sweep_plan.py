@@ -290,3 +290,13 @@ def test_time_estimate_caption_names_only_pages_in_the_repository():
     pages = re.findall(r"[\w./-]+\.md", source)
     assert pages, source
     assert all((REPO / page).is_file() for page in pages), source
+
+
+def test_sweep_files_share_the_command_lines_number_grammar():
+    from scaling.sweep.spec import parse_number
+
+    assert parse_number("70B", what="tokens") == 70e9
+    assert parse_number("1.4T", what="tokens") == 1.4e12
+    assert parse_number("4e6", what="tokens") == 4e6 and parse_number("1_000_000", what="tokens") == 1e6
+    with pytest.raises(ScalingError, match="tokens: expected a number"):
+        parse_number("70 bn", what="tokens")

@@ -36,6 +36,7 @@ from scaling.cli.output import (
 from scaling.fitting.diagnostics import describe_status
 from scaling.fitting.extrapolation import far_message
 from scaling.errors import ScalingError
+from scaling.values import number_from_text
 from scaling.laws import Law, get_law, law_names
 
 FormatOption = Annotated[
@@ -53,16 +54,12 @@ ValuesOption = list[str] | None
 # ---------------------------------------------------------------------------------------------------------
 # Parsing command-line values
 
-_SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKMBGTP]?)\s*$")
-
-
 def parse_number(text: str, what: str) -> float:
-    """``7e10``, ``70B``, ``1.4T``, ``500M``, ``20k`` -> float (k=1e3, M=1e6, B or G=1e9, T=1e12, P=1e15)."""
-    match = _NUMBER.match(text)
-    if not match:
+    """``7e10``, ``70B``, ``1.4T``, ``500M``, ``20k`` -> float (the grammar of :mod:`scaling.values`, which sweep
+    files share)."""
+    value = number_from_text(text)
+    if value is None:
         raise ScalingError(f"{what}: {text!r} is not a number (examples: 7e10, 70B, 1.4T)")
-    value = float(match.group(1)) * _SUFFIX.get(match.group(2), 1.0)
     if not np.isfinite(value):
         raise ScalingError(f"{what}: {text!r} is not a finite number")
     return value

@@ -49,6 +49,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from scaling.errors import ScalingError
+from scaling.values import number_from_text
 
 # The named axes of a grid, with what each sets. Any run-config key is an axis too (except those below).
 AXES: dict[str, str] = {
@@ -321,16 +322,17 @@ def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
 
 
 def parse_number(value: Any, *, what: str) -> float:
-    """A YAML scalar as a float: PyYAML reads ``4e6`` as a string (YAML 1.1), so strings are parsed too."""
+    """A YAML scalar as a float: PyYAML reads ``4e6`` as a string (YAML 1.1), so strings are parsed too, in the
+    command line's grammar (``70B``, ``1.4T``, ``500M``: :mod:`scaling.values`)."""
     if isinstance(value, bool):
         raise ScalingError(f"{what}: expected a number, got {value!r}")
     if isinstance(value, (int, float, np.integer, np.floating)):
         out = float(value)
-    elif isinstance(value, str):
-        try:
-            out = float(value.replace("_", ""))
-        except ValueError:
-            raise ScalingError(f"{what}: expected a number, got {value!r}") from None
+    elif isinstance(value, str):  # the command line's grammar (scaling.values): 4e6, 70B, 1_000_000
+        parsed = number_from_text(value)
+        if parsed is None:
+            raise ScalingError(f"{what}: expected a number (e.g. 4e6, 70B), got {value!r}")
+        out = parsed
     else:
         raise ScalingError(f"{what}: expected a number, got {value!r}")
     if not math.isfinite(out):
