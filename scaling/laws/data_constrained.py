@@ -143,7 +143,7 @@ def epochs_worth(value: float, R_D: float, kind: str = "marginal") -> float:
 
 
 @dataclass(frozen=True)
-class Allocation:
+class ConstrainedOptimum:
     """A compute-optimal (N, D) under a unique-data budget U, with its predicted loss."""
 
     N: float
@@ -162,7 +162,7 @@ PAPER_RATIOS = np.linspace(1.0001, 3.0, 500)
 
 def optimal_allocation(
     params: Mapping[str, float], compute: float, unique: float, *, method: str = "paper-grid"
-) -> Allocation:
+) -> ConstrainedOptimum:
     """Loss-minimising (N, D) with 6 N D = ``compute`` when only ``unique`` distinct tokens exist.
 
     ``paper-grid`` reproduces the paper: start at the base law's unconstrained optimum (N_base, D_base) and try
@@ -182,7 +182,7 @@ def optimal_allocation(
         D = np.stack([D_base * PAPER_RATIOS, D_base / PAPER_RATIOS], axis=1).ravel()
         loss = data_constrained_loss(N, D, np.full_like(D, U), **p)
         best = int(np.argmin(loss))
-        return Allocation(N=float(N[best]), D=float(D[best]), U=U, loss=float(loss[best]))
+        return ConstrainedOptimum(N=float(N[best]), D=float(D[best]), U=U, loss=float(loss[best]))
     if method == "bounded":
 
         def loss_at(log_n: float) -> float:
@@ -192,7 +192,7 @@ def optimal_allocation(
         lo, hi = np.log(N_base) - np.log(1e3), np.log(N_base) + np.log(1e3)
         res = minimize_scalar(loss_at, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
         n = float(np.exp(res.x))
-        return Allocation(N=n, D=C / (6.0 * n), U=U, loss=float(res.fun))
+        return ConstrainedOptimum(N=n, D=C / (6.0 * n), U=U, loss=float(res.fun))
     raise ScalingError(f"method must be 'paper-grid' or 'bounded', not {method!r}")
 
 

@@ -138,7 +138,7 @@ class ForecastResponse(BaseModel):
     fit_warnings: list[Warning_] = Field(default_factory=list, description="the fit's warnings (from its fit file)")
 
 
-class Allocation(BaseModel):
+class OptimalAllocation(BaseModel):
     compute: float
     at: dict[str, float] = Field(default_factory=dict, description="the other inputs held (as requested)")
     N_opt: float
@@ -169,7 +169,7 @@ class OptimalResponse(BaseModel):
     fit: str
     law: str
     ci: float
-    allocations: list[Allocation]
+    allocations: list[OptimalAllocation]
 
 
 class FitSummary(BaseModel):

@@ -462,7 +462,7 @@ def _cartesian(axes: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
-def _apply(base: Mapping[str, Any], point: Mapping[str, Any], trainer: _Trainer, where: str) -> dict[str, Any]:
+def _apply(base: Mapping[str, Any], point: Mapping[str, Any], trainer: _TrainerModel, where: str) -> dict[str, Any]:
     """A run config: base, then the grid point's values (model shape, tokens, U, repetition, seed, ...)."""
     cfg = dict(base)
     for name, value in point.items():
@@ -759,7 +759,7 @@ def finished_run_ids(results: str | os.PathLike) -> set[str]:
 # The trainer's side: ids, parameter counts, validation (imported lazily: torch is heavy)
 
 
-class _Trainer:
+class _TrainerModel:
     """What the plan needs from ``scaling.train``: the config model, run ids, shapes and parameter counts.
 
     Imported lazily (the model module imports torch); counts use the trainer's own shape solver and tensor
@@ -838,14 +838,14 @@ class _Trainer:
         return str(Path(cfg.get("out_dir") or "runs") / run_id)
 
 
-_TRAINER: _Trainer | None = None
+_TRAINER: _TrainerModel | None = None
 
 
-def _trainer() -> _Trainer:
+def _trainer() -> _TrainerModel:
     global _TRAINER
     if _TRAINER is None:
         try:
-            _TRAINER = _Trainer()
+            _TRAINER = _TrainerModel()
         except ImportError as exc:
             raise ScalingError(
                 f"sweeps need the training side ({exc.name or exc} is not installed): pip install 'scaling[train]'"

@@ -39,7 +39,7 @@ def lr_multiplier(step: int, *, steps: int, warmup_steps: int, schedule: str, mi
 
 
 @dataclass(frozen=True)
-class Plan:
+class Schedule:
     """Step counts of a run: the main trajectory, its evaluations and its WSD branches."""
 
     steps: int
@@ -67,7 +67,7 @@ class Plan:
         )
 
 
-def make_plan(config: RunConfig) -> Plan:
+def make_plan(config: RunConfig) -> Schedule:
     """Steps, warmup, cooldown, evaluation steps and branches of a config; raises ScalingError if inconsistent."""
     S = config.steps
     W = round(config.warmup * S)
@@ -88,4 +88,4 @@ def make_plan(config: RunConfig) -> Plan:
                 "lower warmup or drop the budget"
             )
         branches.append((i, budget, end))
-    return Plan(S, W, K, tuple(sorted(evals)), tuple(branches), config.cooldown)
+    return Schedule(S, W, K, tuple(sorted(evals)), tuple(branches), config.cooldown)
