@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from cli_helpers import invoke
 from test_cli_analyses import calibration_table, repetition_table, transfer_table
@@ -53,8 +55,18 @@ def test_cli_python_and_http_agree(case, tmp_path):
     with TestClient(create_app(fits)) as client:
         response = client.post(f"/fits/{case}/forecast", json={"inputs": point})
     assert response.status_code == 200, response.text
-    http_point = response.json()["predictions"][0]["point"]
-    assert http_point == pytest.approx(python_point, rel=1e-9)
+    http = response.json()["predictions"][0]
+    assert http["point"] == pytest.approx(python_point, rel=1e-9)
+    if case == "transfer":  # what the D_T is worth, as `scaling forecast` prints it (CSV columns)
+        args = [f"--at={k}={v}" for k, v in point.items()]
+        code, out, err = invoke("forecast", f"fits/{case}.json", *args, "-f", "csv", cwd=tmp_path)
+        assert code == 0, err
+        cli_row = pd.read_csv(io.StringIO(out)).iloc[0]
+        for column in ("D_E", "D_E_lower", "D_E_upper", "multiplier", "f_T", "f_T_upper"):
+            assert http["effective_data"][column] == pytest.approx(float(cli_row[column]), rel=1e-9), column
+        assert http["effective_data"]["D_E"] == pytest.approx(point["D_F"] + python_point, rel=1e-12)
+    else:
+        assert http["effective_data"] is None
 
 
 def test_analysis_refuses_options_it_does_not_use():
@@ -68,7 +80,6 @@ def test_a_table_that_holds_the_output_is_fitted_directly():
     rng = np.random.default_rng(0)
     D_F, N = np.geomspace(1e5, 1e8, 6).repeat(3), np.tile([1e6, 1e7, 1e8], 6)
     D_T = 1.9e4 * D_F**0.18 * N**0.38 * np.exp(rng.normal(0, 0.01, D_F.size))
-    import pandas as pd
 
     fit = scaling.fit(pd.DataFrame({"D_F": D_F, "N": N, "D_T": D_T}), law="transfer", n_bootstrap=0)
     assert fit.analysis is None and fit.params["alpha"] == pytest.approx(0.18, abs=0.02)

@@ -901,16 +901,9 @@ def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None, resul
     """A transfer forecast also answers "how much data is that worth": D_E = D_F + D_T, the multiplier D_E/D_F
     and f_T = D_T/D_E, each with the interval of D_T mapped through it (all three increase with D_T > 0, so the
     quantiles map exactly)."""
-    from scaling.laws.transfer import data_multiplier, transfer_fraction
+    from scaling.laws.transfer import effective_data_columns
 
-    out = table.copy()
-    for end in ("", "_lower", "_upper"):
-        d_t = table["point" if not end else f"conf{end}"]
-        out[f"D_E{end}"] = table["D_F"] + d_t
-        out[f"multiplier{end}"] = data_multiplier(table["D_F"], d_t)
-        out[f"f_T{end}"] = transfer_fraction(table["D_F"], d_t)
-    order = ["D_E", "D_E_lower", "D_E_upper", "multiplier", "multiplier_lower", "multiplier_upper"]
-    out = out[[*table.columns, *order, "f_T", "f_T_lower", "f_T_upper"]]
+    out = pd.concat([table, effective_data_columns(table)], axis=1)
     if fmt is not Format.table:
         return out, caption
     where = _extrapolation_text(out)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 from scaling.laws.base import Law, Param, register
 
@@ -59,6 +60,24 @@ def data_multiplier(D_F, D_T):
     """The effective-data multiplier (D_F + D_T) / D_F (Eq. 1.2: about k N^beta / D_F^(1-alpha) when D_T >> D_F)."""
     D_F, D_T = np.asarray(D_F, dtype=float), np.asarray(D_T, dtype=float)
     return (D_F + D_T) / D_F
+
+
+EFFECTIVE_DATA_COLUMNS = tuple(f"{q}{end}" for q in ("D_E", "multiplier", "f_T") for end in ("", "_lower", "_upper"))
+
+
+def effective_data_columns(forecast: pd.DataFrame) -> pd.DataFrame:
+    """What a D_T forecast is worth, as EFFECTIVE_DATA_COLUMNS: D_E = D_F + D_T, the multiplier D_E/D_F and
+    f_T = D_T/D_E, each with the confidence interval of D_T (``conf_lower``/``conf_upper``) mapped through it (all
+    three increase with D_T > 0, so the quantiles map exactly). ``forecast`` is a transfer fit's ``predict`` table;
+    the CLI and the HTTP service both show these columns."""
+    out = {}
+    D_F = forecast["D_F"].to_numpy(float)
+    for end, column in (("", "point"), ("_lower", "conf_lower"), ("_upper", "conf_upper")):
+        d_t = forecast[column].to_numpy(float)
+        out[f"D_E{end}"] = D_F + d_t
+        out[f"multiplier{end}"] = data_multiplier(D_F, d_t)
+        out[f"f_T{end}"] = transfer_fraction(D_F, d_t)
+    return pd.DataFrame(out, index=forecast.index)[list(EFFECTIVE_DATA_COLUMNS)]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from scaling.serve.limits import BodyLimit, ComputePool, Overloaded, TimedOut, h
 from scaling.serve.problems import ProblemError, install, problem_responses, refuse
 from scaling.fitting.extrapolation import far_message
 from scaling.fitting.fitfile import to_jsonable
+from scaling.laws.transfer import effective_data_columns
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1_000_000
@@ -127,6 +128,9 @@ class Prediction(BaseModel):
     interval_status: str = Field(description="ok, small_calibration, uncalibrated, or why the intervals are null")
     extrapolation: Extrapolation
     warnings: list[Warning_] = Field(default_factory=list, description="this forecast's own warnings")
+    effective_data: dict[str, float | None] | None = Field(
+        None, description="transfer fits: D_E = D_F + D_T, multiplier = D_E/D_F and f_T = D_T/D_E, each with _lower/"
+        "_upper from D_T's confidence interval (as `scaling forecast` prints them); null for other laws")
 
 
 class ForecastResponse(BaseModel):
@@ -276,6 +280,7 @@ def _forecast(store: FitStore, name: str, points: list[dict[str, float]], ci: fl
         i = int(np.nonzero(bad)[0][0])
         shown = ", ".join(f"{c}={inputs[c][i]:g}" for c in fit.law.inputs)
         raise ScalingError(f"the prediction at {shown} is not a finite number: the inputs are outside the law's range")
+    worth = effective_data_columns(table).to_dict("records") if fit.law.name == "transfer" else [None] * len(table)
     preds = [
         {
             "inputs": {c: float(r[c]) for c in fit.law.inputs},
@@ -285,8 +290,9 @@ def _forecast(store: FitStore, name: str, points: list[dict[str, float]], ci: fl
             "extrapolation": {"label": str(r["extrapolation"]), "decades": _num(r["extrap_decades"]),
                               "distance": _num(r["extrap_distance"])},
             "warnings": _row_warnings(r),
+            "effective_data": None if w is None else {k: _num(v) for k, v in w.items()},
         }
-        for r in table.to_dict("records")
+        for r, w in zip(table.to_dict("records"), worth)
     ]
     return {
         "fit": name,
