@@ -32,6 +32,7 @@ from scaling.cli.output import (
     print_json,
     print_table,
     warn,
+    with_intervals,
 )
 from scaling.fitting.diagnostics import describe_status
 from scaling.fitting.extrapolation import far_message
@@ -479,7 +480,7 @@ def _print_transfer(a: Any, out_path: Path, fmt: Format) -> None:
         print_fields(_quality_fields(dict(a.scratch_fit.quality))[:5], title="from-scratch fit quality")
         blank_line()
         print_table(
-            _with_intervals(runs, ["D_T"]),
+            with_intervals(runs, ["D_T"]),
             title=f"fine-tuned runs (runs per class: {counts})",
             caption="D_E: from-scratch data reaching the run's loss; D_T = D_E - D_F [interval from the from-scratch "
             "fit's draws]; f_T = D_T/D_E; multiplier = D_E/D_F; D_E_interp: interpolated between measured "
@@ -530,7 +531,7 @@ def _print_repetition(a: Any, out_path: Path, fmt: Format) -> None:
         _print_fit_tables(a.baseline, title=f"unique-data baseline, {a.baseline.law_name}: {a.baseline.law.formula}")
         blank_line()
         print_table(
-            _with_intervals(runs, ["N_eff"]),
+            with_intervals(runs, ["N_eff"]),
             title="runs with repeated data",
             caption="N_eff: unique-data model size with the same loss [interval from the baseline's draws]; "
             "m = N_eff/N; lost = 1 - m; extrapolated: N_eff outside the baseline's sizes; N_eff_interp: the same "
@@ -551,7 +552,7 @@ def _print_repetition(a: Any, out_path: Path, fmt: Format) -> None:
         published = ", ".join(f"{e} {p['k']:.2g} N^{p['alpha']:g}" for e, p in PUBLISHED_BOUNDARIES.items())
         if len(edges):
             print_table(
-                _with_intervals(edges, ["k", "alpha"]),
+                with_intervals(edges, ["k", "alpha"]),
                 title="region edges across sizes: E = k N^alpha",
                 caption=f"published (Hernandez et al. 2022): {published}",
             )
@@ -832,7 +833,7 @@ def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: 
     out["interval_status"] = out.pop("interval_status")
     if out["accuracy_lower"].isna().all():
         return out.drop(columns=[c for c in out.columns if c.endswith(("_lower", "_upper"))]), caption
-    out = _with_intervals(out, ["task_loss", "accuracy"])
+    out = with_intervals(out, ["task_loss", "accuracy"])
     return out, caption and caption + " ([lower, upper]: confidence intervals of both steps)"
 
 
@@ -909,7 +910,7 @@ def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None, resul
     where = _extrapolation_text(out)
     out = out.rename(columns={"point": "D_T", "conf_lower": "D_T_lower", "conf_upper": "D_T_upper"})
     out = out.drop(columns=["pred_lower", "pred_upper", "extrap_decades", "extrap_distance", "warning", "extrapolation"])
-    out = _with_intervals(out, ["D_T", "D_E", "multiplier", "f_T"])
+    out = with_intervals(out, ["D_T", "D_E", "multiplier", "f_T"])
     out["extrapolation"] = where
     out["interval_status"] = out.pop("interval_status")
     note_ = "D_T: effective data transferred; D_E = D_F + D_T, the from-scratch data it is worth; multiplier = D_E/D_F"
@@ -1034,7 +1035,7 @@ def optimal_command(
             for a, b in zip(table["loss_pred_lower"].astype(float), table["loss_pred_upper"].astype(float))
         ]
         where = _extrapolation_text(table)
-        table = _with_intervals(table, shown, infix="_conf")
+        table = with_intervals(table, shown, infix="_conf")
         table = table.drop(columns=["loss_pred_lower", "loss_pred_upper", "extrap_decades", "extrap_distance", "warning"])
         table.insert(table.columns.get_loc("loss") + 1, "loss_prediction", pred)
         table["extrapolation"] = where
@@ -1046,17 +1047,6 @@ def optimal_command(
         title=f"{_describe(fit, result)}: compute-optimal allocation under C = 6ND",
         caption=caption and caption.replace("confidence =", "[lower, upper] = confidence interval,"),
     )
-
-
-def _with_intervals(table: pd.DataFrame, names: list[str], infix: str = "") -> pd.DataFrame:
-    out = table.drop(columns=[c for n in names for c in (f"{n}{infix}_lower", f"{n}{infix}_upper")])
-    for n in names:
-        lo, hi = table[f"{n}{infix}_lower"], table[f"{n}{infix}_upper"]
-        out[n] = [
-            format_number(v) + ("" if np.isnan(a) else f" [{format_number(a)}, {format_number(b)}]")
-            for v, a, b in zip(table[n], lo, hi)
-        ]
-    return out
 
 
 def _describe(name: str, result: Any) -> str:

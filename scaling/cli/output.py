@@ -65,6 +65,24 @@ def format_number(value: Any, digits: int = 5) -> str:
         return f"{v:.{digits}g}"
     return str(value)
 
+def with_intervals(table: pd.DataFrame, names: Sequence[str], *, infix: str = "") -> pd.DataFrame:
+    """``value [lower, upper]`` text columns for a table meant for people, from NAME and its NAME{infix}_lower /
+    NAME{infix}_upper columns, which are dropped. A missing value prints empty; a value without both bounds prints
+    alone. The one formatter of intervals in the CLI's tables."""
+    out = table.copy()
+    missing = pd.Series(np.nan, index=table.index)
+    for n in names:
+        lo_col, hi_col = f"{n}{infix}_lower", f"{n}{infix}_upper"
+        lo, hi = table.get(lo_col, missing), table.get(hi_col, missing)
+        out[n] = [
+            "" if pd.isna(v)
+            else format_number(v) + ("" if pd.isna(a) or pd.isna(b) else f" [{format_number(a)}, {format_number(b)}]")
+            for v, a, b in zip(table[n], lo, hi)
+        ]
+        out = out.drop(columns=[c for c in (lo_col, hi_col) if c in out.columns])
+    return out
+
+
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n")

@@ -19,11 +19,11 @@ from scaling.cli.output import (
     Format,
     blank_line,
     emit,
-    format_number,
     note,
     print_json,
     print_table,
     warn,
+    with_intervals,
 )
 from scaling.errors import ScalingError
 
@@ -39,21 +39,6 @@ def _read(results: str, map_: list[str] | None, where: str | None) -> pd.DataFra
     from scaling.results import parse_mapping, read_results
 
     return read_results(results, mapping=parse_mapping(map_ or []), where=where)
-
-
-def _with_interval(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """``value [lower, upper]`` text columns for a table meant for people."""
-    out = table.copy()
-    for n in names:
-        lo, hi = table.get(f"{n}_lower"), table.get(f"{n}_upper")
-        out[n] = [
-            ""
-            if pd.isna(v)
-            else format_number(v) + ("" if lo is None or pd.isna(a) else f" [{format_number(a)}, {format_number(b)}]")
-            for v, a, b in zip(table[n], lo if lo is not None else table[n], hi if hi is not None else table[n])
-        ]
-        out = out.drop(columns=[c for c in (f"{n}_lower", f"{n}_upper") if c in out.columns])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -131,7 +116,7 @@ def optimal_from_results(
     if fmt is Format.csv:
         emit(table, fmt)
     else:
-        shown = _with_interval(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
+        shown = with_intervals(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
         shown = shown.drop(columns=["warnings", "n_rows", "n_frontier_points", "bootstrap_failed_fraction"])
         print_table(
             shown,
@@ -196,7 +181,7 @@ def optimal_hyperparameters_command(
     if "C" in table.columns and "C" not in given:
         note("C derived as 6ND for " + ", ".join(n for n, f in zip(names, fits) if "C" in f.law.inputs))
     if fmt is Format.table:
-        table = _with_interval(table, outputs)
+        table = with_intervals(table, outputs)
     laws = "; ".join(f"{n}: {f.law.formula}" for n, f in zip(names, fits))
     emit(table, fmt, title=f"optimal hyperparameters ({laws})", caption=caption)
 
@@ -224,7 +209,7 @@ def optimal_vocabulary_command(names: list[str], fits: list[Any], *, compute: li
     if not draws:
         note("no intervals: this fit carries no bootstrap draws")
     if fmt is Format.table:
-        table = _with_interval(table, ["V_opt"])
+        table = with_intervals(table, ["V_opt"])
     emit(table, fmt, title=f"{names[0]} (vocab): compute-optimal vocabulary, dL_u/dV = 0 at D = C/(6(N + V d))",
          caption=f"[lower, upper]: {level:.0%} interval from {len(draws)} bootstrap draws" if draws else None)
 
