@@ -240,15 +240,7 @@ def _frontier_loss_figure(rows: pd.DataFrame, name: str, fit):
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.scatter(C, rows[fit.law.output], s=18, color="0.4", edgecolor="black", linewidth=0.3, label="measured runs")
-    inside = grid <= C.max()
-    ax.plot(grid[inside], opt["loss"][inside], color="C3", label="fitted, compute-optimal")
-    ax.plot(grid[~inside], opt["loss"][~inside], "--", color="C3", label="extrapolation")
-    if opt["loss_pred_lower"].notna().all():
-        ax.fill_between(grid, opt["loss_pred_lower"], opt["loss_pred_upper"], color="C3", alpha=0.08, linewidth=0,
-                        label=f"{fit.ci:.0%} prediction interval (one new run)")
-    if opt["loss_conf_lower"].notna().all():
-        ax.fill_between(grid, opt["loss_conf_lower"], opt["loss_conf_upper"], color="C3", alpha=0.2, linewidth=0,
-                        label=f"{fit.ci:.0%} confidence band (mean law)")
+    _curve_with_bands(ax, grid, opt, "loss", "loss_", C.max(), "fitted, compute-optimal", fit.ci)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_label("C"))
@@ -259,6 +251,20 @@ def _frontier_loss_figure(rows: pd.DataFrame, name: str, fit):
     return fig
 
 
+def _curve_with_bands(ax, grid: np.ndarray, table: pd.DataFrame, value: str, prefix: str, measured_max: float,
+                      label: str, ci: float) -> None:
+    """The fitted curve (solid over the measured range, dashed beyond), its prediction interval (one new run) and
+    its confidence band (the mean law), each band drawn only where the fit gives one (``PREFIXpred_lower`` ...)."""
+    inside = grid <= measured_max
+    ax.plot(grid[inside], table[value][inside], color="C3", label=label)
+    ax.plot(grid[~inside], table[value][~inside], "--", color="C3", label="extrapolation")
+    for kind, alpha, text in (("pred", 0.08, "prediction interval (one new run)"),
+                              ("conf", 0.2, "confidence band (mean law)")):
+        lo, hi = table[f"{prefix}{kind}_lower"], table[f"{prefix}{kind}_upper"]
+        if lo.notna().all():
+            ax.fill_between(grid, lo, hi, color="C3", alpha=alpha, linewidth=0, label=f"{ci:.0%} {text}")
+
+
 def _single_input_figure(rows: pd.DataFrame, name: str, fit):
     x = fit.law.inputs[0]
     xs = rows[x].to_numpy()
@@ -266,15 +272,7 @@ def _single_input_figure(rows: pd.DataFrame, name: str, fit):
     pred = fit.predict(**{x: grid})
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.scatter(xs, rows[fit.law.output], s=22, color="C0", edgecolor="black", linewidth=0.3, label="measured")
-    inside = grid <= xs.max()
-    ax.plot(grid[inside], pred["point"][inside], color="C3", label=f"fitted {fit.law.name}")
-    ax.plot(grid[~inside], pred["point"][~inside], "--", color="C3", label="extrapolation")
-    if pred["pred_lower"].notna().all():
-        ax.fill_between(grid, pred["pred_lower"], pred["pred_upper"], color="C3", alpha=0.08, linewidth=0,
-                        label=f"{fit.ci:.0%} prediction interval (one new run)")
-    if pred["conf_lower"].notna().all():
-        ax.fill_between(grid, pred["conf_lower"], pred["conf_upper"], color="C3", alpha=0.2, linewidth=0,
-                        label=f"{fit.ci:.0%} confidence band (mean law)")
+    _curve_with_bands(ax, grid, pred, "point", "", xs.max(), f"fitted {fit.law.name}", fit.ci)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_label(x))
