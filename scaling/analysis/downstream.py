@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
+from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.result import Fit
 from scaling.fitting.forecast import predict_many
 from scaling.laws import get_law
@@ -151,7 +152,7 @@ def chain_forecast(fit: Fit, ci: float | None = None, grid: bool = True, **input
     if len(fit.draws) and fit.interval_status is None:
         level = fit.ci if ci is None else ci
         values = predict_many(step1, {k: fit.draws[k].to_numpy(float) for k in step1.param_names}, x)
-        lower, upper = np.nanquantile(values, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
+        lower, upper = percentile_interval(values, level)
     out = table[["N", "D"]].copy()
     out["task_loss"], out["task_loss_lower"], out["task_loss_upper"] = loss, lower, upper
     for c in ("accuracy", "accuracy_lower", "accuracy_upper"):

@@ -2,7 +2,8 @@
 
 - ``estimate``: the engine (``LawFitter``, ``scaling.fit``): parameter space, objectives, multi-start, optimiser,
   convergence verdict, bootstrap; ``varpro``: variable-projection starts; ``formula_fit``: per-group parameters
-  and several targets for formula laws;
+  and several targets for formula laws; ``bootstrap``: the one resampling loop and percentile interval that every
+  uncertainty in the package uses;
 - ``result``: :class:`Fit`, the learned state (parameters, draws, quality) with ``predict``, ``optimal``,
   ``summary`` and ``to_frame``;
 - ``forecast``: predictions with confidence and prediction intervals, compute-optimal allocation;

@@ -21,7 +21,6 @@ IsoFLOP view: along a fixed-compute line the loss has one minimum in N).
 from __future__ import annotations
 
 import itertools
-import warnings
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.diagnostics import COLLAPSE_REL_WIDTH
 from scaling.errors import ScalingError
 from scaling.laws.base import Law
@@ -133,18 +133,6 @@ def _broadcast_inputs(law: Law, inputs: Mapping[str, Any], grid: bool) -> dict[s
     return {c: np.array(a, dtype=float) for c, a in zip(law.inputs, shaped)}
 
 
-def _interval(values: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0, ignoring failed (NaN) draws."""
-    if values.shape[0] == 0:
-        nan = np.full(values.shape[1:], np.nan)
-        return nan, nan
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (failed draws) give NaN, said once
-        lo = np.nanquantile(values, (1 - ci) / 2, axis=0)
-        hi = np.nanquantile(values, 1 - (1 - ci) / 2, axis=0)
-    return lo, hi
-
-
 def _draw_params(fit: Fit) -> dict[str, np.ndarray]:
     """The bootstrap draws as arrays; none when the fit's intervals are withheld (``Fit.interval_status``)."""
     if fit.interval_status is not None:
@@ -173,9 +161,7 @@ def _prediction_band(fit: Fit, centre: np.ndarray, draws_space: np.ndarray, ci: 
     base = draws_space if len(draws_space) else centre[None, :]
     reps = max(1, NOISY_ROWS // len(base))  # enough noisy copies for stable 2.5%/97.5% quantiles
     noisy = np.repeat(base, reps, axis=0) + rng.normal(0.0, sigma, (len(base) * reps, base.shape[1]))
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanquantile(noisy, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    lo, hi = percentile_interval(noisy, ci)
     calibration = (fit.quality or {}).get("calibration")
     q, small = conformal_quantile(calibration, ci)
     if not np.isfinite(q):
@@ -222,7 +208,7 @@ def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any
     if draws:
         in_space = predict_many(law, draws, x, log=log)
         in_space = np.where(np.isfinite(in_space), in_space, np.nan)
-        conf_lo, conf_hi = _interval(in_space, ci)
+        conf_lo, conf_hi = percentile_interval(in_space, ci)
         rng = np.random.default_rng(int(fit.settings.get("seed") or 0))
         decades = np.nan_to_num(where["extrap_decades"].to_numpy(float), nan=0.0)
         pred_lo, pred_hi, pred_status = _prediction_band(fit, centre, in_space, ci, decades, rng)
@@ -369,7 +355,7 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
     draws = _draw_params(fit)
     if draws:
         stacked = np.stack([quantities(row) for row in fit.draws[list(law.param_names)].to_dict("records")])
-        lower, upper = _interval(stacked, ci)
+        lower, upper = percentile_interval(stacked, ci)
     else:
         lower = upper = np.full(point.shape, np.nan)
     for k, name in enumerate(names):

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.fitting import forecast
+from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.diagnostics import COLLAPSE_REL_WIDTH, FitWarning, as_warnings, describe_status, interval_status
 from scaling.laws.base import Law
 
@@ -151,18 +152,14 @@ class Fit:
         if not len(self.draws) or self.interval_status is not None:
             self.intervals = {}
             return
-        ci = self.ci
-        q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
         table = self.draws[list(self.law.param_names)].copy()
         derived = pd.DataFrame([self.derived_values(row) for row in table.to_dict("records")], index=table.index)
         table = pd.concat([table, derived], axis=1)
         intervals = {}
         for col in table.columns:
-            v = table[col].to_numpy(dtype=float)
-            v = v[np.isfinite(v)]
-            if v.size:
-                lo, hi = np.quantile(v, q)
-                intervals[str(col)] = (float(lo), float(hi))
+            lo, hi = percentile_interval(table[col].to_numpy(dtype=float), self.ci)
+            if not math.isnan(lo):  # a quantity no draw could compute has no interval
+                intervals[str(col)] = (lo, hi)
         free = [n for n in self.law.param_names if n not in self.fixed and n not in self.tied and n in intervals]
         if free and all(intervals[n][1] - intervals[n][0] <= COLLAPSE_REL_WIDTH * max(abs(self.params[n]), 1e-300)
                         for n in free):

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from scaling.errors import ScalingError
+from scaling.fitting.bootstrap import percentile_interval
 from scaling.laws.base import Law, Param, register
 
 # The authors' Approach-3 fit (optimal_Nv_predict.py), units: N and N_v in 1e6 parameters, D in 1e9 tokens.
@@ -81,7 +82,7 @@ def optimal_vocabulary_table(params: Mapping[str, float], draws: list[Mapping[st
                 spread.append(optimal_vocabulary(p, n, c, width))
             except ScalingError:  # a draw without a minimum in range says nothing about the interval's width
                 continue
-        lo, hi = (np.quantile(spread, [(1 - ci) / 2, 1 - (1 - ci) / 2]) if spread else (np.nan, np.nan))
+        lo, hi = percentile_interval(spread, ci)
         rows.append({"N": n, "C": c, "d": width, "V_opt": v, "V_opt_lower": float(lo), "V_opt_upper": float(hi),
                      "N_v_opt": v * width, "D_opt": c / (6.0 * (n + v * width))})
     return rows
