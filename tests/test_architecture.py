@@ -23,7 +23,6 @@ LONG_MODULES: dict[str, str] = {
     "scaling.cli.fitting": "being split (issue 10)",
     "scaling.sweep.spec": "being split (issue 10)",
     "scaling.train.loop": "being split (issue 10)",
-    "scaling.analysis.optimal": "being split (issue 10)",
     "scaling.fitting.estimate": "being split (issue 10)",
     "scaling.report.html": "being split (issue 10)",
     "scaling.results": "being split (issue 10)",
@@ -44,7 +43,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "scaling.sweep.backends:run_plan": "being split (issue 10)",
     "scaling.cli.planning:backtest_command": "being split (issue 10)",
     "scaling.analysis.transfer:analyze_transfer": "being split (issue 10)",
-    "scaling.analysis.optimal:ensemble_plan": "being split (issue 10)",
     "scaling.fitting.forecast:optimal": "being split (issue 10)",
     "scaling.fitting.estimate:LawFitter._bootstrap": "being split (issue 10)",
 }

@@ -9,7 +9,8 @@ import pytest
 
 from scaling.errors import ScalingError
 from scaling.laws.chinchilla import chinchilla_loss, chinchilla_optimal
-from scaling.analysis.optimal import assign_budgets, compare, envelope, isoflop
+from scaling.analysis.isoflop import assign_budgets
+from scaling.analysis.optimal import compare, envelope, isoflop
 
 # Hoffmann et al. 2022 Eq. 10 as printed (rounded): the constants acceptance test C5's prefactor ratios
 # were computed with.
@@ -276,7 +277,7 @@ def ensemble_table(V: float, k: int = 4, seeds: int = 3, noise: float = 0.002, s
 
 def test_ensemble_without_ensemble_evaluations_cannot_tell():
     from scaling.fitting.fitfile import load_fit
-    from scaling.analysis.optimal import ensemble_plan
+    from scaling.analysis.ensemble import ensemble_plan
 
     fit = load_fit("besiroglu2024")
     table = ensemble_table(0.1).query("ensemble_k == 1")
@@ -292,7 +293,7 @@ def test_ensemble_without_ensemble_evaluations_cannot_tell():
 @pytest.mark.parametrize("V,verdict", [(0.5, "ensemble of 4"), (1e-4, "one model")])
 def test_ensemble_verdict_follows_measured_gain(V, verdict):
     from scaling.fitting.fitfile import load_fit
-    from scaling.analysis.optimal import ensemble_gain_table, ensemble_plan
+    from scaling.analysis.ensemble import ensemble_gain_table, ensemble_plan
 
     table = ensemble_table(V)
     gains = ensemble_gain_table(table)
@@ -306,7 +307,7 @@ def test_ensemble_verdict_follows_measured_gain(V, verdict):
 
 def test_ensemble_needs_k_of_two_or_more():
     from scaling.fitting.fitfile import load_fit
-    from scaling.analysis.optimal import ensemble_plan
+    from scaling.analysis.ensemble import ensemble_plan
 
     with pytest.raises(ScalingError, match=">= 2"):
         ensemble_plan(ensemble_table(0.1), load_fit("besiroglu2024"), 1e20, k=1)

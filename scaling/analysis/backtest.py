@@ -185,9 +185,7 @@ def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
     elif holdout.kind == "largest-C":
         C = training_compute(df)
         if holdout.size >= 1:
-            from scaling.analysis.optimal import (
-                assign_budgets,  # isoFLOP budgets: rows of one budget differ by rounding
-            )
+            from scaling.analysis.isoflop import assign_budgets  # rows of one budget differ by rounding
 
             mask = _largest(assign_budgets(C), holdout.size)
         else:

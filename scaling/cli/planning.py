@@ -75,7 +75,8 @@ def optimal_from_results(
     fmt: Format = Format.table,
 ) -> None:
     """Approaches 1-3 side by side from one results table, with bootstrap intervals (``docs/planning.md``)."""
-    from scaling.analysis.optimal import compare, ensemble_plan
+    from scaling.analysis.ensemble import ensemble_plan
+    from scaling.analysis.optimal import compare
 
     level = 0.95 if ci is None else ci
     if not 0 < level < 1:
