@@ -28,7 +28,6 @@ LONG_MODULES: dict[str, str] = {
     "scaling.results": "being split (issue 10)",
     "scaling.train.data": "being split (issue 10)",
     "scaling.analysis.backtest": "being split (issue 10)",
-    "scaling.serve.app": "being split (issue 10)",
     "scaling.sweep.backends": "being split (issue 10)",
     "scaling.laws.formula": "being split (issue 10)",
 }
@@ -39,7 +38,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "scaling.analysis.backtest:backtest": "being split (issue 10)",
     "scaling.fitting.estimate:LawFitter._fit": "being split (issue 10)",
     "scaling.cli.fitting:optimal_command": "being split (issue 10)",
-    "scaling.serve.app:create_app": "being split (issue 10)",
     "scaling.sweep.backends:run_plan": "being split (issue 10)",
     "scaling.cli.planning:backtest_command": "being split (issue 10)",
     "scaling.analysis.transfer:analyze_transfer": "being split (issue 10)",

@@ -36,8 +36,8 @@ from scaling.fitting.estimate import fit as fit_law
 from scaling.fitting.result import Fit
 from scaling.fitting.fitfile import load_fit, save_fit
 from scaling.laws.chinchilla import chinchilla_loss
-from scaling.serve.app import MAX_EVALUATIONS, create_app, server_config
-from scaling.serve.limits import ComputePool, Overloaded, TimedOut
+from scaling.serve.app import create_app, server_config
+from scaling.serve.limits import MAX_EVALUATIONS, ComputePool, Overloaded, TimedOut
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
