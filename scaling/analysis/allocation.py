@@ -5,17 +5,19 @@ Hoffmann et al. 2022 (arXiv:2203.15556, Section 3) summarise each approach by th
 such fit with its bootstrap draws and answers N_opt, D_opt at a budget; the functions below are the steps the
 approaches (:mod:`~scaling.analysis.envelope`, :mod:`~scaling.analysis.isoflop`,
 :mod:`~scaling.analysis.parametric`) share: checking the table, the regression on ln C, and what the draws say.
+Resampling and intervals are :mod:`scaling.fitting.bootstrap`'s, as everywhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
+from scaling.fitting.bootstrap import percentile_interval
 
 APPROACH_NAMES = {1: "envelope", 2: "isoFLOP", 3: "parametric"}
 FRONTIER_COLUMNS = ["a", "b", "log_kN", "log_kD"]
@@ -53,8 +55,7 @@ class Allocation:
         ci = self.ci if ci is None else ci
         if self.draws.empty or column not in self.draws:
             return (np.nan, np.nan)
-        lo, hi = np.quantile(self.draws[column].to_numpy(float), [(1 - ci) / 2, (1 + ci) / 2])
-        return float(lo), float(hi)
+        return percentile_interval(self.draws[column].to_numpy(float), ci)
 
     def optimal(self, compute: float | Sequence[float], ci: float | None = None) -> pd.DataFrame:
         """N_opt and D_opt at each budget, with bootstrap intervals (columns as :meth:`Fit.optimal`)."""
@@ -67,7 +68,6 @@ class Allocation:
         out["N_opt"] = np.exp(self.log_kN + self.a * lnC)
         out["D_opt"] = np.exp(self.log_kD + self.b * lnC)
         out["tokens_per_param"] = out["D_opt"] / out["N_opt"]
-        q = [(1 - ci) / 2, (1 + ci) / 2]
         if self.draws.empty:
             for col in ("N_opt", "D_opt", "tokens_per_param"):
                 out[f"{col}_lower"] = np.nan
@@ -77,9 +77,7 @@ class Allocation:
         lnN = d["log_kN"].to_numpy()[:, None] + d["a"].to_numpy()[:, None] * lnC[None, :]
         lnD = d["log_kD"].to_numpy()[:, None] + d["b"].to_numpy()[:, None] * lnC[None, :]
         for col, values in (("N_opt", np.exp(lnN)), ("D_opt", np.exp(lnD)), ("tokens_per_param", np.exp(lnD - lnN))):
-            lo, hi = np.quantile(values, q, axis=0)
-            out[f"{col}_lower"] = lo
-            out[f"{col}_upper"] = hi
+            out[f"{col}_lower"], out[f"{col}_upper"] = percentile_interval(values, ci, axis=0)
         return out
 
     def summary_row(self) -> dict:
@@ -152,28 +150,11 @@ def fit_frontier(lnC: np.ndarray, lnN: np.ndarray, lnD: np.ndarray) -> tuple[flo
     return float(a), float(b), float(log_kN), float(log_kD)
 
 
-def bootstrap_frontier(n_bootstrap: int, seed: int, one: Callable) -> tuple[pd.DataFrame, float]:
-    """Run ``one(rng)`` n_bootstrap times; a resample that cannot be fitted returns None and counts as failed.
-
-    Returns the frontier of every successful resample (columns a, b, log_kN, log_kD) and the failed fraction.
-    """
-    rng = np.random.default_rng(seed)
-    rows, failed = [], 0
-    for _ in range(n_bootstrap):
-        r = one(rng)
-        if r is None:
-            failed += 1
-        else:
-            rows.append(r)
-    draws = pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
-    return draws, (failed / n_bootstrap if n_bootstrap else 0.0)
-
-
 def spread_warning(draws: pd.DataFrame, ci: float) -> list[str]:
     """A warning when the bootstrap interval of the exponent a is wider than 0.25 (the frontier says little)."""
     if len(draws) < 2:
         return []
-    lo, hi = np.quantile(draws["a"], [(1 - ci) / 2, (1 + ci) / 2])
+    lo, hi = percentile_interval(draws["a"], ci)
     if hi - lo > 0.25:
         return [f"exponent a is poorly determined: {ci:.0%} interval [{lo:.3f}, {hi:.3f}]"]
     return []

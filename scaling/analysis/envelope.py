@@ -11,15 +11,26 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-from scaling.analysis.allocation import (
-    Allocation,
-    bootstrap_frontier,
-    checked_table,
-    fit_frontier,
-    spread_warning,
-)
+from scaling.analysis.allocation import FRONTIER_COLUMNS, Allocation, checked_table, fit_frontier, spread_warning
 from scaling.errors import ScalingError
+from scaling.fitting.bootstrap import resample_units, run_bootstrap
 from scaling.results import run_key, training_compute
+
+
+def _training_curves(df: pd.DataFrame, smooth: float) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """(N, ln C sorted, loss) per run with two or more evaluations at one size; the loss Gaussian-smoothed over
+    ``smooth`` evaluation points when asked. A run is ``run_id``, else one curve per N and seed."""
+    data = df.assign(_C=training_compute(df), _run=run_key(df).to_numpy())
+    runs = []
+    for _, g in data.groupby("_run", sort=False):
+        g = g.sort_values("_C")
+        if g["_C"].nunique() < 2 or g["N"].nunique() != 1:
+            continue
+        loss = g["loss"].to_numpy(float)
+        if smooth > 0:
+            loss = gaussian_filter1d(loss, smooth, mode="nearest")
+        runs.append((float(g["N"].iloc[0]), np.log(g["_C"].to_numpy(float)), loss))
+    return runs
 
 
 def _envelope_points(runs: list[tuple[float, np.ndarray, np.ndarray]], n_grid: int):
@@ -67,16 +78,7 @@ def envelope(
     resamples runs with replacement.
     """
     df = checked_table(df, ["N", "D", "loss"])
-    data = df.assign(_C=training_compute(df), _run=run_key(df).to_numpy())
-    runs = []
-    for _, g in data.groupby("_run", sort=False):
-        g = g.sort_values("_C")
-        if g["_C"].nunique() < 2 or g["N"].nunique() != 1:
-            continue
-        loss = g["loss"].to_numpy(float)
-        if smooth > 0:
-            loss = gaussian_filter1d(loss, smooth, mode="nearest")
-        runs.append((float(g["N"].iloc[0]), np.log(g["_C"].to_numpy(float)), loss))
+    runs = _training_curves(df, smooth)
     sizes = {r[0] for r in runs}
     source = df.attrs.get("source", "table")
     if len(sizes) < 3:
@@ -98,19 +100,27 @@ def envelope(
             "train longer runs of the smaller models, shorter runs of the larger ones, or add sizes"
         )
 
-    def one(rng):
-        pick = rng.integers(0, len(runs), len(runs))
+    def one(rng: np.random.Generator, _resample: int):
+        pick = resample_units(rng, len(runs))
         chosen = [runs[i] for i in np.unique(pick)]  # duplicates do not change a minimum
         if len({r[0] for r in chosen}) < 3:
             return None
         e, _ = frontier(chosen)
         return e
 
-    draws, failed = bootstrap_frontier(n_bootstrap, seed, one)
+    boot = run_bootstrap(one, n_bootstrap, seed)
+    draws = pd.DataFrame(boot.draws, columns=FRONTIER_COLUMNS)
     warnings = spread_warning(draws, ci)
     n_winners = points["N_opt"].nunique()
     if n_winners < 3:
         warnings.append(f"the envelope has only {n_winners} distinct winning sizes: the exponent rests on them alone")
     return Allocation(
-        1, *est, draws=draws, ci=ci, points=points, n_rows=len(df), warnings=warnings, bootstrap_failed_fraction=failed
+        1,
+        *est,
+        draws=draws,
+        ci=ci,
+        points=points,
+        n_rows=len(df),
+        warnings=warnings,
+        bootstrap_failed_fraction=boot.failed_fraction,
     )

@@ -15,14 +15,15 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.allocation import (
+    FRONTIER_COLUMNS,
     Allocation,
-    bootstrap_frontier,
     checked_table,
     final_rows,
     fit_frontier,
     spread_warning,
 )
 from scaling.errors import ScalingError
+from scaling.fitting.bootstrap import resample_units, run_bootstrap
 from scaling.results import training_compute
 
 
@@ -39,6 +40,18 @@ def assign_budgets(C: np.ndarray, tol_dex: float = 0.02) -> np.ndarray:
     for g in np.unique(group):
         budgets[order[group == g]] = 10 ** logc[group == g].mean()
     return budgets
+
+
+def _row_budgets(df: pd.DataFrame, budget_column: str | None, tol_dex: float, source: str) -> np.ndarray:
+    """Each row's isoFLOP budget: the ``budget_column`` when given, else C clustered by :func:`assign_budgets`."""
+    if not budget_column:
+        return assign_budgets(training_compute(df), tol_dex)
+    if budget_column not in df.columns:
+        raise ScalingError(f"{source}: no budget column {budget_column!r}")
+    budget = pd.to_numeric(df[budget_column], errors="coerce").to_numpy(float)
+    if not np.all(np.isfinite(budget) & (budget > 0)):
+        raise ScalingError(f"{source}: column {budget_column!r} must hold positive compute budgets")
+    return budget
 
 
 def _vertices(
@@ -176,14 +189,7 @@ def isoflop(
     df = checked_table(df, ["N", "D", "loss"])
     df = final_rows(df)
     source = df.attrs.get("source", "table")
-    if budget_column:
-        if budget_column not in df.columns:
-            raise ScalingError(f"{source}: no budget column {budget_column!r}")
-        budget = pd.to_numeric(df[budget_column], errors="coerce").to_numpy(float)
-        if not np.all(np.isfinite(budget) & (budget > 0)):
-            raise ScalingError(f"{source}: column {budget_column!r} must hold positive compute budgets")
-    else:
-        budget = assign_budgets(training_compute(df), tol_dex)
+    budget = _row_budgets(df, budget_column, tol_dex, source)
     data = pd.DataFrame({"N": df["N"].to_numpy(float), "loss": df["loss"].to_numpy(float), "budget": budget})
     pooled = _pooled_configurations(data)
     if near_min is not None:
@@ -200,14 +206,15 @@ def isoflop(
     est = fit_frontier(np.log(vertices["C"]), np.log(vertices["N_opt"]), np.log(vertices["D_opt"]))
     groups = [np.nonzero(budget == b)[0] for b in np.unique(budget)]
 
-    def one(rng):
-        idx = np.concatenate([rng.choice(g, len(g), replace=True) for g in groups])
+    def one(rng: np.random.Generator, _resample: int):
+        idx = resample_units(rng, len(budget), strata=groups)
         v, _ = _vertices(budget[idx], lnN[idx], loss[idx], min_points)
         if len(v) < 2:
             return None
         return fit_frontier(np.log(v["C"]), np.log(v["N_opt"]), np.log(v["D_opt"]))
 
-    draws, failed = bootstrap_frontier(n_bootstrap, seed, one)
+    boot = run_bootstrap(one, n_bootstrap, seed)
+    draws = pd.DataFrame(boot.draws, columns=FRONTIER_COLUMNS)
     warnings = pooled + _summarise_skips(notes, n_budgets=len(groups)) + spread_warning(draws, ci)
     warnings += _profile_shape_warnings(vertices, data, near_min)
     if len(vertices) == 2:
@@ -221,5 +228,5 @@ def isoflop(
         profiles=data,
         n_rows=len(df),
         warnings=warnings,
-        bootstrap_failed_fraction=failed,
+        bootstrap_failed_fraction=boot.failed_fraction,
     )
