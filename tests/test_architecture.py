@@ -40,7 +40,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "scaling.cli.fitting:optimal_command": "being split (issue 10)",
     "scaling.sweep.backends:run_plan": "being split (issue 10)",
     "scaling.cli.planning:backtest_command": "being split (issue 10)",
-    "scaling.analysis.transfer:analyze_transfer": "being split (issue 10)",
     "scaling.fitting.forecast:optimal": "being split (issue 10)",
     "scaling.fitting.estimate:LawFitter._bootstrap": "being split (issue 10)",
 }

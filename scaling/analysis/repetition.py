@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
+from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.estimate import LawFitter
 from scaling.fitting.result import Fit
 from scaling.analysis.interpolate import amount_at_loss
@@ -157,8 +158,7 @@ def analyze_repetition(
                 for d in baseline.draws.to_dict("records")
             ]
         )
-        q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
-        runs["N_eff_lower"], runs["N_eff_upper"] = np.quantile(draws, q, axis=0)
+        runs["N_eff_lower"], runs["N_eff_upper"] = percentile_interval(draws, ci, axis=0)
 
     regions = _regions(runs, level)
     boundaries = _boundary_fits(regions, n_bootstrap=n_bootstrap, ci=ci, seed=seed, source=source)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
+from scaling.fitting.bootstrap import BootstrapRun, percentile_interval, resample_units, run_bootstrap
 from scaling.fitting.estimate import LawFitter
 from scaling.fitting.result import Fit
 from scaling.analysis.interpolate import amount_at_loss
@@ -178,6 +179,32 @@ def analyze_transfer(
     if final_only and "final" in df.columns:
         df = df[pd.to_numeric(df["final"], errors="coerce") == 1]
         df.attrs["source"] = source
+    scratch, finetuned = _paired_runs(df, target, source)
+    options = {"n_bootstrap": n_bootstrap, "seed": seed, "ci": ci, **(scratch_options or {})}
+    scratch_fit = _fit_scratch(scratch, scratch_law, options, source)
+
+    runs = effective_transfer(finetuned, scratch_fit.params, scratch=scratch)
+    fit = fit_transfer(runs, source)
+    runs["D_T_lower"], runs["D_T_upper"] = np.nan, np.nan
+    if n_bootstrap and len(scratch_fit.draws):
+        boot, runs["D_T_lower"], runs["D_T_upper"] = _two_stage_bootstrap(
+            runs, finetuned, scratch_fit.draws, n_bootstrap=n_bootstrap, ci=ci, seed=seed, source=source
+        )
+        _attach_bootstrap(fit, boot, ci=ci, seed=seed)
+    counts = {c: int((runs["class"] == c).sum()) for c in CLASSES}
+    fit.meta.setdefault(
+        "notes",
+        "D_T from inverting "
+        + scratch_law
+        + " fitted on the from-scratch runs; runs per class: "
+        + ", ".join(f"{c} {n}" for c, n in counts.items()),
+    )
+    return TransferAnalysis(fit=fit, scratch_fit=scratch_fit, runs=runs.reset_index(drop=True), counts=counts)
+
+
+def _paired_runs(df: pd.DataFrame, target: str | None, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(from-scratch runs: N, D, loss; fine-tuned runs: N, D_F, loss), validated, every fine-tuned size with
+    from-scratch runs at that size (D_T is measured against them)."""
     scratch, finetuned = split_runs(df, target=target, source=source)
     if len(finetuned) == 0:
         raise ScalingError(f"{source}: no fine-tuned runs (rows with a source corpus and D_F)")
@@ -193,64 +220,69 @@ def analyze_transfer(
             f"{source}: {_where(finetuned, pos, 'N')}: a fine-tuned run at N = {lacking['N'].iloc[0]:.6g} has no "
             f"from-scratch runs at that size; add from-scratch baselines at every fine-tuned size"
         )
+    return scratch, finetuned
 
+
+def _fit_scratch(scratch: pd.DataFrame, scratch_law: str, options: Mapping[str, Any], source: str) -> Fit:
+    """The from-scratch law L_B(N, D) on the target, with its bootstrap draws (the first stage)."""
     law = get_law(scratch_law)
     if tuple(sorted(law.param_names)) != tuple(sorted(SCRATCH_PARAMS)):
         raise ScalingError(
             f"scratch law {scratch_law!r} must have parameters {', '.join(SCRATCH_PARAMS)} (use kaplan-nd)"
         )
-    options = {"n_bootstrap": n_bootstrap, "seed": seed, "ci": ci, **(scratch_options or {})}
     scratch.attrs["source"] = source
-    scratch_fit = LawFitter(law, **options).fit(scratch, source=source)
+    return LawFitter(law, **options).fit(scratch, source=source)
 
-    runs = effective_transfer(finetuned, scratch_fit.params, scratch=scratch)
-    fit = fit_transfer(runs, source)
 
-    # Two-stage bootstrap: scratch draw j with a resample of the fine-tuned runs -> D_T, classes, refit.
-    draws, lower, upper = [], np.full(len(runs), np.nan), np.full(len(runs), np.nan)
-    if n_bootstrap and len(scratch_fit.draws):
-        rng = np.random.default_rng(seed)
-        sdraws = scratch_fit.draws[list(SCRATCH_PARAMS)].to_dict("records")
-        dts = []
-        for j in range(n_bootstrap):
-            sp = sdraws[j % len(sdraws)]
-            r = effective_transfer(finetuned, sp, scratch=None)
-            r["class"] = np.where(runs["class"] == "extrapolated", "extrapolated", r["class"])  # measured range is data
-            dts.append(r["D_T"].to_numpy())
-            pick = rng.integers(0, len(r), len(r))
-            sample = r.iloc[pick]
-            sample = sample[sample["class"] == OK]
-            if len(sample) < MIN_OK_RUNS or sample["N"].nunique() < 2 or sample["D_F"].nunique() < 2:
-                continue
-            draws.append(fit_transfer(sample, source, quiet=True).params)
-        dts = np.array(dts)
-        q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
-        with np.errstate(invalid="ignore"):
-            lower, upper = np.nanquantile(np.where(np.isfinite(dts), dts, np.nan), q, axis=0)
-        fit.draws = pd.DataFrame(draws, columns=list(TRANSFER.param_names), dtype=float)
-        fit.settings.update(
-            n_bootstrap=int(n_bootstrap),
-            seed=int(seed),
-            ci=float(ci),
-            bootstrap="two-stage: from-scratch fit draw x resample of fine-tuned runs",
-        )
-        failed = n_bootstrap - len(draws)
-        fit.quality["bootstrap_failed_fraction"] = failed / n_bootstrap
-        if failed / n_bootstrap > 0.1:
-            fit.quality["warnings"].append(
-                f"{failed} of {n_bootstrap} bootstrap draws had too few ok runs; intervals are unreliable"
-            )
-        fit.recompute_intervals()
-    runs["D_T_lower"], runs["D_T_upper"] = lower, upper
-    counts = {c: int((runs["class"] == c).sum()) for c in CLASSES}
-    fit.meta.setdefault(
-        "notes",
-        "D_T from inverting "
-        + scratch_law
-        + " fitted on the from-scratch runs; runs per class: "
-        + ", ".join(f"{c} {n}" for c, n in counts.items()),
+def _two_stage_bootstrap(
+    runs: pd.DataFrame,
+    finetuned: pd.DataFrame,
+    scratch_draws: pd.DataFrame,
+    *,
+    n_bootstrap: int,
+    ci: float,
+    seed: int,
+    source: str,
+) -> tuple[BootstrapRun, np.ndarray, np.ndarray]:
+    """Resample i pairs from-scratch draw i (cycled) with a resample of the fine-tuned runs: D_T, classes, refit.
+
+    Returns the transfer law's draws and the per-run D_T interval, which comes from the from-scratch draws alone.
+    Whether a run's D_E lies beyond the measured from-scratch data is a fact of the data, not of the draw, so the
+    ``extrapolated`` class is kept from ``runs``.
+    """
+    stage_one = scratch_draws[list(SCRATCH_PARAMS)].to_dict("records")
+    per_draw = []
+    for i in range(n_bootstrap):
+        r = effective_transfer(finetuned, stage_one[i % len(stage_one)], scratch=None)
+        r["class"] = np.where(runs["class"] == "extrapolated", "extrapolated", r["class"])
+        per_draw.append(r)
+    lower, upper = percentile_interval(np.array([r["D_T"].to_numpy() for r in per_draw]), ci, axis=0)
+
+    def one(rng: np.random.Generator, i: int):
+        sample = per_draw[i].iloc[resample_units(rng, len(per_draw[i]))]
+        sample = sample[sample["class"] == OK]
+        if len(sample) < MIN_OK_RUNS or sample["N"].nunique() < 2 or sample["D_F"].nunique() < 2:
+            return None
+        return fit_transfer(sample, source, quiet=True).params
+
+    return run_bootstrap(one, n_bootstrap, seed), lower, upper
+
+
+def _attach_bootstrap(fit: Fit, boot: BootstrapRun, *, ci: float, seed: int) -> None:
+    """Give the transfer fit the two-stage draws, their settings and failure share, and intervals from them."""
+    fit.draws = pd.DataFrame(boot.draws, columns=list(TRANSFER.param_names), dtype=float)
+    fit.settings.update(
+        n_bootstrap=int(boot.n_resamples),
+        seed=int(seed),
+        ci=float(ci),
+        bootstrap="two-stage: from-scratch fit draw x resample of fine-tuned runs",
     )
-    return TransferAnalysis(fit=fit, scratch_fit=scratch_fit, runs=runs.reset_index(drop=True), counts=counts)
+    fit.quality["bootstrap_failed_fraction"] = boot.failed_fraction
+    if boot.failed_fraction > 0.1:
+        fit.quality["warnings"].append(
+            f"{boot.n_failed} of {boot.n_resamples} bootstrap draws had too few ok runs; intervals are unreliable"
+        )
+    fit.recompute_intervals()
 
 
 def fit_transfer(runs: pd.DataFrame, source: str = "table", quiet: bool = False) -> Fit:
