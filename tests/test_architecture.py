@@ -24,7 +24,6 @@ LONG_MODULES: dict[str, str] = {
     "scaling.sweep.spec": "being split (issue 10)",
     "scaling.train.loop": "being split (issue 10)",
     "scaling.fitting.estimate": "being split (issue 10)",
-    "scaling.report.html": "being split (issue 10)",
     "scaling.results": "being split (issue 10)",
     "scaling.train.data": "being split (issue 10)",
     "scaling.analysis.backtest": "being split (issue 10)",

@@ -1,0 +1,63 @@
+"""The report's tables: a fit's parameters and quality, and numbers with their intervals as ``value [lower, upper]``
+text (one narrow column instead of three). :func:`format_value` is how every cell of the page is written."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def fit_table(fit) -> pd.DataFrame:
+    rows = []
+    for k, v in {**fit.params, **fit.derived}.items():
+        lo, hi = fit.intervals.get(k, (np.nan, np.nan))
+        kind = "fixed" if k in fit.fixed else "tied" if k in fit.tied else "param" if k in fit.params else "derived"
+        rows.append({"name": k, "kind": kind, "value": v, "lower": lo, "upper": hi})
+    return pd.DataFrame(rows)
+
+
+def quality_table(fit) -> pd.DataFrame:
+    q = {**(fit.quality or {}), "convergence": fit.convergence} if fit.quality else {}
+    keys = ["n_points", "n_params_free", "rmse_log", "objective", "convergence", "at_bound", "bootstrap_failed_fraction"]
+    return pd.DataFrame(
+        [
+            {"quantity": k, "value": q[k] if not isinstance(q[k], list) else ", ".join(q[k]) or "none"}
+            for k in keys
+            if k in q
+        ]
+    )
+
+
+def format_value(v: Any) -> str:
+    """A cell as the page shows it: 5 significant digits, yes/no, and nothing for a missing or infinite value."""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            return ""
+        return f"{v:.5g}"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return str(v)
+
+
+def with_intervals(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Fold ``X_lower``/``X_upper`` columns into ``X`` as text ``value [lower, upper]`` (narrower tables)."""
+    out = table.copy()
+    for n in names:
+        lo, hi = table[f"{n}_lower"], table[f"{n}_upper"]
+        out[n] = [
+            format_value(v) + (f" [{format_value(a)}, {format_value(b)}]" if np.isfinite(a) and np.isfinite(b) else "")
+            for v, a, b in zip(table[n], lo.astype(float), hi.astype(float))
+        ]
+        out = out.drop(columns=[f"{n}_lower", f"{n}_upper"])
+    return out
+
+
+__all__ = ["fit_table", "format_value", "quality_table", "with_intervals"]
