@@ -139,8 +139,9 @@ def run_demo(
     import scaling
     from scaling.fitting.fitfile import save_fit
     from scaling.report.plots import plot_fit
-    from scaling.sweep.spec import plan
-    from scaling.sweep.backends import check_results, make_backend, run_plan
+    from scaling.sweep.backends import make_backend
+    from scaling.sweep.driver import check_results, run_plan
+    from scaling.sweep.planner import plan
 
     started = time.monotonic()
     out = Path(out)

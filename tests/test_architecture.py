@@ -21,13 +21,11 @@ MAX_FUNCTION_LINES = 80
 # module -> why it is longer than MAX_MODULE_LINES
 LONG_MODULES: dict[str, str] = {
     "scaling.cli.fitting": "being split (issue 10)",
-    "scaling.sweep.spec": "being split (issue 10)",
     "scaling.train.loop": "being split (issue 10)",
     "scaling.fitting.estimate": "being split (issue 10)",
     "scaling.results": "being split (issue 10)",
     "scaling.train.data": "being split (issue 10)",
     "scaling.analysis.backtest": "being split (issue 10)",
-    "scaling.sweep.backends": "being split (issue 10)",
     "scaling.laws.formula": "being split (issue 10)",
 }
 
@@ -37,7 +35,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "scaling.analysis.backtest:backtest": "being split (issue 10)",
     "scaling.fitting.estimate:LawFitter._fit": "being split (issue 10)",
     "scaling.cli.fitting:optimal_command": "being split (issue 10)",
-    "scaling.sweep.backends:run_plan": "being split (issue 10)",
     "scaling.cli.planning:backtest_command": "being split (issue 10)",
     "scaling.fitting.forecast:optimal": "being split (issue 10)",
     "scaling.fitting.estimate:LawFitter._bootstrap": "being split (issue 10)",
@@ -131,7 +128,6 @@ KNOWN_CYCLES: list[set[str]] = [
      "scaling.fitting.conformal", "scaling.fitting.estimate", "scaling.fitting.fitfile", "scaling.fitting.forecast",
      "scaling.fitting.objective", "scaling.fitting.optimise", "scaling.fitting.result"},
     {"scaling.cli.fitting", "scaling.cli.formula", "scaling.cli.planning"},
-    {"scaling.sweep.backends", "scaling.sweep.ray_backend", "scaling.sweep.slurm_backend"},
 ]
 
 

@@ -5,7 +5,7 @@ import sys
 
 FITTING_MODULES = [
     "scaling", "scaling.fitting.estimate", "scaling.fitting.forecast", "scaling.fitting.fitfile", "scaling.analysis.backtest", "scaling.analysis.optimal",
-    "scaling.report.html", "scaling.serve.app", "scaling.analysis.transfer", "scaling.analysis.repetition", "scaling.sweep.spec", "scaling.cli",
+    "scaling.report.html", "scaling.serve.app", "scaling.analysis.transfer", "scaling.analysis.repetition", "scaling.sweep.spec", "scaling.sweep.planner", "scaling.cli",
 ]
 
 

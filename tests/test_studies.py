@@ -26,7 +26,9 @@ import pytest
 pytest.importorskip("torch", reason="the studies train models (pip install 'scaling[train]')")
 
 from scaling.errors import ScalingError
-from scaling.sweep.spec import estimate_wall_seconds, parse_sweep, plan
+from scaling.sweep.planner import plan
+from scaling.sweep.spec import parse_sweep
+from scaling.sweep.timing import estimate_wall_seconds
 from scaling.train import train
 from cli_helpers import invoke
 

@@ -23,18 +23,12 @@ import yaml
 pytest.importorskip("torch", reason="sweeps run the trainer (pip install 'scaling[train]')")
 
 from scaling.errors import ScalingError
-from scaling.sweep.spec import parse_sweep, plan
-from scaling.sweep.backends import (
-    _LIVE,
-    _LIVE_LOCK,
-    MachineRank,
-    RunTask,
-    gpu_slots,
-    make_backend,
-    run_environment,
-    run_plan,
-    trainer_command,
-)
+from scaling.sweep.backends import make_backend
+from scaling.sweep.driver import run_plan
+from scaling.sweep.local_backend import gpu_slots
+from scaling.sweep.planner import plan
+from scaling.sweep.spec import parse_sweep
+from scaling.sweep.task import _LIVE, _LIVE_LOCK, MachineRank, RunTask, run_environment, trainer_command
 
 BASE = {"corpus": "english", "context": 32, "batch_size": 4, "eval_tokens": 1024, "eval_points": 0,
         "lr": 3e-3, "schedule": "wsd", "checkpoint_every": None}
@@ -298,7 +292,7 @@ def test_ray_reserves_the_run_resources_and_cancels_gracefully(tmp_path):
     """A local Ray cluster with a custom resource: runs reserve num_cpus and {'trainer_slot': 1}; a sweep asking
     for a resource no node has is refused in one line; a cancelled run gets SIGTERM (it checkpoints, exit 3)."""
     ray = pytest.importorskip("ray")
-    from scaling.sweep.backends import RayBackend
+    from scaling.sweep.ray_backend import RayBackend
 
     ray.init(num_cpus=2, resources={"trainer_slot": 1}, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:

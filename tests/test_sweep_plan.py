@@ -9,13 +9,10 @@ import pytest
 import yaml
 
 from scaling.errors import ScalingError
-from scaling.sweep.spec import (
-    estimate_wall_seconds,
-    finished_run_ids,
-    load_sweep,
-    parse_sweep,
-    plan,
-)
+from scaling.sweep.driver import finished_run_ids
+from scaling.sweep.planner import plan
+from scaling.sweep.spec import load_sweep, parse_sweep
+from scaling.sweep.timing import estimate_wall_seconds
 
 pytest.importorskip("torch", reason="sweep plans count parameters with the trainer's model (pip install 'scaling[train]')")
 
@@ -284,7 +281,7 @@ def test_time_estimate_caption_names_only_pages_in_the_repository():
     """The plan's caption says where its speed figures come from; a page it names must ship with the project."""
     import re
 
-    from scaling.sweep.spec import Throughput
+    from scaling.sweep.timing import Throughput
 
     source = Throughput.default().source
     pages = re.findall(r"[\w./-]+\.md", source)

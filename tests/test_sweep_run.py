@@ -18,13 +18,12 @@ import yaml
 pytest.importorskip("torch", reason="sweeps run the trainer (pip install 'scaling[train]')")
 
 from scaling.errors import ScalingError
-from scaling.sweep.spec import parse_sweep, plan
-from scaling.sweep.backends import (
-    LocalBackend,
-    RayBackend,
-    make_backend,
-    run_plan,
-)
+from scaling.sweep.backends import make_backend
+from scaling.sweep.driver import run_plan
+from scaling.sweep.local_backend import LocalBackend
+from scaling.sweep.planner import plan
+from scaling.sweep.ray_backend import RayBackend
+from scaling.sweep.spec import parse_sweep
 
 BASE = {"corpus": "english", "context": 32, "batch_size": 4, "eval_tokens": 1024, "eval_points": 0,
         "lr": 3e-3, "schedule": "wsd", "checkpoint_every": None}

@@ -1,6 +1,6 @@
 """``scaling sweep plan|run`` and ``scaling demo``: parse options, call the library, print.
 
-The plan comes from :mod:`scaling.sweep.spec`, execution from :mod:`scaling.sweep.backends`, the main job from
+The plan comes from :mod:`scaling.sweep.planner`, execution from :mod:`scaling.sweep.driver`, the main job from
 :mod:`scaling.demo`. Sweep-file format and examples: ``docs/sweeps.md``.
 """
 
@@ -48,7 +48,8 @@ def plan_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Show the runs a sweep file expands to: ids, N, D, FLOPs and estimated time on this machine."""
-    from scaling.sweep.spec import estimate_wall_seconds, plan, short_count
+    from scaling.sweep.planner import plan, short_count
+    from scaling.sweep.timing import estimate_wall_seconds
 
     _check_workers(workers)
     p = plan(file)
@@ -89,8 +90,9 @@ def run_command(
                                              "resources.gpus (0: train on the CPU).")] = None,
 ) -> None:
     """Train every run of a sweep that is not finished yet; rows go to one results table."""
-    from scaling.sweep.spec import plan
-    from scaling.sweep.backends import check_results, logs_dir, make_backend, run_plan
+    from scaling.sweep.backends import make_backend
+    from scaling.sweep.driver import check_results, logs_dir, run_plan
+    from scaling.sweep.planner import plan
 
     _check_workers(workers)
     p = plan(file)

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from scaling.errors import ScalingError
-from scaling.sweep.backends import RunTask, execute_run
+from scaling.sweep.task import RunTask, execute_run
 
 
 class RayBackend:

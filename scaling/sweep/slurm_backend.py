@@ -29,7 +29,7 @@ import submitit
 from submitit.core.job_environment import JobEnvironment
 
 from scaling.errors import ScalingError
-from scaling.sweep.backends import MachineRank, RunOutcome, RunTask, execute_run, terminate_live
+from scaling.sweep.task import MachineRank, RunOutcome, RunTask, execute_run, terminate_live
 
 
 class SlurmRun(submitit.helpers.Checkpointable):
