@@ -1,7 +1,10 @@
-"""The ``scaling`` command: a typer app assembled from one module per command group.
+"""The ``scaling`` command: a typer app assembled from one module per command.
 
-Each module in this package defines its commands on the shared ``app`` (or a sub-app added to it) and holds no
-logic of its own: it parses options, calls the library and prints. A :class:`~scaling.errors.ScalingError`
+Each command module (``COMMAND_MODULES``) defines its command on the shared ``app`` (or a sub-app added to it) and
+holds no logic of its own: it parses options, calls the library and prints. What several commands share lives in
+modules that define no command and that command modules import, never each other: ``options`` (option
+declarations), ``parsing`` (command-line text to values), ``files`` (tables read, output paths checked),
+``output`` (tables, JSON and CSV), ``fit_output`` and ``forecast_output`` (how a fit and forecast rows print). A :class:`~scaling.errors.ScalingError`
 becomes one line on stderr and exit status 2; anything else is a bug and shows a traceback.
 """
 
@@ -24,10 +27,15 @@ app = typer.Typer(
 
 # Command modules, imported for their side effect of adding commands to ``app``.
 COMMAND_MODULES = [
-    "scaling.cli.fitting",  # fit, forecast, optimal, laws
-    "scaling.cli.sweep",  # sweep plan, sweep run, demo
-    "scaling.cli.planning",  # backtest, report, serve (and optimal RESULTS.csv --approach)
-    "scaling.cli.formula",  # predict, evaluate (and fit --formula / --law-file)
+    "scaling.cli.fit",
+    "scaling.cli.forecast",
+    "scaling.cli.optimal",
+    "scaling.cli.laws",
+    "scaling.cli.sweep",  # demo, sweep plan, sweep run
+    "scaling.cli.backtest",
+    "scaling.cli.serve",
+    "scaling.cli.report",
+    "scaling.cli.scoring",  # predict, evaluate
 ]
 
 # The top-level commands with their one-line help, in the order `scaling --help` lists them. `scaling` and

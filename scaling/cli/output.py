@@ -7,12 +7,14 @@ every format. JSON has ``null`` where a number is missing or not finite (JSON ha
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
 import shutil
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,3 +147,26 @@ def emit(df: pd.DataFrame, fmt: Format | str, *, title: str | None = None, capti
         print_csv(df)
     else:
         print_table(df, title=title, caption=caption)
+
+
+_DEVELOPER_WARNINGS = (RuntimeWarning, DeprecationWarning, PendingDeprecationWarning)
+
+
+@contextlib.contextmanager
+def quiet_numerics() -> Iterator[None]:
+    """Library warnings as ``warning: ...`` lines, without numpy's floating-point noise.
+
+    A multi-start search evaluates the law far from the optimum, where exp() overflows by design; numpy's
+    RuntimeWarnings about it (with a source line) say nothing about the result, which the fit-quality report
+    judges. Deprecation warnings are for developers (the test suite shows them). Any other warning is shown,
+    as one line.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, _DEVELOPER_WARNINGS) or str(w.message) in seen:
+            continue
+        seen.add(str(w.message))
+        warn(" ".join(str(w.message).split()))

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from scaling.cli import app
+from scaling.cli.options import FormatOption
 from scaling.cli.output import Format, emit, note, print_json, warn
 from scaling.errors import ScalingError
 
@@ -21,7 +22,6 @@ sweep_app = typer.Typer(help="Plan and run training sweeps described by a sweep 
                         no_args_is_help=True)
 app.add_typer(sweep_app, name="sweep")
 
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table (for people), json or csv (for pipes).")]
 SweepFileArg = Annotated[Path, typer.Argument(help="Sweep file (YAML), e.g. configs/sweeps/demo.yaml.", metavar="FILE")]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", "-k", help="Runs at once (local: pool size; default 2, one thread each).")
@@ -229,7 +229,7 @@ def print_demo(result: Any, fmt: Format | str = "table") -> None:
     """Parameter table, fit quality with the two checks, the forecast and where the files are."""
     import numpy as np
 
-    from scaling.cli.fitting import print_fit
+    from scaling.cli.fit_output import print_fit
     from scaling.cli.output import blank_line, print_csv, print_fields, print_table
     from scaling.demo import FORECAST_FACTOR
 
@@ -283,9 +283,9 @@ def coverage_text(holdout: dict[str, Any]) -> str:
 def forecast_rows(forecast: Any) -> Any:
     """The demo's forecast rows as ``scaling forecast`` prints them: confidence and prediction intervals as
     ``[lower, upper]``, the extrapolation with its distance (JSON and CSV keep every column)."""
-    from scaling.cli.fitting import _interval_text
+    from scaling.cli.forecast_output import interval_text
 
-    return _interval_text(forecast)
+    return interval_text(forecast)
 
 
 def _check_text(check: dict[str, Any], pattern: str) -> str:
