@@ -22,7 +22,6 @@ MAX_FUNCTION_LINES = 80
 LONG_MODULES: dict[str, str] = {
     "scaling.train.loop": "being split (issue 10)",
     "scaling.fitting.estimate": "being split (issue 10)",
-    "scaling.results": "being split (issue 10)",
     "scaling.train.data": "being split (issue 10)",
     "scaling.analysis.backtest": "being split (issue 10)",
     "scaling.laws.formula": "being split (issue 10)",

@@ -38,7 +38,8 @@ from scaling.fitting.result import Fit
 from scaling.analysis.interpolate import amount_at_loss
 from scaling.laws import get_law
 from scaling.laws.transfer import CLASSES, OK, TRANSFER, classify_runs, data_multiplier, transfer_fraction
-from scaling.results import _where, read_results, validate_columns  # _where: 'line 7, column ...' of a file
+from scaling.results import read_results, validate_columns
+from scaling.results.locate import cell_location  # "line 7, column ..." of a file
 
 SCRATCH_PARAMS = ("alpha_N", "alpha_D", "N_c", "D_c")
 MIN_OK_RUNS = 4  # three parameters plus one degree of freedom
@@ -108,7 +109,7 @@ def split_runs(
         if missing.any():
             pos = int(missing.to_numpy().nonzero()[0][0])
             raise ScalingError(
-                f"{source}: {_where(df, pos, 'D_F')} is empty: a fine-tuned run (source "
+                f"{source}: {cell_location(df, pos, 'D_F')} is empty: a fine-tuned run (source "
                 f"{df['source'].iloc[pos]!r}) needs D_F (fine-tuning tokens)"
             )
     elif "D_F" in df.columns:
@@ -217,8 +218,8 @@ def _paired_runs(df: pd.DataFrame, target: str | None, source: str) -> tuple[pd.
     if len(lacking):
         pos = int(np.flatnonzero(~finetuned["N"].isin(sizes).to_numpy())[0])
         raise ScalingError(
-            f"{source}: {_where(finetuned, pos, 'N')}: a fine-tuned run at N = {lacking['N'].iloc[0]:.6g} has no "
-            f"from-scratch runs at that size; add from-scratch baselines at every fine-tuned size"
+            f"{source}: {cell_location(finetuned, pos, 'N')}: a fine-tuned run at N = {lacking['N'].iloc[0]:.6g} "
+            f"has no from-scratch runs at that size; add from-scratch baselines at every fine-tuned size"
         )
     return scratch, finetuned
 
