@@ -24,7 +24,6 @@ LONG_MODULES: dict[str, str] = {
     "scaling.fitting.estimate": "being split (issue 10)",
     "scaling.train.data": "being split (issue 10)",
     "scaling.analysis.backtest": "being split (issue 10)",
-    "scaling.laws.formula": "being split (issue 10)",
 }
 
 # module:qualified.function -> why it is longer than MAX_FUNCTION_LINES

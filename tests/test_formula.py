@@ -21,7 +21,8 @@ from scaling.fitting.estimate import LawFitter
 from scaling.fitting.objective import MAX_GRID, SOBOL_STARTS, ParamSpace
 from scaling.fitting.fitfile import load_fit
 from scaling.laws.base import Law, Param
-from scaling.laws.formula import build_law, formula_law, parse_rhs, split_formula
+from scaling.laws.formula import build_law, formula_law
+from scaling.laws.formula_syntax import parse_rhs, split_formula
 
 TRUTH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 CHINCHILLA = "L = E + A/N^alpha + B/D^beta"

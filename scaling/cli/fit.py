@@ -382,7 +382,7 @@ def fit_formula_command(results: str, options: FormulaOptions, *, map_items: lis
     """``scaling fit RESULTS --formula ...``: one fit per --target (default: the formula's output)."""
     from scaling.fitting.fitfile import save_fit
     from scaling.fitting.formula_fit import fit_prepared, law_for_table
-    from scaling.laws.formula import parse_rhs, split_formula
+    from scaling.laws.formula_syntax import parse_rhs, split_formula
     from scaling.results import parse_mapping, read_results
 
     spec = build_spec(options)
