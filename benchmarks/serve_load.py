@@ -39,7 +39,7 @@ import pandas as pd
 
 
 def make_fits(folder: Path) -> None:
-    from scaling.fitting.estimate import fit as fit_law
+    from scaling.analysis import fit as fit_law
     from scaling.fitting.fitfile import load_fit, save_fit
     from scaling.laws.chinchilla import chinchilla_loss
 

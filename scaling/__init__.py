@@ -34,7 +34,7 @@ _EXPORTS = {
     "read_results": "scaling.results",
     "Fit": "scaling.fitting.result",
     "LawFitter": "scaling.fitting.estimate",
-    "fit": "scaling.fitting.estimate",
+    "fit": "scaling.analysis",
     "load_fit": "scaling.fitting.fitfile",
     "optimal_hyperparameters": "scaling.analysis.hyperparameters",
     "optimum_table": "scaling.analysis.hyperparameters",
@@ -48,7 +48,8 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names resolve lazily below
     from scaling.errors import ScalingError
-    from scaling.fitting.estimate import LawFitter, fit
+    from scaling.analysis import fit
+    from scaling.fitting.estimate import LawFitter
     from scaling.fitting.result import Fit
     from scaling.fitting.fitfile import load_fit
     from scaling.fitting.formula_fit import fit_formula

@@ -9,9 +9,11 @@ import pytest
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.fitting.estimate import LawFitter, default_law
+from scaling.fitting.estimate import LawFitter
+from scaling.fitting.multistart import multistart
 from scaling.fitting.objective import Objective, ParamSpace
-from scaling.fitting.optimise import convergence_check
+from scaling.fitting.optimise import SCREEN_OPTIONS, TIGHT_OPTIONS, convergence_check
+from scaling.fitting.table import default_law
 from scaling.laws import get_law
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -295,11 +297,11 @@ def test_blocked_scoring_equals_unblocked_scoring(monkeypatch, loss):
 
 
 def test_a_table_over_screen_rows_is_screened_on_a_subsample_and_polished_on_all(monkeypatch):
-    import scaling.fitting.estimate as estimate
+    import scaling.fitting.multistart as multistart_module
 
     df = chinchilla_grid(noise=0.01, seed=4, n=12)  # 144 rows
     full = LawFitter("chinchilla", n_bootstrap=0).fit(df)
-    monkeypatch.setattr(estimate, "SCREEN_ROWS", 60)  # screen on 60 of the 144 rows
+    monkeypatch.setattr(multistart_module, "SCREEN_ROWS", 60)  # screen on 60 of the 144 rows
     sampled = LawFitter("chinchilla", n_bootstrap=0).fit(df)
     assert sampled.quality["converged"]
     # the polish on every row reaches the full-data optimum, not the subsample's
@@ -317,7 +319,7 @@ def test_other_local_optima_are_distinct_in_objective_not_only_in_theta():
     loss = CHIN.predict(BESIROGLU, N=N, D=D) * np.exp(0.02 * rng.standard_normal(N.size))
     space = ParamSpace(CHIN, None, None, None)
     obj = Objective(space, {"N": N, "D": D}, np.log(loss), loss="huber", delta=1e-3)
-    best, _, others = LawFitter("chinchilla")._multistart(obj, space.grid())
+    best, _, others = multistart(obj, space.grid(), n_refine=32, screen=SCREEN_OPTIONS, polish=TIGHT_OPTIONS)
     values = sorted(obj.value(x) for x in others)
     assert values and values[0] > best.fun
     assert all(b - a > 1e-6 * a for a, b in zip(values, values[1:]))
@@ -326,7 +328,7 @@ def test_other_local_optima_are_distinct_in_objective_not_only_in_theta():
 def test_large_tables_bootstrap_m_out_of_n_matches_the_full_bootstrap(monkeypatch):
     # m-out-of-n (BOOTSTRAP_UNITS): resamples of m units refitted on their rows, deviations scaled by sqrt(m/n).
     # Its standard errors must match the full bootstrap's on the same table (here n = 6000 rows, m = 600).
-    import scaling.fitting.estimate as estimate
+    import scaling.fitting.draws as draws
 
     rng = np.random.default_rng(7)
     n = 6000
@@ -334,7 +336,7 @@ def test_large_tables_bootstrap_m_out_of_n_matches_the_full_bootstrap(monkeypatc
     loss = (1.8 + 400 / N**0.34 + 410 / D**0.28) * np.exp(rng.normal(0, 0.02, n))
     df = pd.DataFrame({"N": N, "D": D, "loss": loss})
     full = LawFitter("chinchilla", n_bootstrap=40, group=None, seed=1).fit(df)
-    monkeypatch.setattr(estimate, "BOOTSTRAP_UNITS", 600)
+    monkeypatch.setattr(draws, "BOOTSTRAP_UNITS", 600)
     sub = LawFitter("chinchilla", n_bootstrap=40, group=None, seed=1).fit(df)
     assert sub.settings["bootstrap_units_per_resample"] == 600 and full.settings["bootstrap_units_per_resample"] is None
     for name in ("alpha", "beta"):

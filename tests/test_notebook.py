@@ -11,7 +11,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from scaling.fitting.estimate import fit as fit_law
+from scaling.analysis import fit as fit_law
 from scaling.fitting.fitfile import save_fit
 from scaling.laws.chinchilla import chinchilla_loss
 

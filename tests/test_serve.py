@@ -32,7 +32,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from scaling.analysis.backtest import backtest
-from scaling.fitting.estimate import fit as fit_law
+from scaling.analysis import fit as fit_law
 from scaling.fitting.result import Fit
 from scaling.fitting.fitfile import load_fit, save_fit
 from scaling.laws.chinchilla import chinchilla_loss

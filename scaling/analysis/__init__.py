@@ -14,12 +14,16 @@ holds D_T, or has no repeated-data columns, is fitted directly like any other la
 
 :func:`analysis_for` says which analysis a (law, table) pair needs; :func:`run_analysis` runs it and returns the
 :class:`~scaling.fitting.result.Fit` to save (the transfer law, or the repetition baseline) with the whole analysis
-on ``fit.analysis``. ``scaling.fit`` dispatches through here, so Python, the CLI and the service share one path.
+on ``fit.analysis``. :func:`fit` (``scaling.fit``) is the one call that reads a table, picks a law and either fits
+it with :class:`~scaling.fitting.estimate.LawFitter` or dispatches here, so Python, the CLI and the service share one
+path. It lives in this package, above both the fitting engine and the analyses, so that neither imports the other
+in a cycle: analyses use the engine, the engine knows nothing of analyses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -103,4 +107,44 @@ def run_analysis(kind: str, table: pd.DataFrame, *, source: str | None = None, *
     return fit
 
 
-__all__ = ["REPEAT_COLUMNS", "analysis_for", "refuse_unused_options", "run_analysis"]
+def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mapping: Mapping[str, str] | None = None,
+        where: str | None = None, source: str | None = None, **kwargs: Any) -> Fit:
+    """Fit a law to a results table (a DataFrame or a CSV path); ``law=None`` picks one from the columns.
+
+    >>> fit = scaling.fit("results.csv", law="chinchilla", n_bootstrap=200)   # doctest: +SKIP
+
+    ``mapping``/``where`` are applied when reading a path (see :func:`scaling.read_results`); other keyword
+    arguments go to :class:`~scaling.fitting.estimate.LawFitter`. ``law="downstream"`` is the two-step task
+    forecast (Bhagia et al. 2024): both steps are fitted from the table's N, D, task_loss and accuracy
+    (:func:`scaling.analysis.downstream.fit_downstream`). ``law="transfer"`` on a table of from-scratch and
+    fine-tuned runs, and ``law="repetition"`` on a table with repeated-data runs, run their analysis
+    (:func:`run_analysis`): the returned fit (the transfer law; the unique-data baseline) carries it as
+    ``fit.analysis``.
+    """
+    # imported at call time: the light analyses (hyperparameters, interpolate) import this package without the engine
+    from scaling.fitting.estimate import LawFitter
+    from scaling.fitting.table import default_law
+    from scaling.laws.base import get_law
+    from scaling.results import read_results
+
+    if isinstance(data, (str, Path)):
+        source = source or str(data)
+        data = read_results(data, mapping=mapping, where=where)
+    elif isinstance(data, pd.DataFrame):
+        if mapping or where:
+            data = read_results(data, mapping=mapping, where=where)
+    else:
+        raise ScalingError(f"expected a pandas DataFrame or a CSV path, got {type(data).__name__}")
+    if law is None:
+        law = default_law(data)
+    if (law.strip() if isinstance(law, str) else getattr(law, "name", None)) == "downstream":
+        from scaling.analysis.downstream import fit_downstream  # the chained law is fitted step by step, not in one go
+
+        return fit_downstream(data, source=source, **kwargs)
+    kind = analysis_for(get_law(law) if isinstance(law, str) else law, data)
+    if kind is not None:  # transfer from runs, repetition with repeated-data runs: fitted through their analysis
+        return run_analysis(kind, data, source=source, **kwargs)
+    return LawFitter(law, **kwargs).fit(data, source=source)
+
+
+__all__ = ["REPEAT_COLUMNS", "analysis_for", "fit", "refuse_unused_options", "run_analysis"]

@@ -347,7 +347,7 @@ def _fit_and_predict(
 ):
     """Fit on ``train`` (per curve for single-input laws when asked) and predict ``test``; returns (predictions,
     fits, notes)."""
-    from scaling.fitting.estimate import fit as fit_law
+    from scaling.analysis import fit as fit_law
 
     groups = _law_groups(law, pd.concat([train, test]), per_curve)
     pieces, fits, notes = [], {}, []

@@ -21,9 +21,7 @@ def parametric(
     N_opt = G (C/6)^a, D_opt = (C/6)^b / G with G = (alpha A/(beta B))^(1/(alpha+beta)) (Eq. 4). The fit is the
     engine's (``scaling.fit``: Huber on log residuals, Hoffmann's grid, bootstrap over runs).
     """
-    from scaling.fitting.estimate import (
-        fit as fit_law,  # the engine; imported here so approaches 1-2 work without it
-    )
+    from scaling.analysis import fit as fit_law  # the engine; imported here so approaches 1-2 work without it
 
     df = checked_table(df, ["N", "D", "loss"])
     rows = final_rows(df)

@@ -156,8 +156,10 @@ def fit_command(
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
     from scaling.analysis import analysis_for
-    from scaling.fitting.estimate import LOSSES, METHODS, default_law, single_input_column
-    from scaling.fitting.estimate import fit as fit_law
+    from scaling.analysis import fit as fit_law
+    from scaling.fitting.multistart import METHODS
+    from scaling.fitting.objective import LOSSES
+    from scaling.fitting.table import default_law, single_input_column
     from scaling.fitting.fitfile import save_fit
     from scaling.results import parse_mapping, read_results, validate_columns
 

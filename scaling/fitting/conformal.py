@@ -33,15 +33,18 @@ forecast may go farther; the linear growth with distance is what carries the err
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from scaling.errors import ScalingError
 from scaling.fitting.extrapolation import decades_outside, fitted_ranges, input_moments
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
+    from scaling.laws.base import Law
 
 D0 = 1.0  # decades over which the spread function doubles: rho = 1 + d / D0
 CUT_REFINE = 8  # multi-start refinements per cut fit (the full fit uses LawFitter.n_refine)
@@ -70,17 +73,17 @@ def _cut_blocks(values: np.ndarray, n_cuts: int, min_train: int) -> list[tuple[f
     return out
 
 
-def rollout_errors(df: pd.DataFrame, law: Any, fit_kwargs: Mapping[str, Any], n_cuts: int,
+def rollout_errors(df: pd.DataFrame, law: Law, fit_cut: Callable[[pd.DataFrame], Fit], n_cuts: int,
                    n_free: int) -> dict[str, Any] | None:
     """Fit on the rows below each of ``n_cuts`` blocks of the size axis and predict the block (see module doc).
 
-    Returns the calibration record stored in ``fit.quality["calibration"]`` (None when no cut could be fitted).
+    ``fit_cut`` fits the law to a cut's training rows (the caller's fitter as a point fit: no bootstrap, no
+    calibration of its own, CUT_REFINE starts); it is passed in so that this module does not depend on the fitter
+    that calls it. Returns the calibration record stored in ``fit.quality["calibration"]`` (None when no cut could
+    be fitted).
     """
-    from scaling.fitting.estimate import LawFitter  # estimate imports this module's caller chain; import at call time
-
     axis = axis_of(law.inputs)
     values = df[axis].to_numpy(dtype=float)
-    kwargs = {**fit_kwargs, "n_bootstrap": 0, "calibrate": 0, "n_refine": min(CUT_REFINE, fit_kwargs.get("n_refine", 32))}
     errors, decades, sigmas, cuts = [], [], [], []
     min_train = max(2, int(law.min_distinct.get(axis, 2)))
     for first, last in _cut_blocks(values, n_cuts, min_train):
@@ -88,7 +91,7 @@ def rollout_errors(df: pd.DataFrame, law: Any, fit_kwargs: Mapping[str, Any], n_
         if len(train.drop_duplicates(list(law.inputs))) <= n_free:
             continue  # an interpolating cut fit predicts nothing about errors
         try:
-            cut = LawFitter(law, **kwargs).fit(train, source="rollout cut")
+            cut = fit_cut(train)
         except (ScalingError, ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue  # a cut the law cannot be fitted to says nothing about its errors; the others still do
         q = cut.quality

@@ -199,6 +199,7 @@ class Objective:
         self.log_y = log_y
         self.loss = loss
         self.delta = delta
+        self.reduction = reduction
         self.weights = np.ones_like(log_y) if weights is None else np.asarray(weights, dtype=float)
         self.scale = 1.0 / self.weights.sum() if reduction == "mean" else 1.0
         self.log_z = huber_log_normaliser(delta) if loss == "huber_likelihood" else 0.0
@@ -367,9 +368,15 @@ class Objective:
 
     def subset(self, index: np.ndarray) -> Objective:
         """The same objective on the data rows ``index`` (for screening starts on a subsample)."""
-        return Objective(self.space, {k: v[index] for k, v in self.inputs.items()}, self.log_y[index],
-                          loss=self.loss, delta=self.delta, reduction="mean" if self.scale != 1.0 else "sum",
-                          weights=self.weights[index], asymmetry=self.asymmetry)
+        return self.resampled(self.weights[index], index)
+
+    def resampled(self, weights: np.ndarray, rows: np.ndarray | slice = slice(None),
+                  space: ParamSpace | None = None) -> Objective:
+        """The same objective on the data rows ``rows`` with ``weights`` (a bootstrap resample: each row's count),
+        optionally over another parameter space (a resample's draw of the frozen parameters)."""
+        return Objective(self.space if space is None else space, {k: v[rows] for k, v in self.inputs.items()},
+                         self.log_y[rows], loss=self.loss, delta=self.delta, reduction=self.reduction,
+                         weights=weights, asymmetry=self.asymmetry)
 
     def bounds(self) -> list[tuple[float | None, float | None]]:
         b = self.space.scipy_bounds()

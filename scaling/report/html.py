@@ -110,8 +110,8 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
 
     problems = []
     if not fits:
-        from scaling.fitting.estimate import default_law
-        from scaling.fitting.estimate import fit as fit_law
+        from scaling.analysis import fit as fit_law
+        from scaling.fitting.table import default_law
 
         try:
             law = default_law(df)
