@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 import scaling
-from scaling.analysis.backtest import backtest, split
+from scaling.analysis.backtest import backtest
+from scaling.analysis.holdout import split
 from scaling.fitting.conformal import conformal_quantile, spread
 
 ROOT = Path(__file__).resolve().parents[1]

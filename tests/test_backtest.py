@@ -8,14 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.backtest import (
-    Holdout,
-    backtest,
-    keep_last_fraction,
-    load_backtest,
-    prepare,
-    split,
-)
+from scaling.analysis.backtest import backtest, load_backtest
+from scaling.analysis.holdout import Holdout, keep_last_fraction, prepare, split
 from scaling.errors import ScalingError
 from scaling.laws import law_names
 from scaling.laws.chinchilla import chinchilla_loss

@@ -1,8 +1,8 @@
 """Analyses built on fits: laws fitted through an analysis of runs (``transfer``, ``repetition``), the two-step
 ``downstream`` forecast, optimal learning rate and batch (``hyperparameters``), Chinchilla's three compute-optimal
 approaches (``envelope``, ``isoflop``, ``parametric``, the frontier they share in ``allocation``, side by side in
-``optimal``), one model against an ensemble (``ensemble``), backtests (``backtest``) and monotone interpolation of
-measured curves (``interpolate``).
+``optimal``), one model against an ensemble (``ensemble``), backtests (``backtest``, with the hold-out schemes in
+``holdout``) and monotone interpolation of measured curves (``interpolate``).
 
 Laws fitted through an analysis of runs, not directly on a column of the table:
 

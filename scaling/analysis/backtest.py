@@ -7,12 +7,10 @@ this module does that for any laws in the catalogue:
     result = backtest(df, ["chinchilla", "kaplan-nd", "bnsl:D", "m4:D"], holdout="largest-N")
     result.table      # one row per law, ranked by held-out RMSE of log loss
 
-Hold-out schemes (``holdout=``, an optional size after a colon):
-
-- ``largest-N[:k]``: the rows of the k largest model sizes (default 1);
-- ``largest-C[:f]``: the rows with the largest compute (C column or 6ND), the top fraction f (default 0.2), or
-  the k largest isoFLOP budgets when the size is a whole number >= 1;
-- ``last-fraction[:f]``: the last fraction f (default 0.2) of every training curve (run), by tokens seen.
+The steps: choose the held-out rows and prepare the training rows (:mod:`scaling.analysis.holdout`: ``largest-N``,
+``largest-C``, ``last-fraction``, with an optional size after a colon), refit each law on the training rows and
+predict the held-out ones with intervals, score and rank the laws; :class:`BacktestResult` holds the outcome and
+its JSON file.
 
 Options from Choshen et al. 2024 ("A Hitchhiker's Guide to Scaling Law Estimation", arXiv:2410.11840), which
 found each of them to matter: ``min_tokens`` drops checkpoints before a token count (early training is off the law),
@@ -27,7 +25,8 @@ bar for a law that holds on real runs, docs/planning.md).
 
 Intervals: by default *prediction* intervals (``Fit.predict``'s ``pred_lower``/``pred_upper``): the bootstrap spread
 of the fitted curve plus the residual scatter of the fit, widened by the training fit's own rollout calibration with
-the distance extrapolated (:mod:`scaling.fitting.conformal`), since a held-out point is one noisy run, not the expected loss.
+the distance extrapolated (:mod:`scaling.fitting.conformal`), since a held-out point is one noisy run, not the
+expected loss.
 ``intervals="band"`` uses the confidence interval of the mean law alone (``conf_lower``/``conf_upper``); its coverage
 of single runs is expected to be low. Intervals a fit withholds (``interval_status``) count as missing: the
 coverage is then NaN and the notes name the reason. Each prediction row carries its ``interval_status``,
@@ -53,53 +52,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling.analysis.holdout import CURVE_INPUTS, Holdout, keep_last_fraction, prepare, split_train_test
 from scaling.errors import ScalingError
-from scaling.fitting.fitfile import parse_json, write_text_atomic
+from scaling.fitting.fitfile import parse_json, to_jsonable, write_text_atomic
 from scaling.laws import get_law, law_names
 from scaling.laws.base import Law
-from scaling.results import run_key, training_compute
 
-HOLDOUTS = ("largest-N", "largest-C", "last-fraction")
-DEFAULT_SIZE = {"largest-N": 1.0, "largest-C": 0.2, "last-fraction": 0.2}
-CURVE_INPUTS = ("N", "D", "U", "D_F")  # columns that define one curve for a single-input law
 LEVELS = (0.8, 0.95)
-
-
-@dataclass(frozen=True)
-class Holdout:
-    """A hold-out scheme: ``kind`` in HOLDOUTS and its size (count of largest values, or a fraction)."""
-
-    kind: str
-    size: float
-    tail: float | None = None  # held-out curves keep only this last fraction of their tokens (GPT-3's protocol)
-
-    @classmethod
-    def parse(cls, text: str, tail: float | None = None) -> Holdout:
-        kind, _, size = str(text).strip().partition(":")
-        if kind not in HOLDOUTS:
-            raise ScalingError(f"--holdout {text!r}: expected one of {', '.join(HOLDOUTS)} (optionally :SIZE)")
-        if tail is not None:
-            if not (isinstance(tail, (int, float)) and 0 < tail <= 1):
-                raise ScalingError(f"--tail {tail!r}: a fraction of the held-out curve in (0, 1], e.g. 0.3")
-            if kind == "last-fraction":
-                raise ScalingError("--tail applies to largest-N and largest-C; last-fraction already holds out tails")
-        if not size:
-            return cls(kind, DEFAULT_SIZE[kind], tail)
-        try:
-            value = float(size)
-        except ValueError:
-            raise ScalingError(f"--holdout {text!r}: the size after ':' must be a number") from None
-        if not math.isfinite(value) or value <= 0:
-            raise ScalingError(f"--holdout {text!r}: the size must be positive")
-        if kind == "last-fraction" and value >= 1:
-            raise ScalingError(f"--holdout {text!r}: last-fraction takes a fraction below 1, e.g. last-fraction:0.25")
-        if value >= 1 and not value.is_integer():
-            raise ScalingError(f"--holdout {text!r}: a size >= 1 counts distinct values and must be whole")
-        return cls(kind, value, tail)
-
-    def __str__(self) -> str:
-        size = int(self.size) if self.size >= 1 else self.size
-        return f"{self.kind}:{size}" + (f" tail {self.tail:g}" if self.tail is not None else "")
+TABLE_COLUMNS = [
+    "rank",
+    "law",
+    "formula",
+    "n_train",
+    "n_test",
+    "n_predicted",
+    "abs_rel_error",
+    "rmse_log",
+    "coverage_80",
+    "coverage_95",
+    "in_sample_rmse_log",
+    "within_2x_noise",
+    "converged",
+    "warnings",
+    "notes",
+]
 
 
 @dataclass
@@ -117,9 +93,9 @@ class BacktestResult:
             "format": "scaling-backtest",
             "format_version": 1,
             "settings": self.settings,
-            "noise_floor": _finite_or_none(self.noise_floor),
-            "table": _records(self.table),
-            "predictions": _records(self.predictions),
+            "noise_floor": to_jsonable(self.noise_floor),
+            "table": to_jsonable(self.table),
+            "predictions": to_jsonable(self.predictions),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -155,121 +131,8 @@ def load_backtest(path: str | os.PathLike) -> BacktestResult:
     )
 
 
-def _finite_or_none(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): _finite_or_none(v) for k, v in r.items()} for r in df.to_dict("records")]
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Preparing the table
-
-
-def split(df: pd.DataFrame, holdout: Holdout | str) -> np.ndarray:
-    """Boolean mask of the held-out rows."""
-    holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
-    source = df.attrs.get("source", "table")
-    if holdout.kind == "largest-N":
-        if "N" not in df.columns:
-            raise ScalingError(f"{source}: --holdout largest-N needs an N column")
-        values = pd.to_numeric(df["N"]).to_numpy(float)
-        mask = _largest(values, holdout.size)
-    elif holdout.kind == "largest-C":
-        C = training_compute(df)
-        if holdout.size >= 1:
-            from scaling.analysis.isoflop import assign_budgets  # rows of one budget differ by rounding
-
-            mask = _largest(assign_budgets(C), holdout.size)
-        else:
-            mask = _largest(C, holdout.size)
-    else:
-        if "D" not in df.columns:
-            raise ScalingError(f"{source}: --holdout last-fraction needs a D column (tokens seen)")
-        mask = np.zeros(len(df), bool)
-        D = pd.to_numeric(df["D"]).to_numpy(float)
-        for _, idx in pd.Series(np.arange(len(df))).groupby(run_key(df).to_numpy()):
-            rows = idx.to_numpy()
-            if len(rows) < 2:
-                continue
-            order = rows[np.argsort(D[rows], kind="stable")]
-            n_test = min(len(rows) - 1, max(1, math.ceil(holdout.size * len(rows))))
-            mask[order[-n_test:]] = True
-    if mask.all() or not mask.any():
-        what = "every" if mask.all() else "no"
-        raise ScalingError(f"{source}: --holdout {holdout} holds out {what} row ({len(df)} rows); choose another size")
-    return mask
-
-
-def split_train_test(df: pd.DataFrame, holdout: Holdout | str) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) boolean masks. Without a tail they are complements. With ``holdout.tail`` the test keeps only
-    the last ``tail`` of each held-out curve (by tokens D) and the rest of those curves is used by neither side:
-    training on a held-out model's early checkpoints would leak its identity into the fit."""
-    holdout = Holdout.parse(holdout) if isinstance(holdout, str) else holdout
-    held = split(df, holdout)
-    if holdout.tail is None:
-        return ~held, held
-    if "D" not in df.columns:
-        raise ScalingError(f"{df.attrs.get('source', 'table')}: --tail needs a D column (tokens seen)")
-    D = pd.to_numeric(df["D"]).to_numpy(float)
-    dmax = pd.Series(D).groupby(run_key(df).to_numpy()).transform("max").to_numpy()
-    test = held & (D >= (1 - holdout.tail) * dmax)
-    return ~held, test
-
-
-def _largest(values: np.ndarray, size: float) -> np.ndarray:
-    if size >= 1:
-        distinct = np.unique(values)
-        if len(distinct) <= size:
-            return np.ones(len(values), bool)
-        return values >= distinct[-int(size)]
-    return values >= np.quantile(values, 1 - size)
-
-
-def prepare(
-    df: pd.DataFrame, *, min_tokens: float | None = None, average_seeds: bool = False, columns: Sequence[str] = ()
-) -> pd.DataFrame:
-    """Drop checkpoints before ``min_tokens`` and optionally average seeds of the same configuration."""
-    source = df.attrs.get("source", "table")
-    out = df
-    if min_tokens is not None:
-        if "D" not in df.columns:
-            raise ScalingError(f"{source}: --min-tokens needs a D column (tokens seen)")
-        out = out[pd.to_numeric(out["D"]) >= min_tokens]
-        if out.empty:
-            raise ScalingError(
-                f"{source}: --min-tokens {min_tokens:g} drops every row (largest D is {pd.to_numeric(df['D']).max():g})"
-            )
-    if average_seeds:
-        if "seed" not in out.columns:
-            raise ScalingError(f"{source}: --average-seeds needs a seed column")
-        keys = [c for c in (*CURVE_INPUTS, "N_total", "C", "step") if c in out.columns]
-        values = [c for c in columns if c not in keys and c in out.columns]
-        grouped = out.groupby(keys, as_index=False)
-        n_seeds = grouped.size()["size"].to_numpy()
-        out = grouped[values].mean()
-        out["n_seeds"] = n_seeds
-    out = out.reset_index(drop=True)
-    out.attrs["source"] = source
-    return out
-
-
-def keep_last_fraction(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
-    """Keep, of every training curve, the rows whose tokens seen are in the last ``fraction`` of its run."""
-    if not 0 < fraction <= 1:
-        raise ScalingError(f"--curve-fraction {fraction:g}: must be in (0, 1]")
-    D = pd.to_numeric(df["D"]).to_numpy(float)
-    dmax = pd.Series(D).groupby(run_key(df).to_numpy()).transform("max").to_numpy()
-    out = df[D >= (1 - fraction) * dmax]
-    out.attrs["source"] = df.attrs.get("source", "table")
-    return out
+# Which laws, and the noise they are judged against
 
 
 def seed_noise(df: pd.DataFrame, output: str = "loss") -> float:
@@ -303,7 +166,7 @@ def default_laws(df: pd.DataFrame, holdout: Holdout) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Predicting with intervals
+# Refitting each law and predicting the held-out rows with intervals
 
 
 def _intervals(fit, inputs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
@@ -387,6 +250,9 @@ def _fit_and_predict(
 
 
 # ---------------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The backtest
 
 
@@ -425,12 +291,7 @@ def backtest(
         laws = default_laws(data, holdout)
     resolved = [(get_law(l) if isinstance(l, str) else l, l if isinstance(l, str) else l.name) for l in laws]
     outputs = {law.output for law, _ in resolved}
-    needed = sorted({c for law, _ in resolved for c in law.inputs} | outputs)
-    from scaling.results import validate_columns
-
-    df = validate_columns(data, needed, source=source)
-    df.attrs["source"] = source
-    df = prepare(df, min_tokens=min_tokens, average_seeds=average_seeds, columns=sorted(outputs))
+    df = _training_table(data, resolved, source, min_tokens=min_tokens, average_seeds=average_seeds)
     train_mask, test_mask = split_train_test(df, holdout)
     train, test = df[train_mask], df[test_mask]
     if curve_fraction is not None:
@@ -439,103 +300,10 @@ def backtest(
     fit_kwargs = {"n_bootstrap": n_bootstrap, "seed": seed, **(fit_options or {})}
     rows, all_preds, fits = [], [], {}
     for law, name in resolved:
-        preds, law_fits, notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, per_curve)
-        fits[name] = law_fits
-        row: dict[str, Any] = {
-            "law": name,
-            "formula": law.formula,
-            "n_train": len(train),
-            "n_test": len(test),
-            "n_predicted": len(preds),
-        }
+        preds, fits[name], notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, per_curve)
+        rows.append(_score(law, name, preds, fits[name], notes, n_train=len(train), n_test=len(test), noise=noise))
         if len(preds):
-            y = preds[law.output].to_numpy(float)
-            yhat = preds["point"].to_numpy(float)
-            ok = np.isfinite(yhat) & (yhat > 0)
-            err = np.log(yhat[ok]) - np.log(y[ok])
-            row["n_predicted"] = int(ok.sum())
-            row["abs_rel_error"] = float(np.mean(np.abs(y[ok] - yhat[ok]) / y[ok])) if ok.any() else math.nan
-            row["rmse_log"] = float(np.sqrt(np.mean(err**2))) if ok.any() else math.nan
-            for level in LEVELS:
-                tag = round(level * 100)
-                lo, hi = preds[f"lower{tag}"].to_numpy(float), preds[f"upper{tag}"].to_numpy(float)
-                has = np.isfinite(lo) & np.isfinite(hi)
-                row[f"coverage_{tag}"] = float(np.mean((y >= lo) & (y <= hi))) if has.all() and len(y) else math.nan
-            row["in_sample_rmse_log"] = float(np.nanmean(preds["in_sample_rmse_log"]))
-            row["converged"] = all((f.quality or {}).get("converged", True) for f in law_fits.values())
-            withheld = sorted({str(v) for v in preds["interval_status"]} - {"ok", "small_calibration", "uncalibrated"})
-            if withheld:
-                notes.append(f"intervals withheld: {', '.join(withheld)}")
-            far = preds["warning"] == "extrapolating_far"
-            if far.any():
-                notes.append(f"{int(far.sum())} held-out rows extrapolate far (up to "
-                             f"{float(preds.loc[far, 'extrap_decades'].max()):.2g} decades)")
-            preds = preds.assign(law=name)
-            all_preds.append(preds)
-        else:
-            row["converged"] = False
-        row["warnings"] = ",".join(sorted({w.code for f in law_fits.values() for w in f.warnings}))
-        row["within_2x_noise"] = (
-            bool(row["rmse_log"] <= 2 * noise)
-            if math.isfinite(noise) and math.isfinite(row.get("rmse_log", math.nan))
-            else None
-        )
-        if len(preds) and row["n_predicted"] < len(test):
-            notes.insert(0, f"skipped {len(test) - row['n_predicted']} of {len(test)} held-out rows (not predicted)")
-        row["notes"] = "; ".join(notes)
-        rows.append(row)
-
-    columns = [
-        "rank",
-        "law",
-        "formula",
-        "n_train",
-        "n_test",
-        "n_predicted",
-        "abs_rel_error",
-        "rmse_log",
-        "coverage_80",
-        "coverage_95",
-        "in_sample_rmse_log",
-        "within_2x_noise",
-        "converged",
-        "warnings",
-        "notes",
-    ]
-    table = pd.DataFrame(rows).reindex(columns=columns)
-    # Rank by extrapolation error among the laws that predicted every held-out row; laws that predicted only part
-    # of them rank after all of those (an error on the easy half of a test is not comparable), and a law that
-    # predicted nothing goes last. Notes say what a partial law left out.
-    partial = (table["n_predicted"] < table["n_test"]).to_numpy()
-    table = (
-        table.assign(_partial=partial)
-        .sort_values(["_partial", "rmse_log", "abs_rel_error"], na_position="last", kind="stable")
-        .drop(columns="_partial")
-        .reset_index(drop=True)
-    )
-    table["rank"] = np.where(table["rmse_log"].notna(), np.arange(1, len(table) + 1), np.nan)
-    keep = [
-        c
-        for c in (
-            "law",
-            "run_id",
-            "seed",
-            *CURVE_INPUTS,
-            "C",
-            *sorted(outputs),
-            "point",
-            "lower80",
-            "upper80",
-            "lower95",
-            "upper95",
-            "interval_status",
-            "extrapolation",
-            "extrap_decades",
-            "warning",
-        )
-        if all_preds and c in pd.concat(all_preds).columns
-    ]
-    predictions = pd.concat(all_preds, ignore_index=True)[keep] if all_preds else pd.DataFrame(columns=keep)
+            all_preds.append(preds.assign(law=name))
     settings = {
         "source": source,
         "holdout": str(holdout),
@@ -552,7 +320,110 @@ def backtest(
         "n_test": len(test),
         "held_out": _describe(test),
     }
-    return BacktestResult(table, predictions, settings, noise, fits)
+    return BacktestResult(_ranked(rows), _prediction_table(all_preds, outputs), settings, noise, fits)
+
+
+def _training_table(
+    data: pd.DataFrame, resolved: list[tuple[Law, str]], source: str, *, min_tokens: float | None, average_seeds: bool
+) -> pd.DataFrame:
+    """The table validated for every law's inputs and output, then prepared (:func:`~.holdout.prepare`)."""
+    from scaling.results import validate_columns
+
+    outputs = {law.output for law, _ in resolved}
+    needed = sorted({c for law, _ in resolved for c in law.inputs} | outputs)
+    df = validate_columns(data, needed, source=source)
+    df.attrs["source"] = source
+    return prepare(df, min_tokens=min_tokens, average_seeds=average_seeds, columns=sorted(outputs))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring and ranking
+
+
+def _score(
+    law: Law,
+    name: str,
+    preds: pd.DataFrame,
+    law_fits: dict[str, Any],
+    notes: list[str],
+    *,
+    n_train: int,
+    n_test: int,
+    noise: float,
+) -> dict[str, Any]:
+    """One law's row of the table: errors on the held-out rows, interval coverage, convergence and notes."""
+    row: dict[str, Any] = {"law": name, "formula": law.formula, "n_train": n_train, "n_test": n_test,
+                           "n_predicted": len(preds)}
+    if len(preds):
+        row.update(_errors(preds, law.output))
+        row["in_sample_rmse_log"] = float(np.nanmean(preds["in_sample_rmse_log"]))
+        row["converged"] = all((f.quality or {}).get("converged", True) for f in law_fits.values())
+        withheld = sorted({str(v) for v in preds["interval_status"]} - {"ok", "small_calibration", "uncalibrated"})
+        if withheld:
+            notes.append(f"intervals withheld: {', '.join(withheld)}")
+        far = preds["warning"] == "extrapolating_far"
+        if far.any():
+            notes.append(f"{int(far.sum())} held-out rows extrapolate far (up to "
+                         f"{float(preds.loc[far, 'extrap_decades'].max()):.2g} decades)")
+    else:
+        row["converged"] = False
+    row["warnings"] = ",".join(sorted({w.code for f in law_fits.values() for w in f.warnings}))
+    row["within_2x_noise"] = (
+        bool(row["rmse_log"] <= 2 * noise)
+        if math.isfinite(noise) and math.isfinite(row.get("rmse_log", math.nan))
+        else None
+    )
+    if len(preds) and row["n_predicted"] < n_test:
+        notes.insert(0, f"skipped {n_test - row['n_predicted']} of {n_test} held-out rows (not predicted)")
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def _errors(preds: pd.DataFrame, output: str) -> dict[str, Any]:
+    """Held-out accuracy: rows predicted (finite positive point), mean absolute relative error, RMSE of log loss,
+    and the share of held-out values inside the 80% and 95% intervals (NaN when any interval is withheld)."""
+    y = preds[output].to_numpy(float)
+    yhat = preds["point"].to_numpy(float)
+    ok = np.isfinite(yhat) & (yhat > 0)
+    err = np.log(yhat[ok]) - np.log(y[ok])
+    out: dict[str, Any] = {
+        "n_predicted": int(ok.sum()),
+        "abs_rel_error": float(np.mean(np.abs(y[ok] - yhat[ok]) / y[ok])) if ok.any() else math.nan,
+        "rmse_log": float(np.sqrt(np.mean(err**2))) if ok.any() else math.nan,
+    }
+    for level in LEVELS:
+        tag = round(level * 100)
+        lo, hi = preds[f"lower{tag}"].to_numpy(float), preds[f"upper{tag}"].to_numpy(float)
+        has = np.isfinite(lo) & np.isfinite(hi)
+        out[f"coverage_{tag}"] = float(np.mean((y >= lo) & (y <= hi))) if has.all() and len(y) else math.nan
+    return out
+
+
+def _ranked(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The table ranked by extrapolation error among the laws that predicted every held-out row; laws that
+    predicted only part of them rank after all of those (an error on the easy half of a test is not comparable),
+    and a law that predicted nothing goes last. Notes say what a partial law left out."""
+    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+    partial = (table["n_predicted"] < table["n_test"]).to_numpy()
+    table = (
+        table.assign(_partial=partial)
+        .sort_values(["_partial", "rmse_log", "abs_rel_error"], na_position="last", kind="stable")
+        .drop(columns="_partial")
+        .reset_index(drop=True)
+    )
+    table["rank"] = np.where(table["rmse_log"].notna(), np.arange(1, len(table) + 1), np.nan)
+    return table
+
+
+def _prediction_table(all_preds: list[pd.DataFrame], outputs: set[str]) -> pd.DataFrame:
+    """Every law's held-out predictions in one table: the row's identity, the measured value, the forecast with
+    its intervals and what the fit said about them."""
+    columns = ("law", "run_id", "seed", *CURVE_INPUTS, "C", *sorted(outputs), "point", "lower80", "upper80",
+               "lower95", "upper95", "interval_status", "extrapolation", "extrap_decades", "warning")
+    if not all_preds:
+        return pd.DataFrame(columns=[])
+    joined = pd.concat(all_preds, ignore_index=True)
+    return joined[[c for c in columns if c in joined.columns]]
 
 
 def _describe(test: pd.DataFrame) -> str:
@@ -564,16 +435,4 @@ def _describe(test: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-__all__ = [
-    "HOLDOUTS",
-    "BacktestResult",
-    "Holdout",
-    "backtest",
-    "default_laws",
-    "keep_last_fraction",
-    "load_backtest",
-    "prepare",
-    "seed_noise",
-    "split",
-    "split_train_test",
-]
+__all__ = ["BacktestResult", "backtest", "default_laws", "load_backtest", "seed_noise"]

@@ -76,7 +76,8 @@ def backtest_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit each law on the small end of the table, predict the held-out large end, rank laws by extrapolation error."""
-    from scaling.analysis.backtest import Holdout, backtest
+    from scaling.analysis.backtest import backtest
+    from scaling.analysis.holdout import Holdout
     from scaling.fitting.fitfile import output_problem
 
     if bootstrap < 0:

@@ -52,7 +52,8 @@ def report_command(
     where: WhereOption = None,
 ) -> None:
     """A self-contained HTML report: data, fitted curves with extrapolation bands, residuals, isoFLOP profiles, backtest."""
-    from scaling.analysis.backtest import Holdout, load_backtest
+    from scaling.analysis.backtest import load_backtest
+    from scaling.analysis.holdout import Holdout
     from scaling.fitting.fitfile import load_fit
     from scaling.report.html import build_report
 
