@@ -15,6 +15,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +24,11 @@ from matplotlib.colors import LogNorm
 
 from scaling.errors import ScalingError
 from scaling.results import training_compute
+
+if TYPE_CHECKING:
+    from scaling.analysis.allocation import Allocation
+    from scaling.analysis.backtest import BacktestResult
+    from scaling.fitting.result import Fit
 
 LABELS = {
     "N": "parameters N",
@@ -143,7 +149,7 @@ def _fit_rows(df: pd.DataFrame, fit) -> pd.DataFrame:
     return rows[(rows > 0).all(axis=1)]
 
 
-def fit_figures(df: pd.DataFrame, name: str, fit, figs: FigureFolder) -> list[Figure]:
+def fit_figures(df: pd.DataFrame, name: str, fit: Fit, figs: FigureFolder) -> list[Figure]:
     """Fitted curves with extrapolation bands and residuals for one fit (when the table has its inputs)."""
     from scaling.report import plots
 
@@ -276,7 +282,7 @@ def _residual_figure(rows: pd.DataFrame, name: str, fit):
     return fig
 
 
-def isoflop_figure(alloc, figs: FigureFolder) -> Figure:
+def isoflop_figure(alloc: Allocation, figs: FigureFolder) -> Figure:
     """Approach 2's isoFLOP profiles: loss against N at each budget, the fitted parabolas and their minima."""
     prof, pts = alloc.profiles, alloc.points
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -319,7 +325,7 @@ def isoflop_figure(alloc, figs: FigureFolder) -> Figure:
     )
 
 
-def frontier_figure(allocations: dict, figs: FigureFolder, budgets: Sequence[float]) -> Figure:
+def frontier_figure(allocations: dict[int, Allocation], figs: FigureFolder, budgets: Sequence[float]) -> Figure:
     """N_opt against compute from each approach that applies, with bootstrap bands and the planned budgets."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     lo = min([a.points["C"].min() for a in allocations.values() if len(a.points)] + list(budgets))
@@ -351,7 +357,7 @@ def frontier_figure(allocations: dict, figs: FigureFolder, budgets: Sequence[flo
     )
 
 
-def backtest_figure(result, figs: FigureFolder) -> Figure | None:
+def backtest_figure(result: BacktestResult, figs: FigureFolder) -> Figure | None:
     """Held-out forecasts against measured values, one colour per law (None without held-out predictions)."""
     p = result.predictions
     if p.empty:

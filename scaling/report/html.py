@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -43,6 +43,10 @@ from scaling.report.figures import (
 )
 from scaling.report.tables import fit_table, format_value, quality_table, with_intervals
 from scaling.results import training_compute
+
+if TYPE_CHECKING:
+    from scaling.analysis.backtest import BacktestResult
+    from scaling.fitting.result import Fit
 
 
 @dataclass
@@ -146,7 +150,7 @@ def _build(df, source, fits, out: Path, backtest_result, run_backtest, holdout, 
     (out / "index.html").write_text(_page(title or f"Scaling report: {Path(source).name}", source, sections))
 
 
-def _fit_section(df: pd.DataFrame, name: str, fit, figs: FigureFolder) -> Section:
+def _fit_section(df: pd.DataFrame, name: str, fit: Fit, figs: FigureFolder) -> Section:
     """One fit: its parameters with intervals, its quality, why intervals are missing, its warnings, its figures."""
     sec = Section(
         f"Fit: {name}",
@@ -166,7 +170,7 @@ def _fit_section(df: pd.DataFrame, name: str, fit, figs: FigureFolder) -> Sectio
     return sec
 
 
-def _backtest_section(result, figs: FigureFolder) -> Section:
+def _backtest_section(result: BacktestResult, figs: FigureFolder) -> Section:
     """The laws ranked by held-out error, and their held-out forecasts against the measured values."""
     sec = Section(
         "Backtest",

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from scaling.fitting.result import Fit
 
-def fit_table(fit) -> pd.DataFrame:
+
+def fit_table(fit: Fit) -> pd.DataFrame:
     rows = []
     for k, v in {**fit.params, **fit.derived}.items():
         lo, hi = fit.intervals.get(k, (np.nan, np.nan))
@@ -20,7 +23,7 @@ def fit_table(fit) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def quality_table(fit) -> pd.DataFrame:
+def quality_table(fit: Fit) -> pd.DataFrame:
     q = {**(fit.quality or {}), "convergence": fit.convergence} if fit.quality else {}
     keys = ["n_points", "n_params_free", "rmse_log", "objective", "convergence", "at_bound", "bootstrap_failed_fraction"]
     return pd.DataFrame(

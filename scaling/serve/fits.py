@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 
 from scaling.errors import ScalingError
 from scaling.fitting.fitfile import to_jsonable
+from scaling.fitting.result import Fit
 from scaling.serve.problems import ProblemError, problem_responses
 from scaling.serve.schema import FitDetail, FitList
 from scaling.serve.store import NAME_PATTERN, FitStore
@@ -30,7 +31,7 @@ def fit_name_parameter(store: FitStore) -> Any:
     ]
 
 
-def fit_named(store: FitStore, name: str):
+def fit_named(store: FitStore, name: str) -> Fit:
     """The fit ``name`` from the folder, or the problem a client gets instead (404 unknown, 422 unusable)."""
     try:
         return store.load(name)
@@ -40,7 +41,7 @@ def fit_named(store: FitStore, name: str):
         raise ProblemError("unusable-fit", f"fit {name!r} cannot be used: {exc}") from None
 
 
-def _summary(name: str, fit) -> dict:
+def _summary(name: str, fit: Fit) -> dict:
     q = fit.quality or {}
     return {
         "name": name,

@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from scaling.errors import ScalingError
+from scaling.fitting.result import Fit
 from scaling.fitting.diagnostics import describe_status, warnings_to_dicts
 from scaling.fitting.extrapolation import far_message
 from scaling.laws.transfer import effective_data_columns
@@ -28,7 +29,7 @@ def _num(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _check_inputs(fit, name: str, points: list[dict[str, float]]) -> dict[str, np.ndarray]:
+def _check_inputs(fit: Fit, name: str, points: list[dict[str, float]]) -> dict[str, np.ndarray]:
     law = fit.law
     for i, p in enumerate(points):
         where = f"points[{i}]: " if len(points) > 1 else ""

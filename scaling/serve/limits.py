@@ -22,13 +22,16 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import h11
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scaling.serve.problems import ProblemError
+
+if TYPE_CHECKING:
+    from scaling.fitting.result import Fit
 
 T = TypeVar("T")
 
@@ -39,7 +42,7 @@ MAX_NUMERIC_OPTIMA = 2_000  # numeric optimisations (a law without a closed form
 DRAW_OVERHEAD = 500  # the closed-form optimum costs ~70 us of Python per draw, about 500 evaluations' worth
 
 
-def check_work(fit: Any, name: str, n: int, what: str, numeric: bool = False, overhead: int = 0) -> None:
+def check_work(fit: Fit, name: str, n: int, what: str, numeric: bool = False, overhead: int = 0) -> None:
     """Refuse a request that would hold a compute worker too long: ``n`` points or budgets x the fit's draws."""
     draws = len(fit.draws) + 1  # the point estimate too
     work, limit = (n + overhead) * draws, MAX_NUMERIC_OPTIMA if numeric else MAX_EVALUATIONS
