@@ -29,7 +29,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "scaling.cli.fit:fit_command": "being split (issue 10)",
     "scaling.cli.optimal:optimal_command": "being split (issue 10)",
     "scaling.cli.backtest:backtest_command": "being split (issue 10)",
-    "scaling.fitting.forecast:optimal": "being split (issue 10)",
 }
 
 

@@ -425,9 +425,9 @@ def test_optimal_over_many_budgets_is_chunked_with_the_same_answers(tmp_path, mo
     path.write_text(_fit())
     fit = load_fit(path)
     compute = np.geomspace(1e19, 1e25, 23)
-    whole = forecast.optimal(fit, compute)
+    whole = forecast.compute_optimal(fit, compute)
     monkeypatch.setattr(forecast, "MAX_VALUES_AT_ONCE", 5 * (len(fit.draws) + 1) * 4)  # chunks of 4 budgets
-    chunked = forecast.optimal(fit, compute)
+    chunked = forecast.compute_optimal(fit, compute)
     cols = [c for c in whole.columns if "pred" not in c]
     assert len(chunked) == 23
     pd.testing.assert_frame_equal(chunked[cols], whole[cols])

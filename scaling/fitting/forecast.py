@@ -13,9 +13,10 @@ Neither is shown as a number when it carries no information (:attr:`Fit.interval
 as distinct points, most bootstrap resamples failed, a collapsed spread, no draws): the bounds are NaN and the
 ``interval_status`` column names the reason.
 
-Compute-optimal allocation under C = 6 N D: the law's closed form (``Law.optimal``, e.g. Hoffmann et al. 2022,
-Eq. 4) when it has one, else a numeric 1-D minimisation of the loss over log N with D = C/(6N) (Hoffmann's
-IsoFLOP view: along a fixed-compute line the loss has one minimum in N).
+Compute-optimal allocation under C = 6 N D (:func:`compute_optimal`, what ``Fit.optimal`` returns): the law's
+closed form (``Law.optimal``, e.g. Hoffmann et al. 2022, Eq. 4) when it has one, else a numeric 1-D minimisation of
+the loss over log N with D = C/(6N) (Hoffmann's IsoFLOP view: along a fixed-compute line the loss has one minimum
+in N).
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def _allocation(
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
-def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, float] | None = None) -> pd.DataFrame:
+def compute_optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Compute-optimal N, D, loss and tokens per parameter at each compute (FLOPs, C = 6 N D), with intervals.
 
     ``at`` holds the law's inputs other than N and D, e.g. ``{"U": 25e9}``: the optimum when only 25e9 unique
@@ -291,9 +292,51 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
     given), each with ``*_conf_lower`` / ``*_conf_upper`` (confidence interval from the bootstrap draws; NaN when
     withheld), then ``loss_pred_lower`` / ``loss_pred_upper`` (prediction interval for one run at the allocation),
     interval_status, extrapolation, extrap_decades, extrap_distance and warning as in :func:`predict`.
+    (:meth:`Fit.optimal` is this function; "optimal" alone names other things in the package: Chinchilla's three
+    approaches in :mod:`scaling.analysis.optimal`, optimal hyperparameters.)
     """
     law = fit.law
     ci = fit.ci if ci is None else _check_ci(ci)
+    at = _check_allocation_inputs(fit, at)
+    C = _budgets(compute)
+    step = max(1, MAX_VALUES_AT_ONCE // (5 * (len(fit.draws) + 1)))
+    if C.size > step:  # bounded memory, as in predict: 1e5 budgets x 4000 draws stacked 13 GB at once
+        return pd.concat([compute_optimal(fit, C[i : i + step], ci, at) for i in range(0, C.size, step)],
+                         ignore_index=True)
+    point = _allocation_quantities(law, fit.params, C, at)
+    if np.isnan(point[0]).any():
+        bad = C[np.isnan(point[0])][0]
+        raise ScalingError(
+            f"law {fit.law_name}: no interior compute-optimal model size at compute {bad:.3g} (the loss keeps falling "
+            f"towards N or D = 1 along C = 6ND); the fitted parameters may be outside the law's sensible range"
+        )
+    names = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "U" in at else [])
+    out = pd.DataFrame({"compute": C, **{k: float(v) for k, v in at.items()}})
+    if _draw_params(fit):
+        stacked = np.stack([_allocation_quantities(law, row, C, at)
+                            for row in fit.draws[list(law.param_names)].to_dict("records")])
+        lower, upper = percentile_interval(stacked, ci)
+    else:
+        lower = upper = np.full(point.shape, np.nan)
+    for k, name in enumerate(names):
+        out[name] = point[k]
+        out[f"{name}_conf_lower"] = lower[k]
+        out[f"{name}_conf_upper"] = upper[k]
+    # One new run at the planned allocation: the prediction interval of its loss, and how far it extrapolates.
+    held = {k: np.full(C.shape, float(v)) for k, v in at.items()}
+    if "U" in law.inputs and "U" not in at:
+        held["U"] = point[1]  # unlimited unique data: every token fresh
+    run = predict(fit, ci=ci, N=point[0], D=point[1], **held)
+    out["loss_pred_lower"], out["loss_pred_upper"] = run["pred_lower"].to_numpy(), run["pred_upper"].to_numpy()
+    for col in ("interval_status", "extrapolation", "extrap_decades", "extrap_distance", "warning"):
+        out[col] = run[col].to_numpy()
+    return out
+
+
+def _check_allocation_inputs(fit: Fit, at: Mapping[str, float] | None) -> dict[str, float]:
+    """The law must be a loss of N and D; ``at`` must give exactly its other inputs (or none, for a law with a
+    closed-form optimum over unlimited data), each a positive number. Returns ``at`` with string keys."""
+    law = fit.law
     if law.kind != "loss":  # an accuracy is maximised, not minimised; a hyperparameter law predicts the optimum itself
         raise ScalingError(
             f"law {fit.law_name} predicts {law.output} ({law.kind} law), not a loss to minimise under C = 6ND: "
@@ -318,6 +361,11 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
         if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
             shown = format(float(v), "g") if isinstance(v, (int, float, np.number)) else repr(v)[:60]
             raise ScalingError(f"{k}={shown}: must be a positive number")
+    return at
+
+
+def _budgets(compute: Any) -> np.ndarray:
+    """Compute budgets as a 1-d array of FLOPs, each above 6 (C = 6 N D needs N, D >= 1)."""
     try:
         C = np.atleast_1d(np.asarray(compute, dtype=float)).ravel()
     except (TypeError, ValueError):
@@ -325,52 +373,25 @@ def optimal(fit: Fit, compute: Any, ci: float | None = None, at: Mapping[str, fl
     if C.size == 0:
         raise ScalingError("compute: give at least one budget in FLOPs (e.g. 5.76e23)")
     bad = C[~(np.isfinite(C) & (C > 6.0))]
-    if bad.size:  # C = 6 N D needs N, D >= 1, so anything up to 6 FLOPs has no allocation at all
+    if bad.size:  # anything up to 6 FLOPs has no allocation at all
         raise ScalingError(f"compute {float(bad[0]):g}: must be a finite number of FLOPs above 6 (e.g. 5.76e23)")
-    step = max(1, MAX_VALUES_AT_ONCE // (5 * (len(fit.draws) + 1)))
-    if C.size > step:  # bounded memory, as in predict: 1e5 budgets x 4000 draws stacked 13 GB at once
-        return pd.concat([optimal(fit, C[i : i + step], ci, at) for i in range(0, C.size, step)], ignore_index=True)
-
-    def quantities(params: Mapping[str, float]) -> np.ndarray:
-        n_opt, d_opt = _allocation(law, params, C, at)
-        with np.errstate(all="ignore"):
-            n, d = np.nan_to_num(n_opt, nan=1.0), np.nan_to_num(d_opt, nan=1.0)
-            # without U, unlimited unique data: every token is fresh (U = D)
-            held = at if at or "U" not in others else {"U": d}
-            loss = np.where(np.isfinite(n_opt), law.predict(params, N=n, D=d, **held), np.nan)
-        rows = [n_opt, d_opt, loss, d_opt / n_opt]
-        if "U" in at:
-            rows.append(d_opt / np.minimum(at["U"], d_opt))  # epochs over the unique data
-        return np.stack(rows)
-
-    point = quantities(fit.params)
-    if np.isnan(point[0]).any():
-        bad = C[np.isnan(point[0])][0]
-        raise ScalingError(
-            f"law {fit.law_name}: no interior compute-optimal model size at compute {bad:.3g} (the loss keeps falling "
-            f"towards N or D = 1 along C = 6ND); the fitted parameters may be outside the law's sensible range"
-        )
-    names = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "U" in at else [])
-    out = pd.DataFrame({"compute": C, **{k: float(v) for k, v in at.items()}})
-    draws = _draw_params(fit)
-    if draws:
-        stacked = np.stack([quantities(row) for row in fit.draws[list(law.param_names)].to_dict("records")])
-        lower, upper = percentile_interval(stacked, ci)
-    else:
-        lower = upper = np.full(point.shape, np.nan)
-    for k, name in enumerate(names):
-        out[name] = point[k]
-        out[f"{name}_conf_lower"] = lower[k]
-        out[f"{name}_conf_upper"] = upper[k]
-    # One new run at the planned allocation: the prediction interval of its loss, and how far it extrapolates.
-    held = {k: np.full(C.shape, float(v)) for k, v in at.items()}
-    if "U" in others and "U" not in at:
-        held["U"] = point[1]  # unlimited unique data: every token fresh
-    run = predict(fit, ci=ci, N=point[0], D=point[1], **held)
-    out["loss_pred_lower"], out["loss_pred_upper"] = run["pred_lower"].to_numpy(), run["pred_upper"].to_numpy()
-    for col in ("interval_status", "extrapolation", "extrap_decades", "extrap_distance", "warning"):
-        out[col] = run[col].to_numpy()
-    return out
+    return C
 
 
-__all__ = ["noise_scale", "numeric_optimal", "optimal", "predict", "predict_many"]
+def _allocation_quantities(law: Law, params: Mapping[str, float], C: np.ndarray,
+                           at: Mapping[str, float]) -> np.ndarray:
+    """Rows N_opt, D_opt, loss, tokens per parameter (and epochs when U is given) at each budget, for one
+    parameter set (the point estimate or one bootstrap draw)."""
+    n_opt, d_opt = _allocation(law, params, C, at)
+    with np.errstate(all="ignore"):
+        n, d = np.nan_to_num(n_opt, nan=1.0), np.nan_to_num(d_opt, nan=1.0)
+        # without U, unlimited unique data: every token is fresh (U = D)
+        held = at if at or "U" not in law.inputs else {"U": d}
+        loss = np.where(np.isfinite(n_opt), law.predict(params, N=n, D=d, **held), np.nan)
+    rows = [n_opt, d_opt, loss, d_opt / n_opt]
+    if "U" in at:
+        rows.append(d_opt / np.minimum(at["U"], d_opt))  # epochs over the unique data
+    return np.stack(rows)
+
+
+__all__ = ["compute_optimal", "noise_scale", "numeric_optimal", "predict", "predict_many"]

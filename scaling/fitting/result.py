@@ -214,7 +214,7 @@ class Fit:
 
         ``at``: the law's other inputs, e.g. ``{"U": 25e9}`` for the data-constrained optimum.
         """
-        return forecast.optimal(self, compute, ci=ci, at=at)
+        return forecast.compute_optimal(self, compute, ci=ci, at=at)
 
     # -- reporting -------------------------------------------------------------------------------------------
 
