@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
 from scaling.fitting.bootstrap import percentile_interval
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
 
 APPROACH_NAMES = {1: "envelope", 2: "isoFLOP", 3: "parametric"}
 FRONTIER_COLUMNS = ["a", "b", "log_kN", "log_kD"]
@@ -44,10 +48,11 @@ class Allocation:
     n_rows: int = 0
     warnings: list[str] = field(default_factory=list)
     bootstrap_failed_fraction: float = 0.0
-    fit: object | None = None  # the engine's Fit for approach 3
+    fit: Fit | None = None  # the engine's Fit for approach 3
 
     @property
     def name(self) -> str:
+        """The approach's name: envelope, isoFLOP or parametric."""
         return APPROACH_NAMES[self.approach]
 
     def interval(self, column: str, ci: float | None = None) -> tuple[float, float]:
@@ -81,6 +86,8 @@ class Allocation:
         return out
 
     def summary_row(self) -> dict:
+        """The approach's line of :func:`~scaling.analysis.optimal.compare`'s table: exponents with intervals, how
+        many rows and frontier points it used, the failed share of the bootstrap, warnings."""
         a_lo, a_hi = self.interval("a")
         b_lo, b_hi = self.interval("b")
         return {
@@ -99,7 +106,7 @@ class Allocation:
         }
 
 
-def _engine_optimal(fit, C: np.ndarray, ci: float) -> pd.DataFrame:
+def _engine_optimal(fit: Fit, C: np.ndarray, ci: float) -> pd.DataFrame:
     """The engine's ``Fit.optimal`` in the approaches' columns: all their intervals are the bootstrap's
     confidence intervals, so X_conf_lower becomes X_lower; the loss and allocation columns are kept."""
     out = fit.optimal(C, ci=ci)

@@ -47,7 +47,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,9 @@ from scaling.errors import ScalingError
 from scaling.fitting.fitfile import parse_json, to_jsonable, write_text_atomic
 from scaling.laws import get_law, law_names
 from scaling.laws.base import Law
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
 
 LEVELS = (0.8, 0.95)
 TABLE_COLUMNS = [
@@ -86,7 +89,7 @@ class BacktestResult:
     predictions: pd.DataFrame
     settings: dict[str, Any]
     noise_floor: float = math.nan
-    fits: dict[str, Any] = field(default_factory=dict)  # law -> Fit (or {group: Fit} for per-curve laws)
+    fits: dict[str, dict[str, Fit]] = field(default_factory=dict)  # law -> {group ('all' when pooled): Fit}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,7 +172,7 @@ def default_laws(df: pd.DataFrame, holdout: Holdout) -> list[str]:
 # Refitting each law and predicting the held-out rows with intervals
 
 
-def _intervals(fit, inputs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
+def _intervals(fit: Fit, inputs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
     """Point forecast and 80%/95% intervals at ``inputs`` from :func:`scaling.fitting.forecast.predict` (prediction or
     confidence kind, see the module docstring), with the interval status and extrapolation of each row."""
     out: dict[str, np.ndarray] = {}
@@ -201,13 +204,12 @@ def _law_groups(law: Law, df: pd.DataFrame, per_curve: bool = False) -> list[str
 
 def _fit_and_predict(
     law: Law,
-    name: str,
     train: pd.DataFrame,
     test: pd.DataFrame,
     fit_kwargs: dict,
     intervals: str,
     per_curve: bool = False,
-):
+) -> tuple[pd.DataFrame, dict[str, Fit], list[str]]:
     """Fit on ``train`` (per curve for single-input laws when asked) and predict ``test``; returns (predictions,
     fits, notes)."""
     from scaling.analysis import fit as fit_law
@@ -300,7 +302,7 @@ def backtest(
     fit_kwargs = {"n_bootstrap": n_bootstrap, "seed": seed, **(fit_options or {})}
     rows, all_preds, fits = [], [], {}
     for law, name in resolved:
-        preds, fits[name], notes = _fit_and_predict(law, name, train, test, fit_kwargs, intervals, per_curve)
+        preds, fits[name], notes = _fit_and_predict(law, train, test, fit_kwargs, intervals, per_curve)
         rows.append(_score(law, name, preds, fits[name], notes, n_train=len(train), n_test=len(test), noise=noise))
         if len(preds):
             all_preds.append(preds.assign(law=name))

@@ -8,12 +8,16 @@ to be measured (rows with ``ensemble_k`` > 1), and without such rows the answer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from scaling.analysis.allocation import as_budgets
 from scaling.errors import ScalingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
 
 
 @dataclass
@@ -122,7 +126,7 @@ def _unmeasured(
     return EnsembleVerdict(C, k, pd.DataFrame(rows), "cannot tell", reason)
 
 
-def ensemble_plan(df: pd.DataFrame, fit, compute: float, k: int = 4, ci: float = 0.95) -> EnsembleVerdict:
+def ensemble_plan(df: pd.DataFrame, fit: Fit, compute: float, k: int = 4, ci: float = 0.95) -> EnsembleVerdict:
     """Compare one compute-optimal model at budget C with an ensemble of k compute-optimal models at C/k each.
 
     Member losses come from ``fit`` (a chinchilla-style Fit with ``optimal``; intervals from its bootstrap draws).
