@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from scaling.train.config import RunConfig, run_id
-from scaling.train.data import heldout_batches, load_corpus
+from scaling.train.data import load_corpus
+from scaling.train.sampling import heldout_batches
 from scaling.train.loop import train
 
 TINY = dict(corpus="english", n_layer=2, d_model=32, n_head=4, context=32, batch_size=8, tokens=10 * 256, lr=3e-3,

@@ -8,7 +8,7 @@ import pytest
 
 from scaling.errors import ScalingError
 from scaling.train.config import RunConfig, load_config, parse_overrides, run_id
-from scaling.train.loop import lr_multiplier, make_plan
+from scaling.train.schedule import lr_multiplier, make_plan
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "runs" / "smoke.yaml"
 BASE = {"n_layer": 2, "d_model": 32, "tokens": 262_144}

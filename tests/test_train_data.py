@@ -17,7 +17,8 @@ import torch
 from scaling.errors import ScalingError
 from scaling.train import data
 from scaling.train.corpora import ENGLISH_FILES, python_stdlib_files
-from scaling.train.data import TrainSampler, heldout_batches, load_corpus
+from scaling.train.data import load_corpus
+from scaling.train.sampling import TrainSampler, heldout_batches
 
 
 def english_documents() -> list[str]:

@@ -4,10 +4,14 @@
     rows = run({"n_layer": 2, "d_model": 64, "tokens": 4_000_000}, results="results.csv")
 
 Modules: :mod:`~scaling.train.config` (the validated run config and run ids), :mod:`~scaling.train.data`
-(corpora, tokenizers, samplers), :mod:`~scaling.train.model` (shapes, parameter and FLOP counts),
-:mod:`~scaling.train.loop` (accelerate training loop, checkpoints), :mod:`~scaling.train.schedule` (learning-rate
-schedules, the step plan), :mod:`~scaling.train.progress` (progress bar, SIGTERM), :mod:`~scaling.train.metrics`
-(loss, bits per byte, ECE, Brier, peak FLOP/s), :mod:`~scaling.train.record` (the columns of results.csv),
+(corpora, tokenizers, the cached train/held-out splits), :mod:`~scaling.train.sampling` (training batches,
+held-out windows), :mod:`~scaling.train.model` (shapes, parameter and FLOP counts), :mod:`~scaling.train.loop`
+(the accelerate training loop), :mod:`~scaling.train.schedule` (learning-rate schedules, the step plan),
+:mod:`~scaling.train.checkpoint` (checkpoints, resume, final weights), :mod:`~scaling.train.evaluation`
+(held-out scoring), :mod:`~scaling.train.source_run` (the source run of a fine-tune),
+:mod:`~scaling.train.precision` (mixed precision), :mod:`~scaling.train.progress` (progress bar, SIGTERM),
+:mod:`~scaling.train.metrics` (loss, bits per byte, ECE, Brier, peak FLOP/s), :mod:`~scaling.train.record` (the
+columns of results.csv and how a row is made),
 :mod:`~scaling.train.trackers` (accelerate trackers), :mod:`~scaling.train.pretrained_tokenizer` (tokenizer.json /
 hub tokenizers), :mod:`~scaling.train.cli` (``trainers/train.py``). The fitting side of ``scaling`` never imports this package.
 """

@@ -1,4 +1,5 @@
-"""The trainer's rows of results.csv: the header, what each column holds, and what a run already wrote.
+"""The trainer's rows of results.csv: the header, what each column holds, how a row is made, and what a run
+already wrote.
 
 Rows go out through :func:`scaling.results.append_rows` (file lock, whole rows, header checked, never rewritten).
 The first columns are the canonical ones of :data:`scaling.results.CANONICAL_COLUMNS`, in the same order; the
@@ -10,8 +11,15 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import scaling
 from scaling.results import CANONICAL_COLUMNS
+
+if TYPE_CHECKING:  # the model and data modules import torch; rows are plain values
+    from scaling.train.config import RunConfig
+    from scaling.train.data import TokenizedCorpus
+    from scaling.train.model import ModelCounts, ModelShape
 
 # Column -> meaning. Order is the header's order; reordering makes old results files refuse new rows.
 TRAINER_COLUMNS: dict[str, str] = {
@@ -91,3 +99,73 @@ def row_key(row: dict) -> tuple[str, str]:
 def is_finished(rows: list[dict[str, str]]) -> bool:
     """A run is finished when its main branch wrote its final row."""
     return any(str(r.get("final")) == "1" and str(r.get("branch")) == "0" for r in rows)
+
+
+class ResultRows:
+    """The rows of one run: what is fixed for the run is given once, each evaluation adds its own numbers.
+
+    ``source_info`` is the ``run.json`` of a transfer run's source (None otherwise); ``eval_columns`` are the
+    run's ``eval_corpora`` columns, read from each evaluation's metrics.
+    """
+
+    def __init__(self, *, run_id: str, config: RunConfig, counts: ModelCounts, shape: ModelShape,
+                 corpus: TokenizedCorpus, target: TokenizedCorpus, source_info: dict | None, lr: float, precision: str,
+                 peak: float, eval_columns: list[str]):
+        self.rid, self.cfg, self.counts, self.shape = run_id, config, counts, shape
+        self.corpus, self.target, self.source_info = corpus, target, source_info
+        self.lr, self.precision, self.peak, self.eval_columns = lr, precision, peak, eval_columns
+
+    def row(self, m: dict, *, branch: int, step: int, budget: int, final: bool, train_loss: float,
+            distinct_tokens: int, wall_s: float, tokens_per_s: float) -> dict:
+        """The row of an evaluation at optimizer step ``step``; ``m`` holds the evaluation's metrics."""
+        cfg, c, s, src = self.cfg, self.counts, self.shape, self.source_info
+        D = step * cfg.batch_tokens
+        U = distinct_tokens
+        return {
+            "N": c.N,
+            "D": D,
+            "loss": m["loss"],
+            "N_total": c.N_total,
+            "C": 6.0 * c.N * D,
+            "U": U,
+            "epochs": D / U,
+            "D_F": D if src is not None else None,
+            "ece": m["ece"],
+            "run_id": self.rid,
+            "step": step,
+            "final": int(final),
+            "seed": cfg.seed,
+            "C_exact": c.flops_per_token * D,
+            "name": cfg.name,
+            "tokens": budget,
+            "repeat_fraction": cfg.repeat_fraction,
+            "repeat_count": cfg.repeat_count,
+            "source": src["corpus"] if src else None,
+            "target": self.target.name,
+            "D_pretrain": (src["D"] + src.get("D_pretrain", 0)) if src else None,
+            "lr": self.lr,
+            "batch_tokens": cfg.batch_tokens,
+            "context": cfg.context,
+            "n_layer": s.n_layer,
+            "d_model": s.d_model,
+            "n_head": s.n_head,
+            "d_ff": s.d_ff,
+            "vocab_size": s.vocab_size,
+            "tokenizer": self.corpus.tokenizer,
+            "corpus": self.corpus.name,
+            "bits_per_byte": m["bits_per_byte"],
+            "train_loss": train_loss,
+            "brier": m["brier"],
+            "ece_bins": cfg.ece_bins,
+            "ece_count": m["count"],
+            "eval_tokens": m["count"],
+            "schedule": cfg.schedule,
+            "branch": branch,
+            "precision": self.precision,
+            "wall_s": round(wall_s, 3),
+            "tokens_per_s": round(tokens_per_s, 1),
+            "mfu": round(c.flops_per_token * tokens_per_s / self.peak, 4) if self.peak else None,
+            "scaling_version": scaling.__version__,
+            "repeated_loss": m.get("repeated_loss"),
+            **{column: m[column] for column in self.eval_columns},
+        }
