@@ -112,6 +112,19 @@ def analyze_repetition(
     source = str(df.attrs.get("source", "table"))
     if final_only and "final" in df.columns:
         df = df[pd.to_numeric(df["final"], errors="coerce") == 1]
+    base, repeated = _unique_and_repeated_runs(df, source)
+    baseline = LawFitter(REPETITION, fix=dict(baseline_fix or {}), n_bootstrap=n_bootstrap, ci=ci, seed=seed).fit(
+        base, source=source
+    )
+    runs = _effective_sizes(repeated, base, baseline, ci)
+    regions = _regions(runs, level)
+    boundaries = _boundary_fits(regions, n_bootstrap=n_bootstrap, ci=ci, seed=seed, source=source)
+    return RepetitionAnalysis(baseline=baseline, runs=runs, regions=regions, boundaries=boundaries)
+
+
+def _unique_and_repeated_runs(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the baseline's rows: N, loss and run_id when present; the runs with repeated data), validated: one token
+    budget, some repeated runs, unique-data runs at 3 or more sizes."""
     if FRACTION not in df.columns or COUNT not in df.columns:
         raise ScalingError(
             f"{source}: need columns {FRACTION!r} and {COUNT!r} (fraction of tokens repeated, times "
@@ -134,14 +147,16 @@ def analyze_repetition(
             f"({FRACTION} = 0); found {base_rows['N'].nunique()}"
         )
     rep_rows = validate_columns(rep_rows, [FRACTION, COUNT], source=source)
-
     base = base_rows[["N", "loss"] + (["run_id"] if "run_id" in base_rows.columns else [])].copy()
     base.attrs["source"] = source
-    baseline = LawFitter(REPETITION, fix=dict(baseline_fix or {}), n_bootstrap=n_bootstrap, ci=ci, seed=seed).fit(
-        base, source=source
-    )
+    return base, rep_rows
 
-    runs = rep_rows[["N", FRACTION, COUNT, "loss"]].astype(float).reset_index(drop=True)
+
+def _effective_sizes(repeated: pd.DataFrame, base: pd.DataFrame, baseline: Fit, ci: float) -> pd.DataFrame:
+    """Per repeated-data run: N_eff from inverting the baseline at its loss (interval from the baseline's draws),
+    m = N_eff / N, the share lost, whether N_eff lies outside the baseline's sizes, and the model-free N_eff_interp
+    from the measured unique-data runs."""
+    runs = repeated[["N", FRACTION, COUNT, "loss"]].astype(float).reset_index(drop=True)
     p = baseline.params
     runs["N_eff"] = effective_params(runs["loss"], **{k: p[k] for k in BASELINE_PARAMS})
     runs["m"] = runs["N_eff"] / runs["N"]
@@ -159,10 +174,7 @@ def analyze_repetition(
             ]
         )
         runs["N_eff_lower"], runs["N_eff_upper"] = percentile_interval(draws, ci, axis=0)
-
-    regions = _regions(runs, level)
-    boundaries = _boundary_fits(regions, n_bootstrap=n_bootstrap, ci=ci, seed=seed, source=source)
-    return RepetitionAnalysis(baseline=baseline, runs=runs, regions=regions, boundaries=boundaries)
+    return runs
 
 
 def _regions(runs: pd.DataFrame, level: float) -> pd.DataFrame:
