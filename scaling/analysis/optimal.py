@@ -34,6 +34,31 @@ from scaling.analysis.isoflop import isoflop
 from scaling.analysis.parametric import parametric
 from scaling.errors import ScalingError
 
+COMPARE_COLUMNS = [
+    "approach",
+    "method",
+    "a",
+    "a_lower",
+    "a_upper",
+    "b",
+    "b_lower",
+    "b_upper",
+    "compute",
+    "N_opt",
+    "N_opt_lower",
+    "N_opt_upper",
+    "D_opt",
+    "D_opt_lower",
+    "D_opt_upper",
+    "tokens_per_param",
+    "tokens_per_param_lower",
+    "tokens_per_param_upper",
+    "n_rows",
+    "n_frontier_points",
+    "bootstrap_failed_fraction",
+    "warnings",
+]
+
 
 def compare(
     df: pd.DataFrame,
@@ -80,32 +105,8 @@ def compare(
         head = res.summary_row()
         for _, opt in res.optimal(C, ci=ci).iterrows():
             rows.append({**head, **opt.to_dict()})
-    columns = [
-        "approach",
-        "method",
-        "a",
-        "a_lower",
-        "a_upper",
-        "b",
-        "b_lower",
-        "b_upper",
-        "compute",
-        "N_opt",
-        "N_opt_lower",
-        "N_opt_upper",
-        "D_opt",
-        "D_opt_lower",
-        "D_opt_upper",
-        "tokens_per_param",
-        "tokens_per_param_lower",
-        "tokens_per_param_upper",
-        "n_rows",
-        "n_frontier_points",
-        "bootstrap_failed_fraction",
-        "warnings",
-    ]
-    table = pd.DataFrame(rows).reindex(columns=columns)
+    table = pd.DataFrame(rows).reindex(columns=COMPARE_COLUMNS)
     return table, results
 
 
-__all__ = ["APPROACH_NAMES", "Allocation", "compare", "envelope", "isoflop", "parametric"]
+__all__ = ["APPROACH_NAMES", "COMPARE_COLUMNS", "Allocation", "compare", "envelope", "isoflop", "parametric"]
