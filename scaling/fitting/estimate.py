@@ -230,6 +230,7 @@ class LawFitter:
     def _fit(self, data: pd.DataFrame, source: str | None) -> Fit:
         t_start = time.perf_counter()
         self._validate()
+        # 1. the law bound to the table's columns, the rows checked
         law_key, law = bind_law(self.law, self.x)
         source = source or (str(data.attrs.get("source")) if isinstance(data, pd.DataFrame) and data.attrs.get("source") else "table")
         if self.x is None and isinstance(data, pd.DataFrame):
@@ -246,6 +247,7 @@ class LawFitter:
                 f"{source}: {n} row{'s' if n != 1 else ''} but law {law.name} has {space.size} free parameters; "
                 f"need at least {space.size} (fix some with fix=... / --fix)"
             )
+        # 2. the objective over the free parameters; 3. multi-start to its optimum; 4. the convergence measures
         inputs, log_y = law_arrays(law, df)
         obj = Objective(space, inputs, log_y, loss=self.loss, delta=self.delta, reduction=self.reduction,
                         asymmetry=self.asymmetry)
@@ -258,6 +260,7 @@ class LawFitter:
         check = convergence_diagnostics(obj, best.x, restart_gain=best.restart_gain)
         params = {k: float(v[0]) for k, v in space.natural(best.x[None, : space.size]).items()}
         params = {k: params[k] for k in law.param_names}
+        # 5. bootstrap draws over runs (or rows); 6. the quality report, calibration included; the Fit
         group_used = self.group if (self.group and self.group in df.columns and df[self.group].nunique() >= 2) else None
         resampled = bootstrap_draws(obj, df, best.x, check["hessian"], found.other_optima,
                                     n_resamples=self.n_bootstrap, seed=self.seed, group=group_used,
