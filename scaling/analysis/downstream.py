@@ -24,7 +24,7 @@ import pandas as pd
 from scaling.errors import ScalingError
 from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.result import Fit
-from scaling.fitting.forecast import predict_many
+from scaling.fitting.broadcast import predict_many
 from scaling.laws import get_law
 from scaling.results import validate_columns
 

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.stats import norm, qmc
 
 from scaling.errors import ScalingError
-from scaling.fitting.forecast import predict_many
+from scaling.fitting.broadcast import predict_many
 from scaling.laws.base import Law
 
 LOSSES = ("huber", "least_squares", "huber_likelihood")
