@@ -3,9 +3,10 @@
 - the estimator, one module per step of its pipeline: ``table`` (the law bound to the table, rows checked,
   ``default_law``), ``objective`` (parameter space, losses; ``broadcast``: a law for many parameter sets in one
   call), ``multistart`` (starts, screening, polish; ``varpro``: variable-projection starts), ``optimise`` (local
-  runs, convergence verdict), ``draws`` (the fit's bootstrap draws), ``conformal`` (the rollout calibration of prediction intervals) and ``estimate`` (``LawFitter``:
-  settings in, ``Fit`` out). The dispatching ``scaling.fit`` is :func:`scaling.analysis.fit`, above both this
-  package and the analyses built on it; nothing here imports ``scaling.analysis``;
+  runs, convergence verdict), ``draws`` (the fit's bootstrap draws), ``conformal`` (the rollout calibration of
+  prediction intervals) and ``estimate`` (``LawFitter``: settings in, ``Fit`` out). The dispatching
+  ``scaling.fit`` is :func:`scaling.analysis.fit`, above both this package and the analyses built on it; nothing
+  here imports ``scaling.analysis``;
 - ``bootstrap``: the one resampling loop and percentile interval that every uncertainty in the package uses;
   ``formula_fit``: per-group parameters and several targets for formula laws;
 - ``result``: :class:`Fit`, the learned state (parameters, draws, quality) with ``predict``, ``optimal``,

@@ -42,7 +42,8 @@ class BootstrapRun(Generic[T]):
         return self.n_failed / self.n_resamples if self.n_resamples else 0.0
 
 
-def run_bootstrap(one: Callable[[np.random.Generator, int], T | None], n_resamples: int, seed: int | None) -> BootstrapRun[T]:
+def run_bootstrap(one: Callable[[np.random.Generator, int], T | None], n_resamples: int,
+                  seed: int | None) -> BootstrapRun[T]:
     """Call ``one(rng, i)`` for i = 0 .. n_resamples - 1 with one generator seeded by ``seed``.
 
     Resamples run in order on the same generator, so a seed fixes every draw. The index ``i`` pairs resample ``i``

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import OptimizeResult
 
 from scaling.fitting.bootstrap import BootstrapRun, resample_units, run_bootstrap
 from scaling.fitting.objective import Objective, ParamSpace
@@ -95,7 +96,7 @@ def _warm_inverse_hessian(hessian: np.ndarray | None, scale: float) -> np.ndarra
 
 
 def _refit(sub: Objective, optimum: np.ndarray, hess_inv: np.ndarray | None, alternatives: Sequence[np.ndarray],
-           options: Mapping[str, Any]) -> Any:
+           options: Mapping[str, Any]) -> OptimizeResult | None:
     """The resample's optimum from the full-data optimum and the other local optima (None when none is finite)."""
     lo, hi = sub.lower_upper()
     best = None

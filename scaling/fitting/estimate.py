@@ -45,7 +45,7 @@ from scaling.errors import ScalingError
 from scaling.fitting.conformal import CUT_REFINE, rollout_errors
 from scaling.fitting.diagnostics import BOOTSTRAP_FAIL_MAX, FitWarning
 from scaling.fitting.draws import ParameterDraws, bootstrap_draws
-from scaling.fitting.multistart import METHODS, multistart
+from scaling.fitting.multistart import METHODS, Multistart, multistart
 from scaling.fitting.objective import LOSSES, Objective, ParamSpace, law_arrays
 from scaling.fitting.optimise import SCREEN_OPTIONS, TIGHT_OPTIONS, convergence_diagnostics, convergence_verdict
 from scaling.fitting.result import Fit
@@ -264,8 +264,8 @@ class LawFitter:
         group_used = self.group if (self.group and self.group in df.columns and df[self.group].nunique() >= 2) else None
         resampled = bootstrap_draws(obj, df, best.x, check["hessian"], found.other_optima,
                                     n_resamples=self.n_bootstrap, seed=self.seed, group=group_used,
-                                    strata=self.strata, spaces=self._resample_spaces(law), n_starts=self.n_bootstrap_starts,
-                                    options=screen)
+                                    strata=self.strata, spaces=self._resample_spaces(law),
+                                    n_starts=self.n_bootstrap_starts, options=screen)
         quality = self._quality(obj, df, grid, found, check, params, resampled, group_used)
         n_starts = int(getattr(best, "n_starts", len(grid)))
         fit = Fit(
@@ -287,8 +287,10 @@ class LawFitter:
     def _resample_spaces(self, law: Law) -> list[ParamSpace]:
         """One parameter space per draw of the frozen parameters (``fix_draws``), cycled over the resamples; built
         before any resample so that a bad draw fails early. Empty without ``fix_draws`` or bootstrap."""
+        if self.fix_draws is None or not self.n_bootstrap:
+            return []
         spaces = []
-        for k, row in enumerate([] if self.fix_draws is None or not self.n_bootstrap else self.fix_draws.to_dict("records")):
+        for k, row in enumerate(self.fix_draws.to_dict("records")):
             try:
                 spaces.append(ParamSpace(law, {**self.fix, **row}, self.tie, self.bounds))
             except ScalingError as exc:
@@ -316,8 +318,9 @@ class LawFitter:
 
     # -- the quality report --------------------------------------------------------------------------------------
 
-    def _quality(self, obj: Objective, df: pd.DataFrame, grid: np.ndarray, found: Any, check: Mapping[str, Any],
-                 params: Mapping[str, float], resampled: ParameterDraws, group_used: str | None) -> dict[str, Any]:
+    def _quality(self, obj: Objective, df: pd.DataFrame, grid: np.ndarray, found: Multistart,
+                 check: Mapping[str, Any], params: Mapping[str, float], resampled: ParameterDraws,
+                 group_used: str | None) -> dict[str, Any]:
         """``Fit.quality``: goodness of fit, the convergence verdict and its measures, the bootstrap's failures,
         the rollout calibration and the warnings (point estimate first, then bootstrap)."""
         space, law, best = obj.space, obj.space.law, found.best

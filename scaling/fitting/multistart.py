@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy.optimize import OptimizeResult
 
 from scaling.fitting.objective import Objective
 from scaling.fitting.optimise import gauss_newton_polish, lbfgsb
@@ -40,7 +41,7 @@ class Multistart(NamedTuple):
     """The winner (a SciPy result with ``restart_gain`` and ``n_starts`` set; None when no start had a finite
     objective), how many starts were refined, and the other distinct local optima (best first)."""
 
-    best: Any
+    best: OptimizeResult | None
     n_refined: int
     other_optima: list[np.ndarray]
 
@@ -76,7 +77,8 @@ def multistart(obj: Objective, grid: np.ndarray, *, n_refine: int, screen: Mappi
     return Multistart(best, n_refined, others)
 
 
-def _screen(obj: Objective, grid: np.ndarray, n_refine: int, options: Mapping[str, Any]) -> tuple[list[Any], int]:
+def _screen(obj: Objective, grid: np.ndarray, n_refine: int,
+            options: Mapping[str, Any]) -> tuple[list[OptimizeResult], int]:
     """The distinct local optima reached from the best ``n_refine`` starts (best first), and how many were run."""
     values = obj.values(grid)
     finite = np.flatnonzero(np.isfinite(values))
@@ -92,14 +94,14 @@ def _screen(obj: Objective, grid: np.ndarray, n_refine: int, options: Mapping[st
     # Distinct local optima: apart in theta AND in objective. Runs that slid along a flat direction (e.g. log E
     # anywhere below -20 once E -> 0) end far apart in theta at the same objective; they are one optimum, and
     # counting them as several made every bootstrap resample refit the same far basin several times.
-    distinct: list[Any] = []
+    distinct: list[OptimizeResult] = []
     for r in results:
         if all(np.max(np.abs(r.x - o.x)) > 1e-2 and abs(r.fun - o.fun) > 1e-6 * abs(o.fun) for o in distinct):
             distinct.append(r)
     return distinct, len(order)
 
 
-def _polish(obj: Objective, best: Any, options: Mapping[str, Any]) -> Any:
+def _polish(obj: Objective, best: OptimizeResult, options: Mapping[str, Any]) -> OptimizeResult:
     """Tight L-BFGS-B restarts until one stops gaining (a fresh L-BFGS memory gains the last digits in a few
     iterations); the last relative gain is one of the convergence measures (``restart_gain``)."""
     nit = best.nit
