@@ -16,6 +16,7 @@ Ray and submitit are imported only when their backend is asked for. Which runs g
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def make_backend(name: str, *, workers: int | None, folder: Path, plan: Plan) ->
 
 def _slurm_backend_class() -> type:
     try:
-        import submitit  # noqa: F401 -- checked first: scaling.sweep.slurm_backend may already be imported
+        importlib.import_module("submitit")  # checked first: scaling.sweep.slurm_backend may already be imported
         from scaling.sweep.slurm_backend import SlurmBackend
     except ImportError:
         raise ScalingError("--backend slurm: submitit is not installed (pip install 'scaling[sweep]' or pip install submitit)") from None

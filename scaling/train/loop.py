@@ -15,11 +15,11 @@ Order of work, so that bad input never costs a training run and a crash never co
    resume checkpoints.
 
 This module is the loop itself, meant to be read in one sitting (as nanoGPT's train.py): :func:`train` checks
-and loads everything, ``_Trainer.fit`` runs the steps. Its side responsibilities live next to it: the schedule
-and step plan (:mod:`scaling.train.schedule`), the source run of a fine-tune (:mod:`scaling.train.source_run`),
-evaluation (:mod:`scaling.train.evaluation`), the rows it writes (:mod:`scaling.train.record`), checkpoints and
-resume (:mod:`scaling.train.checkpoint`), mixed precision (:mod:`scaling.train.precision`), the progress bar and
-SIGTERM (:mod:`scaling.train.progress`).
+and loads everything, ``_Trainer._fit`` is the loop over the steps. Its side responsibilities live next to it:
+the schedule and step plan (:mod:`scaling.train.schedule`), the source run of a fine-tune
+(:mod:`scaling.train.source_run`), evaluation (:mod:`scaling.train.evaluation`), the rows it writes
+(:mod:`scaling.train.record`), checkpoints and resume (:mod:`scaling.train.checkpoint`), mixed precision
+(:mod:`scaling.train.precision`), the progress bar and SIGTERM (:mod:`scaling.train.progress`).
 """
 
 from __future__ import annotations
