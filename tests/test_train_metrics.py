@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from scaling.errors import ScalingError
-from scaling.train.metrics import NextTokenStats, bits_per_byte, brier, ece
+from scaling.laws.calibration import brier, ece  # the plain numpy definitions the trainer's running sums must match
+from scaling.train.metrics import NextTokenStats, bits_per_byte
 
 
 def _synthetic(rng, n, power=1.0):

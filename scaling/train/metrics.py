@@ -8,8 +8,8 @@ applied to next-token prediction (docs/training.md): for every scored position,
           = sum_m |sum(correct in bin m) - sum(conf in bin m)| / n
     Brier = mean((conf - correct)^2)                                          (binary, top-1 prediction)
 
-:func:`ece` and :func:`brier` are the plain numpy definitions (from :mod:`scaling.laws.calibration`). :class:`NextTokenStats` accumulates the same
-quantities from logits batch by batch (held-out sets are larger than one batch) and gives identical numbers: it
+:func:`scaling.laws.calibration.ece` and :func:`~scaling.laws.calibration.brier` are the plain numpy definitions
+(one definition for the trainer and the fitter). :class:`NextTokenStats` accumulates the same quantities from logits batch by batch (held-out sets are larger than one batch) and gives identical numbers: it
 keeps, per bin, the count and the sums of conf and correct, which is all the ECE needs.
 """
 
@@ -19,10 +19,6 @@ import math
 
 import numpy as np
 import torch
-
-
-# The plain numpy definitions live with the calibration law (one definition for the trainer and the fitter).
-from scaling.laws.calibration import brier, ece  # noqa: E402,F401
 
 
 class NextTokenStats:
