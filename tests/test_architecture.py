@@ -24,9 +24,6 @@ LONG_MODULES: dict[str, str] = {
 
 # module:qualified.function -> why it is longer than MAX_FUNCTION_LINES
 LONG_FUNCTIONS: dict[str, str] = {
-    "scaling.cli.fit:fit_command": "being split (issue 10)",
-    "scaling.cli.optimal:optimal_command": "being split (issue 10)",
-    "scaling.cli.backtest:backtest_command": "being split (issue 10)",
 }
 
 

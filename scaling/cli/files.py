@@ -18,15 +18,16 @@ def read_table(results: str, map_items: list[str] | None, where: str | None) -> 
     return read_results(results, mapping=parse_mapping(map_items or []), where=where)
 
 
-def check_can_write(path: Path, table: str | None = None) -> None:
-    """Fail before the (possibly long) fit rather than after it."""
+def check_can_write(path: Path, table: str | None = None, *, what: str = "fit") -> None:
+    """Fail before the (possibly long) work that writes ``path`` (-o) rather than after it: not over the input
+    ``table``, not a folder, device or FIFO, and in a writable place. ``what`` names the file in the messages."""
     from scaling.fitting.fitfile import output_problem
 
-    problem = output_problem(path, example="fit.json")  # a folder, a device, a FIFO
+    problem = output_problem(path, example=f"{what}.json")  # a folder, a device, a FIFO
     if problem:
         raise ScalingError(f"-o {path}: {problem}")
     if table is not None and path.exists() and path.resolve() == Path(table).resolve():  # JSON over the user's data
-        raise ScalingError(f"-o {path}: is the input table; give the fit another name such as fit.json")
+        raise ScalingError(f"-o {path}: is the input table; give the {what} another name such as {what}.json")
     probe = path.parent if str(path.parent) else Path(".")
     while not probe.exists():
         probe = probe.parent

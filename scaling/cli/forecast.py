@@ -18,38 +18,45 @@ from scaling.cli import app
 from scaling.cli.forecast_output import ci_caption, extrapolation_text, fit_label, interval_text, note_intervals
 from scaling.cli.options import CiOption, FormatOption, ValuesOption
 from scaling.cli.output import Format, emit, quiet_numerics, with_intervals
-from scaling.cli.parsing import parse_at, parse_points, parse_values
+from scaling.cli.parsing import check_grid_size, parse_at, parse_grid, parse_points
 from scaling.errors import ScalingError
 from scaling.fitting.fitfile import load_fit
 
 
+FitArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A fit file (fits/NAME.json) or a published law (chinchilla, kaplan2020, ...).", metavar="FIT_OR_NAME"
+    ),
+]
+SizesOption = Annotated[
+    ValuesOption,
+    typer.Option("--N", metavar="VALUES", help="Parameters: 7e10, 70B, 1e9,1e10 or a log grid 1e9:1e11:5."),
+]
+TokensOption = Annotated[
+    ValuesOption, typer.Option("--D", metavar="VALUES", help="Training tokens, same syntax as --N.")
+]
+AtOption = Annotated[
+    ValuesOption,
+    typer.Option("--at", metavar="COL=VALUES", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3."),
+]
+PointsOption = Annotated[
+    ValuesOption,
+    typer.Option(
+        "--points",
+        metavar="COL=V,...|FILE.csv",
+        help="Paired points instead of a grid: N=1e9,D=2e10 (repeatable), or a CSV with one row per point.",
+    ),
+]
+
+
 @app.command("forecast")
 def forecast_command(
-    fit: Annotated[
-        str,
-        typer.Argument(
-            help="A fit file (fits/NAME.json) or a published law (chinchilla, kaplan2020, ...).", metavar="FIT_OR_NAME"
-        ),
-    ],
-    N: Annotated[
-        ValuesOption,
-        typer.Option("--N", metavar="VALUES", help="Parameters: 7e10, 70B, 1e9,1e10 or a log grid 1e9:1e11:5."),
-    ] = None,
-    D: Annotated[
-        ValuesOption, typer.Option("--D", metavar="VALUES", help="Training tokens, same syntax as --N.")
-    ] = None,
-    at: Annotated[
-        ValuesOption,
-        typer.Option("--at", metavar="COL=VALUES", help="Any other input, COL=VALUES, e.g. U=25e9 or D_F=1e6:1e8:3."),
-    ] = None,
-    points: Annotated[
-        ValuesOption,
-        typer.Option(
-            "--points",
-            metavar="COL=V,...|FILE.csv",
-            help="Paired points instead of a grid: N=1e9,D=2e10 (repeatable), or a CSV with one row per point.",
-        ),
-    ] = None,
+    fit: FitArgument,
+    N: SizesOption = None,
+    D: TokensOption = None,
+    at: AtOption = None,
+    points: PointsOption = None,
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -59,26 +66,25 @@ def forecast_command(
     if points:
         if N or D or at:
             raise ScalingError("--points gives whole points; use it without --N, --D and --at")
-        paired = parse_points(points, law)
-        with quiet_numerics():
-            table = result.predict(ci=ci, grid=False, **paired)
-        note_intervals(table, result)
-        caption = ci_caption(result, ci)
-        if law.name == "downstream":
-            table, caption = _chained_task_loss(result, table, ci, fmt, caption)
-        elif fmt is Format.table:
-            table = interval_text(table)
-        emit(table, fmt, title=f"{fit_label(fit, result)}: {law.formula}", caption=caption)
-        return
-    given: dict[str, list[float]] = {}
-    if N:
-        given["N"] = parse_values(N, "--N")
-    if D:
-        given["D"] = parse_values(D, "--D")
-    for column, values in parse_at(at or [], positive=law.positive_inputs).items():
-        if column in given:
-            raise ScalingError(f"--at {column}: {column} is given twice")
-        given[column] = values
+        inputs = parse_points(points, law)
+    else:
+        inputs = {c: np.array(v) for c, v in _grid(law, N, D, at).items()}
+    with quiet_numerics():
+        table = result.predict(ci=ci, grid=not points, **inputs)
+    note_intervals(table, result)
+    caption = ci_caption(result, ci)
+    if law.name == "transfer" and not points:
+        table, caption = _effective_data(table, fmt, caption, result, ci)
+    elif law.name == "downstream":
+        table, caption = _chained_task_loss(result, table, ci, fmt, caption)
+    elif fmt is Format.table:  # "[lower, upper]" text per kind; JSON/CSV keep every column for a stable schema
+        table = interval_text(table)
+    emit(table, fmt, title=f"{fit_label(fit, result)}: {law.formula}", caption=caption)
+
+
+def _grid(law: Any, N: list[str] | None, D: list[str] | None, at: list[str] | None) -> dict[str, list[float]]:
+    """The values of every input of the law from --N, --D and --at; the forecast is made at each combination."""
+    given = parse_grid({"N": ("--N", N), "D": ("--D", D)}, parse_at(at or [], positive=law.positive_inputs))
     unknown = [c for c in given if c not in law.inputs]
     if unknown:
         raise ScalingError(f"law {law.name} has no input {unknown[0]!r}; its inputs are {', '.join(law.inputs)}")
@@ -86,20 +92,8 @@ def forecast_command(
     if missing:
         flags = " ".join(f"--{c} VALUE" if c in ("N", "D") else f"--at {c}=VALUE" for c in missing)
         raise ScalingError(f"law {law.name} ({law.formula}) needs {', '.join(missing)}: add {flags}")
-    size = int(np.prod([len(v) for v in given.values()]))
-    if size > 1_000_000:
-        raise ScalingError(f"the grid has {size} points; at most 1000000")
-    with quiet_numerics():
-        table = result.predict(ci=ci, grid=True, **{c: np.array(v) for c, v in given.items()})
-    note_intervals(table, result)
-    caption = ci_caption(result, ci)
-    if law.name == "transfer":
-        table, caption = _effective_data(table, fmt, caption, result, ci)
-    elif law.name == "downstream":
-        table, caption = _chained_task_loss(result, table, ci, fmt, caption)
-    elif fmt is Format.table:  # "[lower, upper]" text per kind; JSON/CSV keep every column for a stable schema
-        table = interval_text(table)
-    emit(table, fmt, title=f"{fit_label(fit, result)}: {law.formula}", caption=caption)
+    check_grid_size(given)
+    return given
 
 
 def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: Format,

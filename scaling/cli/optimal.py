@@ -32,70 +32,91 @@ from scaling.cli.output import (
     warn,
     with_intervals,
 )
-from scaling.cli.parsing import parse_at, parse_values
+from scaling.cli.parsing import (
+    check_bootstrap_options,
+    check_grid_size,
+    check_level,
+    parse_at,
+    parse_grid,
+    parse_values,
+)
 from scaling.errors import ScalingError
 from scaling.fitting.fitfile import load_fit
 
 
+FitsArgument = Annotated[
+    list[str],
+    typer.Argument(
+        help="A fit file or a published law name; or a results CSV (see --approach). Several hyperparameter fits "
+        "(e.g. steplaw2025-lr steplaw2025-batch) are answered side by side.",
+        metavar="FIT_OR_NAME...",
+    ),
+]
+ComputeOption = Annotated[
+    ValuesOption,
+    typer.Option("--compute", "-C", metavar="FLOPS", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7."),
+]
+SizesOption = Annotated[
+    ValuesOption,
+    typer.Option("--N", metavar="VALUES", help="Hyperparameter laws: model size(s), e.g. 1e9 or 1e8:1e10:3."),
+]
+TokensOption = Annotated[
+    ValuesOption, typer.Option("--D", metavar="VALUES", help="Hyperparameter laws: training tokens.")
+]
+AtOption = Annotated[
+    ValuesOption,
+    typer.Option(
+        "--at",
+        metavar="COL=VALUES",
+        help="The law's other inputs, e.g. U=25e9 (data-constrained: only 25e9 unique tokens); several values "
+        "give one allocation each.",
+    ),
+]
+# From a results table (optimal_from_results below; docs/planning.md): Chinchilla's approaches side by side.
+ApproachOption = Annotated[
+    str | None,
+    typer.Option(
+        "--approach", help="With a results CSV: 1 (envelope), 2 (isoFLOP), 3 (parametric) or all [default: all]."
+    ),
+]
+TableBootstrapOption = Annotated[
+    int, typer.Option("--bootstrap", "-b", help="With a results CSV: bootstrap resamples.")
+]
+TableSeedOption = Annotated[int, typer.Option("--seed", help="With a results CSV: bootstrap seed.")]
+TableMapOption = Annotated[
+    list[str] | None, typer.Option("--map", "-m", help="With a results CSV: column mapping CANONICAL=FOREIGN.")
+]
+TableWhereOption = Annotated[str | None, typer.Option("--where", "-w", help="With a results CSV: row selection.")]
+EnsembleOption = Annotated[
+    int | None,
+    typer.Option("--ensemble", help="With a results CSV: compare one model with K smaller ones.", metavar="K"),
+]
+NearMinOption = Annotated[
+    float | None,
+    typer.Option(
+        "--near-min",
+        metavar="FACTOR",
+        help="With a results CSV, approach 2: keep per budget only sizes within FACTOR of its lowest-loss size.",
+    ),
+]
+
+
 @app.command("optimal")
 def optimal_command(
-    fits: Annotated[
-        list[str],
-        typer.Argument(
-            help="A fit file or a published law name; or a results CSV (see --approach). Several hyperparameter fits "
-            "(e.g. steplaw2025-lr steplaw2025-batch) are answered side by side.",
-            metavar="FIT_OR_NAME...",
-        ),
-    ],
-    compute: Annotated[
-        ValuesOption,
-        typer.Option(
-            "--compute", "-C", metavar="FLOPS", help="Training FLOPs: 5.76e23, several, or a grid 1e18:1e24:7."
-        ),
-    ] = None,
-    N: Annotated[
-        ValuesOption,
-        typer.Option("--N", metavar="VALUES", help="Hyperparameter laws: model size(s), e.g. 1e9 or 1e8:1e10:3."),
-    ] = None,
-    D: Annotated[
-        ValuesOption, typer.Option("--D", metavar="VALUES", help="Hyperparameter laws: training tokens.")
-    ] = None,
-    at: Annotated[
-        ValuesOption,
-        typer.Option(
-            "--at",
-            metavar="COL=VALUES",
-            help="The law's other inputs, e.g. U=25e9 (data-constrained: only 25e9 unique tokens); several values "
-            "give one allocation each.",
-        ),
-    ] = None,
+    fits: FitsArgument,
+    compute: ComputeOption = None,
+    N: SizesOption = None,
+    D: TokensOption = None,
+    at: AtOption = None,
     ci: CiOption = None,
     fmt: FormatOption = Format.table,
-    # From a results table (scaling.cli.planning; docs/planning.md): Chinchilla approaches side by side.
-    approach: Annotated[
-        str | None,
-        typer.Option(
-            "--approach", help="With a results CSV: 1 (envelope), 2 (isoFLOP), 3 (parametric) or all [default: all]."
-        ),
-    ] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="With a results CSV: bootstrap resamples.")] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="With a results CSV: bootstrap seed.")] = 0,
-    map_: Annotated[
-        list[str] | None, typer.Option("--map", "-m", help="With a results CSV: column mapping CANONICAL=FOREIGN.")
-    ] = None,
-    where: Annotated[str | None, typer.Option("--where", "-w", help="With a results CSV: row selection.")] = None,
-    ensemble: Annotated[
-        int | None,
-        typer.Option("--ensemble", help="With a results CSV: compare one model with K smaller ones.", metavar="K"),
-    ] = None,
-    near_min: Annotated[
-        float | None,
-        typer.Option(
-            "--near-min",
-            metavar="FACTOR",
-            help="With a results CSV, approach 2: keep per budget only sizes within FACTOR of its lowest-loss size.",
-        ),
-    ] = None,
+    approach: ApproachOption = None,
+    bootstrap: TableBootstrapOption = 200,
+    seed: TableSeedOption = 0,
+    map_: TableMapOption = None,
+    where: TableWhereOption = None,
+    ensemble: EnsembleOption = None,
+    near_min: NearMinOption = None,
 ) -> None:
     """Compute-optimal model size and tokens (C = 6ND), or optimal learning rate and batch size; with intervals.
 
@@ -103,7 +124,8 @@ def optimal_command(
     side by side."""
     held = parse_at(at or [])
     fit = fits[0]
-    if approach is None and not fit.lower().endswith(".csv"):
+    from_table = approach is not None or fit.lower().endswith(".csv")
+    if not from_table:
         loaded = [load_fit(f) for f in fits]
         if any(r.law.kind == "hyperparameter" for r in loaded):
             return optimal_hyperparameters_command(fits, loaded, compute=compute, N=N, D=D, at=held, ci=ci, fmt=fmt)
@@ -116,48 +138,47 @@ def optimal_command(
     if not compute:
         raise ScalingError("--compute is required: the training FLOPs to allocate, e.g. -C 1e21")
     values = parse_values(compute, "--compute")
-    if approach is not None or fit.lower().endswith(".csv"):
+    if from_table:
         if held:
             raise ScalingError("--at applies to a fit file or a published law, not to a results table (--approach)")
-        return optimal_from_results(
-            fit,
-            values,
-            approach or "all",
-            ci=ci,
-            bootstrap=bootstrap,
-            seed=seed,
-            map_=map_,
-            where=where,
-            ensemble=ensemble,
-            near_min=near_min,
-            fmt=fmt,
-        )
+        return optimal_from_results(fit, values, approach or "all", ci=ci, bootstrap=bootstrap, seed=seed, map_=map_,
+                                    where=where, ensemble=ensemble, near_min=near_min, fmt=fmt)
     if near_min is not None:
         raise ScalingError("--near-min applies to a results table (approach 2), not to a fit file")
     result = loaded[0]
-    points = [dict(zip(held, combo)) for combo in itertools.product(*held.values())] if held else [None]
     with quiet_numerics():
-        table = pd.concat([result.optimal(np.array(values), ci=ci, at=p) for p in points], ignore_index=True)
+        table = _allocations(result, values, held, ci)
     note_intervals(table, result)
-    if fmt is Format.table:  # one column per quantity, "value [lower, upper]": 13 numeric columns do not fit
-        shown = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "epochs" in table.columns else [])
-        pred = [
-            "withheld" if not (np.isfinite(a) and np.isfinite(b)) else f"[{format_number(a)}, {format_number(b)}]"
-            for a, b in zip(table["loss_pred_lower"].astype(float), table["loss_pred_upper"].astype(float))
-        ]
-        where = extrapolation_text(table)
-        table = with_intervals(table, shown, infix="_conf")
-        table = table.drop(columns=["loss_pred_lower", "loss_pred_upper", "extrap_decades", "extrap_distance", "warning"])
-        table.insert(table.columns.get_loc("loss") + 1, "loss_prediction", pred)
-        table["extrapolation"] = where
-        table["interval_status"] = table.pop("interval_status")
     caption = ci_caption(result, ci)
     emit(
-        table,
+        _allocation_text(table) if fmt is Format.table else table,
         fmt,
         title=f"{fit_label(fit, result)}: compute-optimal allocation under C = 6ND",
         caption=caption and caption.replace("confidence =", "[lower, upper] = confidence interval,"),
     )
+
+
+def _allocations(result: Any, compute: list[float], held: dict[str, list[float]], ci: float | None) -> pd.DataFrame:
+    """The allocation at each budget, once per combination of the --at values (the law's other inputs)."""
+    points = [dict(zip(held, combo)) for combo in itertools.product(*held.values())] if held else [None]
+    return pd.concat([result.optimal(np.array(compute), ci=ci, at=p) for p in points], ignore_index=True)
+
+
+def _allocation_text(table: pd.DataFrame) -> pd.DataFrame:
+    """Allocations for people: one column per quantity, ``value [lower, upper]`` (13 numeric columns do not fit),
+    the loss's prediction interval as text and the extrapolation with its distance."""
+    shown = ["N_opt", "D_opt", "loss", "tokens_per_param"] + (["epochs"] if "epochs" in table.columns else [])
+    pred = [
+        "withheld" if not (np.isfinite(a) and np.isfinite(b)) else f"[{format_number(a)}, {format_number(b)}]"
+        for a, b in zip(table["loss_pred_lower"].astype(float), table["loss_pred_upper"].astype(float))
+    ]
+    where = extrapolation_text(table)
+    out = with_intervals(table, shown, infix="_conf")
+    out = out.drop(columns=["loss_pred_lower", "loss_pred_upper", "extrap_decades", "extrap_distance", "warning"])
+    out.insert(out.columns.get_loc("loss") + 1, "loss_prediction", pred)
+    out["extrapolation"] = where
+    out["interval_status"] = out.pop("interval_status")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -200,10 +221,7 @@ def optimal_from_results(
     level = 0.95 if ci is None else ci
     if not 0 < level < 1:
         raise ScalingError(f"--ci {level:g}: must lie strictly between 0 and 1")
-    if bootstrap < 0:
-        raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
-    if seed < 0:  # numpy's generators take only non-negative seeds
-        raise ScalingError(f"--seed {seed}: must be 0 or more")
+    check_bootstrap_options(bootstrap, seed)
     approaches = parse_approaches(approach)
     bad = [c for c in compute if not (np.isfinite(c) and c > 6.0)]
     if bad:  # the same rule as optimal FIT --compute: C = 6 N D with N, D >= 1
@@ -223,7 +241,15 @@ def optimal_from_results(
         if isinstance(fit3, str):
             raise ScalingError(f"--ensemble: approach 3 could not be fitted: {fit3}")
         verdicts = [ensemble_plan(df, fit3.fit, c, k=ensemble, ci=level) for c in compute]
+    _print_approaches(table, fitted, verdicts, fmt, title=f"compute-optimal allocation from {results}: Chinchilla "
+                      "approaches side by side", caption=f"[lower, upper]: {level:.0%} bootstrap intervals "
+                      f"({bootstrap} resamples)", level=level)
 
+
+def _print_approaches(table: pd.DataFrame, fitted: dict[int, Any], verdicts: list[Any], fmt: Format, *, title: str,
+                      caption: str, level: float) -> None:
+    """The allocations of each approach, then (a warning) why an approach did not apply, then the ensemble
+    verdicts."""
     if fmt is Format.json:
         payload: dict[str, Any] = {"ci": level, "allocations": table}
         if verdicts:
@@ -238,11 +264,7 @@ def optimal_from_results(
     else:
         shown = with_intervals(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
         shown = shown.drop(columns=["warnings", "n_rows", "n_frontier_points", "bootstrap_failed_fraction"])
-        print_table(
-            shown,
-            title=f"compute-optimal allocation from {results}: Chinchilla approaches side by side",
-            caption=f"[lower, upper]: {level:.0%} bootstrap intervals ({bootstrap} resamples)",
-        )
+        print_table(shown, title=title, caption=caption)
     for k, res in fitted.items():
         if isinstance(res, str):
             warn(f"approach {k}: not applicable: {res}")
@@ -274,19 +296,9 @@ def optimal_hyperparameters_command(
     """The optimum each hyperparameter fit predicts on the grid of --N, --D, --compute and --at values."""
     from scaling.analysis.hyperparameters import optimal_hyperparameters
 
-    if ci is not None and not 0 < ci < 1:
-        raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.9")
-    given: dict[str, list[float]] = {}
-    for column, option, values in (("N", "--N", N), ("D", "--D", D), ("C", "--compute", compute)):
-        if values:
-            given[column] = parse_values(values, option)
-    for column, values in at.items():
-        if column in given:
-            raise ScalingError(f"--at {column}: {column} is given twice")
-        given[column] = values
-    size = int(np.prod([len(v) for v in given.values()])) if given else 0
-    if size > 1_000_000:
-        raise ScalingError(f"the grid has {size} points; at most 1000000")
+    check_level(ci)
+    given = parse_grid({"N": ("--N", N), "D": ("--D", D), "C": ("--compute", compute)}, at)
+    check_grid_size(given)
     table = optimal_hyperparameters(fits, ci=ci, **given)
     outputs = [f.law.output for f in fits]
     drawn = [f for f in fits if len(f.draws)]
@@ -316,8 +328,7 @@ def optimal_vocabulary_command(names: list[str], fits: list[Any], *, compute: li
         raise ScalingError("the optimal vocabulary needs --compute (training FLOPs) besides --N")
     if set(at) != {"d"}:
         raise ScalingError("the optimal vocabulary needs the embedding width: --at d=4096 (and no other --at)")
-    if ci is not None and not 0 < ci < 1:
-        raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. 0.9")
+    check_level(ci)
     fit = fits[0]
     level = fit.ci if ci is None else ci
     draws = fit.draws.to_dict("records") if len(fit.draws) else []

@@ -31,3 +31,11 @@ WhereOption = Annotated[
     str | None,
     typer.Option("--where", "-w", metavar="EXPR", help='Row selection, e.g. "N > 1e4" (grammar: docs/cli.md).'),
 ]
+BootstrapOption = Annotated[
+    int, typer.Option("--bootstrap", "-b", metavar="INT", help="Bootstrap resamples (0: no intervals).")
+]
+SeedOption = Annotated[int, typer.Option("--seed", metavar="INT", help="Seed of the bootstrap.")]
+ResultsArgument = Annotated[
+    str,
+    typer.Argument(help="Results table (CSV) with one row per evaluation.", metavar="RESULTS.csv", show_default=False),
+]

@@ -134,3 +134,42 @@ def parse_points(items: list[str], law: Law, *, limit: int = 1_000_000) -> dict[
     if len(table) > limit:
         raise ScalingError(f"--points: {len(table)} points; at most {limit}")
     return {c: table[c].to_numpy(dtype=float) for c in law.inputs}
+
+
+def parse_names(items: list[str] | str | None) -> list[str]:
+    """Names given comma-separated, repeated or both (``--law chinchilla,bnsl:D --law kaplan``), blanks dropped."""
+    if isinstance(items, str):
+        items = [items]
+    return [name.strip() for item in items or [] for name in item.split(",") if name.strip()]
+
+
+def check_bootstrap_options(bootstrap: int, seed: int) -> None:
+    """``--bootstrap`` and ``--seed`` before any work: neither may be negative."""
+    if bootstrap < 0:
+        raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if seed < 0:  # numpy's generators take only non-negative seeds
+        raise ScalingError(f"--seed {seed}: must be 0 or more")
+
+
+def check_level(ci: float | None, example: str = "0.9") -> None:
+    """``--ci LEVEL`` (when given) lies strictly between 0 and 1."""
+    if ci is not None and not 0 < ci < 1:
+        raise ScalingError(f"--ci {ci:g}: must lie strictly between 0 and 1, e.g. {example}")
+
+
+def parse_grid(named: dict[str, tuple[str, list[str] | None]], at: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The values of each input from options such as ``{"N": ("--N", ["1e9,1e10"])}`` and the ``--at`` values
+    (:func:`parse_at`); an input may be given once."""
+    given = {column: parse_values(items, option) for column, (option, items) in named.items() if items}
+    for column, values in at.items():
+        if column in given:
+            raise ScalingError(f"--at {column}: {column} is given twice")
+        given[column] = values
+    return given
+
+
+def check_grid_size(given: dict[str, list[float]], limit: int = 1_000_000) -> None:
+    """Every combination of the given values is a point: at most ``limit`` of them."""
+    size = int(np.prod([len(v) for v in given.values()])) if given else 0
+    if size > limit:
+        raise ScalingError(f"the grid has {size} points; at most {limit}")

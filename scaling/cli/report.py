@@ -9,15 +9,14 @@ import typer
 
 from scaling.cli import app
 from scaling.cli.files import read_table
-from scaling.cli.options import MapOption, WhereOption
+from scaling.cli.options import MapOption, ResultsArgument, SeedOption, WhereOption
 from scaling.cli.output import note
-from scaling.cli.parsing import parse_values
-from scaling.errors import ScalingError
+from scaling.cli.parsing import check_bootstrap_options, parse_values
 
 
 @app.command("report")
 def report_command(
-    results: Annotated[str, typer.Argument(help="Results table (CSV).", metavar="RESULTS.csv")],
+    results: ResultsArgument,
     fits: Annotated[
         list[str] | None,
         typer.Argument(
@@ -46,7 +45,7 @@ def report_command(
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for fits made by the report.")
     ] = 50,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    seed: SeedOption = 0,
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
     map_: MapOption = None,
     where: WhereOption = None,
@@ -57,10 +56,7 @@ def report_command(
     from scaling.fitting.fitfile import load_fit
     from scaling.report.html import build_report
 
-    if bootstrap < 0:
-        raise ScalingError(f"--bootstrap {bootstrap}: must be 0 or more")
-    if seed < 0:  # numpy's generators take only non-negative seeds
-        raise ScalingError(f"--seed {seed}: must be 0 or more")
+    check_bootstrap_options(bootstrap, seed)
     Holdout.parse(holdout)
     budgets = parse_values(compute, "--compute") if compute else []
     loaded = [(Path(f).stem if f.endswith(".json") else f, load_fit(f)) for f in (fits or [])]
