@@ -58,6 +58,20 @@ class RepetitionAnalysis:
     regions: pd.DataFrame
     boundaries: dict[tuple[float, str], Fit] = field(default_factory=dict)
 
+    def edges_table(self) -> pd.DataFrame:
+        """The edge fits E = k N^alpha as one table: repeat_fraction, edge (left/right), k, alpha and their
+        intervals (``k_lower`` ...; NaN without bootstrap draws). Empty (with these columns) when no edge was closed
+        at 2 or more sizes."""
+        rows = []
+        for (f, edge), fit in self.boundaries.items():
+            row = {"repeat_fraction": f, "edge": edge, "k": fit.params["k"], "alpha": fit.params["alpha"]}
+            for name in ("k", "alpha"):
+                row[f"{name}_lower"], row[f"{name}_upper"] = fit.intervals.get(name, (np.nan, np.nan))
+            rows.append(row)
+        return pd.DataFrame(
+            rows, columns=["repeat_fraction", "edge", "k", "alpha", "k_lower", "k_upper", "alpha_lower", "alpha_upper"]
+        )
+
     def summary(self) -> str:
         lines = [
             self.baseline.summary(),

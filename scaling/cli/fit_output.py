@@ -180,22 +180,7 @@ def print_repetition_analysis(a: Any, out_path: Path, fmt: Format) -> None:
     edge fits."""
     from scaling.laws.repetition import PUBLISHED_BOUNDARIES
 
-    edges = pd.DataFrame(
-        [
-            {
-                "repeat_fraction": f,
-                "edge": edge,
-                **{name: fit.params[name] for name in ("k", "alpha")},
-                **{
-                    f"{name}_{end}": fit.intervals.get(name, (np.nan, np.nan))[i]
-                    for name in ("k", "alpha")
-                    for i, end in enumerate(("lower", "upper"))
-                },
-            }
-            for (f, edge), fit in a.boundaries.items()
-        ],
-        columns=["repeat_fraction", "edge", "k", "alpha", "k_lower", "k_upper", "alpha_lower", "alpha_upper"],
-    )
+    edges = a.edges_table()
     runs = a.runs[
         ["N", "repeat_fraction", "repeat_count", "loss", "N_eff", "N_eff_lower", "N_eff_upper", "m", "lost"]
         + ["extrapolated", "N_eff_interp"]
