@@ -4,7 +4,7 @@ the laws by extrapolation error (:mod:`scaling.analysis.backtest`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -14,6 +14,9 @@ from scaling.cli.files import check_can_write, read_table
 from scaling.cli.options import BootstrapOption, FormatOption, MapOption, ResultsArgument, SeedOption, WhereOption
 from scaling.cli.output import Format, emit, note, print_json, print_table
 from scaling.cli.parsing import check_bootstrap_options, parse_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.analysis.backtest import BacktestResult
 
 LawsOption = Annotated[
     list[str] | None,
@@ -109,7 +112,7 @@ def backtest_command(
         note(f"saved {output}")
 
 
-def _print_backtest(result: Any, results: str, fmt: Format) -> None:
+def _print_backtest(result: BacktestResult, results: str, fmt: Format) -> None:
     """The ranking of the laws; JSON adds the settings and the seed-to-seed noise floor."""
     table = result.table.drop(columns=["formula"])
     if fmt is Format.json:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,10 @@ from scaling.cli.output import Format, format_number, note, quiet_numerics
 from scaling.cli.parsing import check_bootstrap_options, parse_assignments, parse_names
 from scaling.errors import ScalingError
 from scaling.laws import Law, get_law
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
+    from scaling.laws.formula import FormulaSpec
 
 LawOption = Annotated[
     str | None,
@@ -334,7 +338,7 @@ def _fit_data(table: pd.DataFrame, law: Law, param_def: str, source: str) -> tup
     return validate_columns(table, require, source=source), swept
 
 
-def _notes(result: Any, choice: _LawChoice, swept: str | None, fix_from: str | None, constraints: _Constraints,
+def _notes(result: Fit, choice: _LawChoice, swept: str | None, fix_from: str | None, constraints: _Constraints,
            data: pd.DataFrame) -> list[str]:
     """What the user did not say but the fit assumed: the law picked, the sweep reduced, the input column, the
     frozen base, columns derived or kept aside by --map."""
@@ -391,7 +395,7 @@ def _calibration_floor(data: pd.DataFrame, mapping: dict[str, str]) -> tuple[lis
 # scaling fit --formula / --law-file
 
 
-def _formula_spec(options: FormulaOptions) -> Any:
+def _formula_spec(options: FormulaOptions) -> FormulaSpec:
     """The spec from --formula or --law-file, with --param and --residual applied on top."""
     from scaling.fitting.formula_fit import make_spec
     from scaling.laws.formula import parse_param_option, read_law_file

@@ -5,7 +5,7 @@ runs (transfer, repetition), which print their intermediate tables too."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,13 @@ from scaling.cli.output import (
 )
 from scaling.fitting.diagnostics import describe_status
 
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.analysis.repetition import RepetitionAnalysis
+    from scaling.analysis.transfer import TransferAnalysis
+    from scaling.fitting.result import Fit
 
-def fit_table(result: Any) -> pd.DataFrame:
+
+def fit_table(result: Fit) -> pd.DataFrame:
     """Parameters and derived quantities with their intervals: columns name, kind, value, lower, upper.
 
     kind is ``free``, ``fixed``, ``tied to X`` or ``derived``.
@@ -45,7 +50,7 @@ def fit_table(result: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "kind", "value", "lower", "upper"])
 
 
-def fit_record(result: Any) -> dict[str, Any]:
+def fit_record(result: Fit) -> dict[str, Any]:
     """A fit as a JSON record: law, formula, reference, ci, params (with kind and interval), quality, data."""
     return {
         "law": result.law_name,
@@ -63,7 +68,7 @@ def fit_record(result: Any) -> dict[str, Any]:
     }
 
 
-def print_fit_tables(result: Any, *, title: str | None = None, quality: bool = True) -> None:
+def print_fit_tables(result: Fit, *, title: str | None = None, quality: bool = True) -> None:
     """Parameter table with its interval caption, then (``quality``) the fit-quality fields."""
     status = result.interval_status
     if status is None:
@@ -78,7 +83,7 @@ def print_fit_tables(result: Any, *, title: str | None = None, quality: bool = T
         print_fields(quality_fields(dict(result.quality)), title="fit quality")
 
 
-def warn_quality(result: Any, fmt: Format) -> None:
+def warn_quality(result: Fit, fmt: Format) -> None:
     """Convergence and fit warnings on stderr (the table format prints them in the quality fields)."""
     if fmt is not Format.table:  # JSON carries these in "quality", the table prints them; CSV users get stderr
         for w in result.warnings:
@@ -91,7 +96,7 @@ def warn_quality(result: Any, fmt: Format) -> None:
 
 
 def print_fit(
-    result: Any,
+    result: Fit,
     fmt: Format,
     saved: Path,
     sections: list[tuple[str, str, pd.DataFrame]] = (),
@@ -132,7 +137,7 @@ def quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def print_transfer_analysis(a: Any, out_path: Path, fmt: Format) -> None:
+def print_transfer_analysis(a: TransferAnalysis, out_path: Path, fmt: Format) -> None:
     """A transfer analysis (scaling.analysis.transfer): the from-scratch fit, the per-run table, the transfer fit."""
     runs = a.runs[
         ["N", "D_F", "loss", "D_E", "D_E_interp", "D_T", "D_T_lower", "D_T_upper", "f_T", "multiplier", "class"]
@@ -175,7 +180,7 @@ def print_transfer_analysis(a: Any, out_path: Path, fmt: Format) -> None:
     note(f"saved {out_path}")
 
 
-def print_repetition_analysis(a: Any, out_path: Path, fmt: Format) -> None:
+def print_repetition_analysis(a: RepetitionAnalysis, out_path: Path, fmt: Format) -> None:
     """A repetition analysis (scaling.analysis.repetition): the baseline fit, N_eff per run, the regions and their
     edge fits."""
     from scaling.laws.repetition import PUBLISHED_BOUNDARIES

@@ -8,7 +8,7 @@ the task loss it goes through (:func:`scaling.analysis.downstream.chain_forecast
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,10 @@ from scaling.cli.output import Format, emit, quiet_numerics, with_intervals
 from scaling.cli.parsing import check_grid_size, parse_at, parse_grid, parse_points
 from scaling.errors import ScalingError
 from scaling.fitting.fitfile import load_fit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
+    from scaling.laws.base import Law
 
 
 FitArgument = Annotated[
@@ -74,7 +78,7 @@ def forecast_command(
     note_intervals(table, result)
     caption = ci_caption(result, ci)
     if law.name == "transfer" and not points:
-        table, caption = _effective_data(table, fmt, caption, result, ci)
+        table, caption = _effective_data(result, table, ci, fmt, caption)
     elif law.name == "downstream":
         table, caption = _chained_task_loss(result, table, ci, fmt, caption)
     elif fmt is Format.table:  # "[lower, upper]" text per kind; JSON/CSV keep every column for a stable schema
@@ -82,7 +86,7 @@ def forecast_command(
     emit(table, fmt, title=f"{fit_label(fit, result)}: {law.formula}", caption=caption)
 
 
-def _grid(law: Any, N: list[str] | None, D: list[str] | None, at: list[str] | None) -> dict[str, list[float]]:
+def _grid(law: Law, N: list[str] | None, D: list[str] | None, at: list[str] | None) -> dict[str, list[float]]:
     """The values of every input of the law from --N, --D and --at; the forecast is made at each combination."""
     given = parse_grid({"N": ("--N", N), "D": ("--D", D)}, parse_at(at or [], positive=law.positive_inputs))
     unknown = [c for c in given if c not in law.inputs]
@@ -96,7 +100,7 @@ def _grid(law: Any, N: list[str] | None, D: list[str] | None, at: list[str] | No
     return given
 
 
-def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: Format,
+def _chained_task_loss(result: Fit, table: pd.DataFrame, ci: float | None, fmt: Format,
                        caption: str | None) -> tuple[pd.DataFrame, str | None]:
     """A two-step downstream forecast also shows the step-1 task loss it goes through, with its interval."""
     from scaling.analysis.downstream import chain_forecast
@@ -118,8 +122,8 @@ def _chained_task_loss(result: Any, table: pd.DataFrame, ci: float | None, fmt: 
     return out, caption and caption + " ([lower, upper]: confidence intervals of both steps)"
 
 
-def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None, result: Any = None,
-                    ci: float | None = None) -> tuple[pd.DataFrame, str | None]:
+def _effective_data(result: Fit, table: pd.DataFrame, ci: float | None, fmt: Format,
+                    caption: str | None) -> tuple[pd.DataFrame, str | None]:
     """A transfer forecast also answers "how much data is that worth": D_E = D_F + D_T, the multiplier D_E/D_F
     and f_T = D_T/D_E, each with the interval of D_T mapped through it (all three increase with D_T > 0, so the
     quantiles map exactly)."""
@@ -135,7 +139,7 @@ def _effective_data(table: pd.DataFrame, fmt: Format, caption: str | None, resul
     out["extrapolation"] = where
     out["interval_status"] = out.pop("interval_status")
     note_ = "D_T: effective data transferred; D_E = D_F + D_T, the from-scratch data it is worth; multiplier = D_E/D_F"
-    if not caption or result is None:
+    if not caption:  # no intervals
         return out, note_
     level = ci if ci is not None else result.ci
     return out, note_ + f"; [lower, upper]: {level:.0%} interval from {len(result.draws)} bootstrap draws (confidence)"

@@ -4,7 +4,7 @@ stderr when intervals are withheld or a point extrapolates far. JSON and CSV kee
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,9 @@ import pandas as pd
 from scaling.cli.output import format_number, note, warn
 from scaling.fitting.diagnostics import describe_status
 from scaling.fitting.extrapolation import far_message
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
 
 
 INTERVAL_COLUMNS = ("conf_lower", "conf_upper", "pred_lower", "pred_upper")
@@ -40,7 +43,7 @@ def extrapolation_text(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def note_intervals(table: pd.DataFrame, result: Any) -> None:
+def note_intervals(table: pd.DataFrame, result: Fit) -> None:
     """On stderr: why intervals are withheld or limited, and a warning when a point extrapolates far."""
     statuses = [s for s in pd.unique(table["interval_status"]) if s != "ok"]
     for status in statuses:
@@ -59,11 +62,11 @@ def note_intervals(table: pd.DataFrame, result: Any) -> None:
         warn(far_message(float(table.loc[far, "extrap_decades"].max())))
 
 
-def fit_label(name: str, result: Any) -> str:
+def fit_label(name: str, result: Fit) -> str:
     return name if name == result.law_name else f"{name} ({result.law_name})"
 
 
-def ci_caption(result: Any, ci: float | None) -> str | None:
+def ci_caption(result: Fit, ci: float | None) -> str | None:
     if result.interval_status is not None:
         return None
     level = f"{(ci if ci is not None else result.ci):.0%}"

@@ -10,7 +10,7 @@ and :mod:`scaling.analysis.optimal`; this module reads the options and prints.
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ from scaling.cli.parsing import (
 from scaling.errors import ScalingError
 from scaling.fitting.fitfile import load_fit
 
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
+
 
 FitsArgument = Annotated[
     list[str],
@@ -72,7 +75,7 @@ AtOption = Annotated[
         "give one allocation each.",
     ),
 ]
-# From a results table (optimal_from_results below; docs/planning.md): Chinchilla's approaches side by side.
+# From a results table (_approaches_from_results below; docs/planning.md): Chinchilla's approaches side by side.
 ApproachOption = Annotated[
     str | None,
     typer.Option(
@@ -128,9 +131,9 @@ def optimal_command(
     if not from_table:
         loaded = [load_fit(f) for f in fits]
         if any(r.law.kind == "hyperparameter" for r in loaded):
-            return optimal_hyperparameters_command(fits, loaded, compute=compute, N=N, D=D, at=held, ci=ci, fmt=fmt)
+            return _hyperparameter_optima(fits, loaded, compute=compute, N=N, D=D, at=held, ci=ci, fmt=fmt)
         if loaded[0].law.name == "vocab" and N:  # Tao et al. 2024: the compute-optimal vocabulary for a model
-            return optimal_vocabulary_command(fits, loaded, compute=compute, N=N, at=held, ci=ci, fmt=fmt)
+            return _vocabulary_optimum(fits, loaded, compute=compute, N=N, at=held, ci=ci, fmt=fmt)
     if len(fits) > 1:
         raise ScalingError(f"one fit at a time (got {len(fits)}); several are for hyperparameter laws only")
     if N or D:
@@ -141,7 +144,7 @@ def optimal_command(
     if from_table:
         if held:
             raise ScalingError("--at applies to a fit file or a published law, not to a results table (--approach)")
-        return optimal_from_results(fit, values, approach or "all", ci=ci, bootstrap=bootstrap, seed=seed, map_=map_,
+        return _approaches_from_results(fit, values, approach or "all", ci=ci, bootstrap=bootstrap, seed=seed, map_=map_,
                                     where=where, ensemble=ensemble, near_min=near_min, fmt=fmt)
     if near_min is not None:
         raise ScalingError("--near-min applies to a results table (approach 2), not to a fit file")
@@ -158,7 +161,7 @@ def optimal_command(
     )
 
 
-def _allocations(result: Any, compute: list[float], held: dict[str, list[float]], ci: float | None) -> pd.DataFrame:
+def _allocations(result: Fit, compute: list[float], held: dict[str, list[float]], ci: float | None) -> pd.DataFrame:
     """The allocation at each budget, once per combination of the --at values (the law's other inputs)."""
     points = [dict(zip(held, combo)) for combo in itertools.product(*held.values())] if held else [None]
     return pd.concat([result.optimal(np.array(compute), ci=ci, at=p) for p in points], ignore_index=True)
@@ -200,7 +203,7 @@ def parse_approaches(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def optimal_from_results(
+def _approaches_from_results(
     results: str,
     compute: list[float],
     approach: str = "all",
@@ -282,9 +285,9 @@ def _print_approaches(table: pd.DataFrame, fitted: dict[int, Any], verdicts: lis
 # scaling optimal FIT... for hyperparameter laws (optimal learning rate / batch size)
 
 
-def optimal_hyperparameters_command(
+def _hyperparameter_optima(
     names: list[str],
-    fits: list[Any],
+    fits: list[Fit],
     *,
     compute: list[str] | None,
     N: list[str] | None,
@@ -317,7 +320,7 @@ def optimal_hyperparameters_command(
     emit(table, fmt, title=f"optimal hyperparameters ({laws})", caption=caption)
 
 
-def optimal_vocabulary_command(names: list[str], fits: list[Any], *, compute: list[str] | None, N: list[str],
+def _vocabulary_optimum(names: list[str], fits: list[Fit], *, compute: list[str] | None, N: list[str],
                                at: dict[str, list[float]], ci: float | None, fmt: Format) -> None:
     """``scaling optimal tao2024-vocab --N 7e9 -C 7e21 --at d=4096``: the compute-optimal vocabulary size."""
     from scaling.laws.vocabulary import optimal_vocabulary_table
