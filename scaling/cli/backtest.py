@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from scaling.cli import app
-from scaling.cli.files import check_can_write, read_table
+from scaling.cli.files import check_can_write, read_selected_results
 from scaling.cli.options import BootstrapOption, FormatOption, MapOption, ResultsArgument, SeedOption, WhereOption
 from scaling.cli.output import Format, emit, note, print_json, print_table
 from scaling.cli.parsing import check_bootstrap_options, parse_names
@@ -90,7 +90,7 @@ def backtest_command(
 
     check_bootstrap_options(bootstrap, seed)
     spec = Holdout.parse(holdout, tail=tail)
-    df = read_table(results, map_, where)
+    df = read_selected_results(results, map_, where)
     if output is not None:
         check_can_write(output, results, what="backtest")  # before the backtest's fits, not after
     result = backtest(

@@ -11,7 +11,7 @@ import pandas as pd
 from scaling.errors import ScalingError
 
 
-def read_table(results: str, map_items: list[str] | None, where: str | None) -> pd.DataFrame:
+def read_selected_results(results: str, map_items: list[str] | None, where: str | None) -> pd.DataFrame:
     """The results table with the ``--map`` items and the ``--where`` selection applied."""
     from scaling.results import parse_mapping, read_results
 

@@ -17,7 +17,7 @@ import pandas as pd
 import typer
 
 from scaling.cli import app
-from scaling.cli.files import read_table
+from scaling.cli.files import read_selected_results
 from scaling.cli.forecast_output import ci_caption, extrapolation_text, fit_label, note_intervals
 from scaling.cli.options import CiOption, FormatOption, ValuesOption
 from scaling.cli.output import (
@@ -231,7 +231,7 @@ def _approaches_from_results(
         raise ScalingError(f"--compute {bad[0]:g}: must be a finite number of FLOPs above 6 (e.g. 5.76e23)")
     if ensemble is not None and 3 not in approaches:
         raise ScalingError("--ensemble needs approach 3 (the parametric fit predicts the members' losses)")
-    df = read_table(results, map_, where)
+    df = read_selected_results(results, map_, where)
     if near_min is not None and 2 not in approaches:
         raise ScalingError("--near-min applies to approach 2 (isoFLOP profiles)")
     isoflop_options = {"near_min": near_min} if near_min is not None else None

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from scaling.cli import app
-from scaling.cli.files import read_table
+from scaling.cli.files import read_selected_results
 from scaling.cli.options import MapOption, ResultsArgument, SeedOption, WhereOption
 from scaling.cli.output import note
 from scaling.cli.parsing import check_bootstrap_options, parse_values
@@ -61,7 +61,7 @@ def report_command(
     budgets = parse_values(compute, "--compute") if compute else []
     loaded = [(Path(f).stem if f.endswith(".json") else f, load_fit(f)) for f in (fits or [])]
     saved = load_backtest(backtest_file) if backtest_file is not None else None
-    df = read_table(results, map_, where)
+    df = read_selected_results(results, map_, where)
     path = build_report(
         df,
         loaded,

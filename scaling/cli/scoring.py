@@ -4,7 +4,7 @@ rows or as error measures (:mod:`scaling.fitting.scoring`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -14,20 +14,22 @@ from scaling.cli.options import CiOption, FormatOption
 from scaling.cli.output import Format, emit, note, print_csv, quiet_numerics
 from scaling.errors import ScalingError
 
-
-# scaling predict / evaluate
+if TYPE_CHECKING:  # pragma: no cover
+    from scaling.fitting.result import Fit
 
 FitArgument = Annotated[str, typer.Argument(help="A fit file (fits/NAME.json) or a published law name.",
                                              metavar="FIT", show_default=False)]
 RowsArgument = Annotated[str, typer.Argument(help="CSV with the law's input columns (one row per point).",
                                               metavar="ROWS.csv", show_default=False)]
-MapOption = Annotated[list[str] | None, typer.Option("--map", "-m", metavar="NAME=COLUMN",
-                                                     help="Read input NAME from COLUMN (repeatable).")]
-WhereOption = Annotated[str | None, typer.Option("--where", "-w", metavar="EXPR",
-                                                 help='Row selection, e.g. "C >= 1e21" (mapped names).')]
+# A table of rows to score has the law's names, not a results table's canonical columns: its own --map and --where.
+RowsMapOption = Annotated[list[str] | None, typer.Option("--map", "-m", metavar="NAME=COLUMN",
+                                                         help="Read input NAME from COLUMN (repeatable).")]
+RowsWhereOption = Annotated[str | None, typer.Option("--where", "-w", metavar="EXPR",
+                                                     help='Row selection, e.g. "C >= 1e21" (mapped names).')]
 
 
-def _rows(path: str, map_items: list[str] | None, where: str | None, fit, extra: tuple[str, ...] = ()):
+def _rows(path: str, map_items: list[str] | None, where: str | None, fit: Fit,
+          extra: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, str]]:
     """The rows as read (those matching --where, which sees the mapped names) and the mapping of the law's names
     to the table's columns."""
     from scaling.results import canonicalize, parse_mapping, read_table, select_rows
@@ -44,8 +46,8 @@ def _rows(path: str, map_items: list[str] | None, where: str | None, fit, extra:
 def predict_command(
     fit: FitArgument,
     rows: RowsArgument,
-    map_: MapOption = None,
-    where: WhereOption = None,
+    map_: RowsMapOption = None,
+    where: RowsWhereOption = None,
     ci: CiOption = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH",
                                                 help="Write the CSV here instead of stdout.")] = None,
@@ -75,8 +77,8 @@ def evaluate_command(
     fit: FitArgument,
     test: Annotated[str, typer.Argument(help="CSV with the law's inputs and its output column.",
                                         metavar="TEST.csv", show_default=False)],
-    map_: MapOption = None,
-    where: WhereOption = None,
+    map_: RowsMapOption = None,
+    where: RowsWhereOption = None,
     target: Annotated[str | None, typer.Option("--target", metavar="COL",
                                                help="Column to score against (default: the law's output).")] = None,
     fmt: FormatOption = Format.table,
