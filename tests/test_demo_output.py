@@ -13,7 +13,7 @@ import scaling
 from scaling.cli import _load_commands
 
 _load_commands()  # every command module in its listed order: importing one first would reorder the CLI's commands
-from scaling.cli.sweep import coverage_text, forecast_rows  # noqa: E402
+from scaling.cli.demo import coverage_text, forecast_rows  # noqa: E402
 from scaling.demo import forecast_larger, leave_largest_out  # noqa: E402
 
 

@@ -206,7 +206,7 @@ def test_backend_not_reachable(tmp_path, monkeypatch):
 
 def test_demo_pipeline_fits_checks_forecasts_and_plots(tmp_path, capsys):
     """The main job's machinery on a tiny sweep: train, fit chinchilla, leave-largest-out, forecast, PNGs."""
-    from scaling.cli.sweep import print_demo
+    from scaling.cli.demo import print_demo
     from scaling.demo import run_demo
 
     sweep_file = tmp_path / "mini.yaml"

@@ -4,7 +4,8 @@ Each command module (``COMMAND_MODULES``) defines its command on the shared ``ap
 holds no logic of its own: it parses options, calls the library and prints. What several commands share lives in
 modules that define no command and that command modules import, never each other: ``options`` (option
 declarations), ``parsing`` (command-line text to values), ``files`` (tables read, output paths checked),
-``output`` (tables, JSON and CSV), ``fit_output`` and ``forecast_output`` (how a fit and forecast rows print).
+``output`` (tables, JSON and CSV), ``fit_output`` and ``forecast_output`` (how a fit and forecast rows print),
+``progress`` (a running sweep on stderr).
 
 A :class:`~scaling.errors.ScalingError` becomes one line on stderr and exit status 2; anything else is a bug and shows
 a traceback.
@@ -33,7 +34,8 @@ COMMAND_MODULES = [
     "scaling.cli.forecast",
     "scaling.cli.optimal",
     "scaling.cli.laws",
-    "scaling.cli.sweep",  # demo, sweep plan, sweep run
+    "scaling.cli.demo",
+    "scaling.cli.sweep",  # sweep plan, sweep run
     "scaling.cli.backtest",
     "scaling.cli.serve",
     "scaling.cli.report",

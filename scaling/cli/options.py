@@ -39,3 +39,8 @@ ResultsArgument = Annotated[
     str,
     typer.Argument(help="Results table (CSV) with one row per evaluation.", metavar="RESULTS.csv", show_default=False),
 ]
+# Training a sweep: `scaling sweep run` and `scaling demo`.
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", "-k", help="Runs at once (local: pool size; default 2, one thread each).")
+]
+BackendOption = Annotated[str, typer.Option("--backend", help="local | ray | slurm.")]

@@ -1,5 +1,6 @@
 """Command-line text to values: numbers (``7e10``, ``70B``), repeatable values and log grids (``1e9:1e11:5``),
-``NAME=VALUE`` assignments (``--fix``, ``--tie``, ``--at``) and paired points (``--points``).
+``NAME=VALUE`` assignments (``--fix``, ``--tie``, ``--at``) and paired points (``--points``); and the checks of
+option values that need no file (``--bootstrap``, ``--seed``, ``--ci``, ``--workers``, the size of a grid).
 
 Each parser raises a :class:`~scaling.errors.ScalingError` naming the option and the text it could not read. The
 number grammar itself is :mod:`scaling.values` (shared with sweep files); the syntax is documented in
@@ -173,3 +174,9 @@ def check_grid_size(given: dict[str, list[float]], limit: int = 1_000_000) -> No
     size = int(np.prod([len(v) for v in given.values()])) if given else 0
     if size > limit:
         raise ScalingError(f"the grid has {size} points; at most {limit}")
+
+
+def check_workers(workers: int | None) -> None:
+    """``--workers`` is at least 1 when given (0 must not quietly mean the default)."""
+    if workers is not None and workers < 1:
+        raise ScalingError(f"--workers {workers}: must be at least 1")
