@@ -99,10 +99,10 @@ def run(df: pd.DataFrame, options: dict, truth: dict) -> dict:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rel = max(abs(fit.params[k] / v - 1.0) for k, v in truth.items())
     pred = float(CHIN.predict(fit.params, **TARGET)[0] / CHIN.predict(truth, **TARGET)[0] - 1.0)
-    objective = fit.quality["objective"]
+    objective = fit.quality.objective
     return {"wall": wall, "cpu": cpu, "objective": objective, "rel": rel, "pred": abs(pred),
             "start": best_start(df, options) / objective - 1.0,
-            "converged": fit.quality["converged"], "starts": fit.quality["n_starts"], "params": fit.params}
+            "converged": fit.quality.converged, "starts": fit.quality.n_starts, "params": fit.params}
 
 
 def main() -> None:

@@ -87,8 +87,8 @@ def main() -> None:
     label = "baseline (plain minimize loop)" + (f", {n_base} of 4500 starts" if args.stride > 1 else "")
     rows = [
         (label, b_wall, b_cpu, n_base, b_obj, b_params),
-        ("engine, no bootstrap (4500 starts)", e_wall, e_cpu, 4500, engine.quality["objective"], engine.params),
-        (f"engine + {args.bootstrap} bootstrap", f_wall, f_cpu, 4500, full.quality["objective"], full.params),
+        ("engine, no bootstrap (4500 starts)", e_wall, e_cpu, 4500, engine.quality.objective, engine.params),
+        (f"engine + {args.bootstrap} bootstrap", f_wall, f_cpu, 4500, full.quality.objective, full.params),
     ]
     print("\n| run | wall s | CPU s | starts | objective | E | A | B | alpha | beta |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -100,11 +100,11 @@ def main() -> None:
           f"wall {b_wall * scale / e_wall:.1f}x, CPU {b_cpu * scale / e_cpu:.1f}x")
     print(f"full fit + {args.bootstrap} bootstrap resamples vs baseline: wall {b_wall * scale / f_wall:.1f}x, "
           f"CPU {b_cpu * scale / f_cpu:.1f}x; full fit wall {f_wall:.2f} s (target < 10 s), CPU {f_cpu:.2f} s")
-    verdict = "equal or lower" if engine.quality["objective"] <= b_obj * (1 + 1e-9) else "HIGHER"
+    verdict = "equal or lower" if engine.quality.objective <= b_obj * (1 + 1e-9) else "HIGHER"
     print(f"engine objective vs baseline best: {verdict} "
-          f"({engine.quality['objective']:.10e} vs {b_obj:.10e}); converged: {engine.quality['converged']}")
+          f"({engine.quality.objective:.10e} vs {b_obj:.10e}); converged: {engine.quality.converged}")
     lo, hi = full.intervals["alpha"]
-    print(f"bootstrap: {len(full.draws)} draws, failed {full.quality['bootstrap_failed_fraction']:.1%}; "
+    print(f"bootstrap: {len(full.draws)} draws, failed {full.quality.bootstrap_failed_fraction:.1%}; "
           f"alpha 95% [{lo:.4f}, {hi:.4f}] (Besiroglu et al.: [0.317, 0.373])")
 
 

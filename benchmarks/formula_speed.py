@@ -81,8 +81,8 @@ def main() -> None:
     for name, fit in fits.items():
         w, c = statistics.median(wall[name]), statistics.median(cpu[name])
         diff = max(abs(fit.params[k] / base[k] - 1) for k in base)
-        print(f"{name:<26}{fit.quality['n_starts']:>8}{w:>9.2f}{c:>8.2f}{w / w0:>12.2f}{c / c0:>11.2f}"
-              f"{diff:>22.1e}{'yes' if fit.quality['converged'] else 'NO':>11}")
+        print(f"{name:<26}{fit.quality.n_starts:>8}{w:>9.2f}{c:>8.2f}{w / w0:>12.2f}{c / c0:>11.2f}"
+              f"{diff:>22.1e}{'yes' if fit.quality.converged else 'NO':>11}")
 
 
 if __name__ == "__main__":

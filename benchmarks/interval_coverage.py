@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -121,13 +122,13 @@ def run_case(tables: list[pd.DataFrame], law: str, holdout: str, n_bootstrap: in
         y = test[fit.law.output].to_numpy(float)
         inputs = {c: test[c].to_numpy(float) for c in fit.law.inputs}
         plain = copy.copy(fit)
-        plain.quality = {**fit.quality, "calibration": None}  # the same fit without its rollout calibration
+        plain.quality = dataclasses.replace(fit.quality, calibration=None)  # the same fit without its rollout calibration
         for level, tag in ((0.8, "80"), (0.95, "95")):
             cal = fit.predict(ci=level, **inputs)
             boot = plain.predict(ci=level, **inputs)
             hits[f"pred{tag}"].append(_inside(y, cal["pred_lower"].to_numpy(), cal["pred_upper"].to_numpy()))
             hits[f"boot{tag}"].append(_inside(y, boot["pred_lower"].to_numpy(), boot["pred_upper"].to_numpy()))
-            q, _ = conformal_quantile(fit.quality.get("calibration"), level)
+            q, _ = conformal_quantile(fit.quality.calibration, level)
             half = q * spread(cal["extrap_decades"].to_numpy(float))
             centre = np.log(cal["point"].to_numpy(float))
             hits[f"alone{tag}"].append(_inside(np.log(y), centre - half, centre + half))

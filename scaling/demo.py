@@ -163,7 +163,7 @@ def run_demo(
     holdout = leave_largest_out(data, n_bootstrap=min(n_bootstrap, 100))
     forecast = forecast_larger(fit, data)
     plots = plot_fit(data, fit, out, extrapolate_to=float(forecast["N"].iloc[0]))
-    rmse = float(fit.quality["rmse_log"])
+    rmse = float(fit.quality.rmse_log)
     checks = {
         "rmse_log": {"value": rmse, "target": TARGETS["rmse_log"], "ok": rmse <= TARGETS["rmse_log"]},
         "leave_largest_out": {"value": holdout["max_abs_rel_error"], "target": TARGETS["leave_largest_out"],

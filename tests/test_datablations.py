@@ -61,12 +61,12 @@ def test_the_182_runs_and_the_notebook_objective(runs):
 
 
 def test_reproduces_the_published_decay_constants(fit):
-    assert fit.quality["converged"] and not fit.quality["at_bound"]  # an interior optimum of the basin
+    assert fit.quality.converged and not fit.quality.at_bound  # an interior optimum of the basin
     assert fit.params["R_D"] == pytest.approx(15.4, abs=0.5)
     assert fit.params["R_N"] == pytest.approx(5.3, abs=0.2)
     for k, v in BASE.items():  # the base stayed frozen
         assert fit.params[k] == v
-    assert fit.quality["objective"] == pytest.approx(NOTEBOOK_OBJECTIVE, rel=1e-6)
+    assert fit.quality.objective == pytest.approx(NOTEBOOK_OBJECTIVE, rel=1e-6)
 
 
 @pytest.mark.parametrize("which", ["fit", "free_fit"])
@@ -74,7 +74,7 @@ def test_beats_plain_chinchilla_with_the_same_base(which, request, runs):
     result = request.getfixturevalue(which)
     chin_objective, chin_rmse = _objective(get_law("chinchilla"), BASE, runs)  # every token counted as fresh
     dc_objective, dc_rmse = _objective(get_law("data-constrained"), result.params, runs)
-    assert dc_objective == pytest.approx(result.quality["objective"], rel=1e-9)
+    assert dc_objective == pytest.approx(result.quality.objective, rel=1e-9)
     assert dc_objective < 0.5 * chin_objective  # 0.0158 against 0.0331
     assert dc_rmse < 0.6 * chin_rmse  # 0.110 against 0.204
 
@@ -82,9 +82,9 @@ def test_beats_plain_chinchilla_with_the_same_base(which, request, runs):
 def test_the_global_optimum_lies_elsewhere(fit, free_fit):
     # Honest caveat (docs/transfer-repetition-calibration.md): without the basin's bounds the same objective is
     # lower along a flat valley towards large R*_D and small R*_N; the difference is 0.1%.
-    assert free_fit.quality["converged"]
-    assert free_fit.quality["objective"] < fit.quality["objective"]
-    assert free_fit.quality["objective"] == pytest.approx(fit.quality["objective"], rel=5e-3)
+    assert free_fit.quality.converged
+    assert free_fit.quality.objective < fit.quality.objective
+    assert free_fit.quality.objective == pytest.approx(fit.quality.objective, rel=5e-3)
     assert free_fit.params["R_D"] > 30 and free_fit.params["R_N"] < 3
 
 

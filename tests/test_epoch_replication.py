@@ -47,13 +47,13 @@ def test_huber_sum_full_grid_matches_the_published_refit(huber_sum_fit):
     """Hoffmann's exact procedure (4500-start grid, Huber delta 1e-3 summed) gives E=1.8172, A=477.8, B=2143.4,
     alpha=0.3473, beta=0.3672, objective 1.01827e-3."""
     f = huber_sum_fit
-    assert f.quality["objective"] <= 1.0183e-3
+    assert f.quality.objective <= 1.0183e-3
     assert 0.345 <= f.params["alpha"] <= 0.350
     assert 0.364 <= f.params["beta"] <= 0.370
     assert 1.812 <= f.params["E"] <= 1.822
-    assert f.quality["converged"], f.quality["message"]
-    assert f.quality["n_starts"] == 4500 and f.settings["grid_size"] == 4500
-    assert f.quality["at_bound"] == []
+    assert f.quality.converged, f.quality.message
+    assert f.quality.n_starts == 4500 and f.settings["grid_size"] == 4500
+    assert f.quality.at_bound == []
 
 
 def test_bootstrap_intervals_agree_with_the_published_ones(huber_sum_fit):
@@ -64,7 +64,7 @@ def test_bootstrap_intervals_agree_with_the_published_ones(huber_sum_fit):
     for name, (lo, hi) in published.items():
         our_lo, our_hi = huber_sum_fit.intervals[name]
         assert abs(our_lo - lo) <= tol[name] and abs(our_hi - hi) <= tol[name], (name, our_lo, our_hi)
-    assert huber_sum_fit.quality["bootstrap_failed_fraction"] == 0.0
+    assert huber_sum_fit.quality.bootstrap_failed_fraction == 0.0
     lo, hi = huber_sum_fit.intervals["a"]
     assert lo < 0.513 < hi
 
@@ -77,8 +77,8 @@ def test_huber_likelihood_matches_besiroglu(epoch):
     assert 0.362 <= f.params["beta"] <= 0.368
     assert 460 <= f.params["A"] <= 505
     assert 1.810 <= f.params["E"] <= 1.822
-    assert f.quality["objective"] == pytest.approx(-879.77, abs=0.01)
-    assert f.quality["converged"], f.quality["message"]
+    assert f.quality.objective == pytest.approx(-879.77, abs=0.01)
+    assert f.quality.converged, f.quality.message
 
 
 def _hoffmann_mean_default_tolerances(epoch):
@@ -117,7 +117,7 @@ def test_the_mean_reduction_trap_is_detected_and_avoided(epoch, huber_sum_fit):
     mean_fit = LawFitter("chinchilla", reduction="mean", n_bootstrap=0, n_refine=8).fit(epoch)
     for name, value in huber_sum_fit.params.items():
         assert mean_fit.params[name] == pytest.approx(value, rel=1e-5), name
-    assert mean_fit.quality["converged"]
+    assert mean_fit.quality.converged
 
 
 def test_summary_reports_the_fit(huber_sum_fit):

@@ -34,9 +34,9 @@ def test_noiseless_chinchilla_recovery_is_exact():
     fit = LawFitter("chinchilla", n_bootstrap=0, n_refine=8).fit(chinchilla_grid())
     for name, truth in BESIROGLU.items():
         assert fit.params[name] == pytest.approx(truth, rel=1e-6), name
-    assert fit.quality["converged"], fit.quality["message"]
-    assert fit.quality["rmse_log"] < 1e-7
-    assert fit.quality["n_points"] == 144 and fit.quality["n_params_free"] == 5
+    assert fit.quality.converged, fit.quality.message
+    assert fit.quality.rmse_log < 1e-7
+    assert fit.quality.n_points == 144 and fit.quality.n_params_free == 5
 
 
 @pytest.mark.parametrize("loss", ["least_squares", "huber_likelihood"])
@@ -92,11 +92,11 @@ def test_single_input_law_retargeted_with_x():
 def test_fix_holds_a_parameter_and_frees_the_rest():
     fit = LawFitter("chinchilla", fix={"alpha": 0.3478}, n_bootstrap=0, n_refine=4).fit(chinchilla_grid(n=8))
     assert fit.params["alpha"] == 0.3478 and fit.fixed == {"alpha": 0.3478}
-    assert fit.quality["n_params_free"] == 4
+    assert fit.quality.n_params_free == 4
     assert fit.params["beta"] == pytest.approx(BESIROGLU["beta"], rel=1e-6)
     # Fixing at a wrong value must show in the fit.
     wrong = LawFitter("chinchilla", fix={"alpha": 0.5}, n_bootstrap=0, n_refine=4).fit(chinchilla_grid(n=8))
-    assert wrong.quality["rmse_log"] > 1e-3
+    assert wrong.quality.rmse_log > 1e-3
 
 
 def test_tie_makes_parameters_equal():
@@ -104,14 +104,14 @@ def test_tie_makes_parameters_equal():
     df = chinchilla_grid(truth, n=8)
     fit = LawFitter("chinchilla", tie={"beta": "alpha"}, n_bootstrap=0, n_refine=4).fit(df)
     assert fit.params["beta"] == fit.params["alpha"] == pytest.approx(0.35, rel=1e-6)
-    assert fit.tied == {"beta": "alpha"} and fit.quality["n_params_free"] == 4
+    assert fit.tied == {"beta": "alpha"} and fit.quality.n_params_free == 4
 
 
 def test_bounds_are_respected_and_flagged():
     fit = LawFitter("chinchilla", bounds={"alpha": (0.4, 1.0)}, n_bootstrap=0, n_refine=4).fit(chinchilla_grid(n=8))
     assert fit.params["alpha"] == pytest.approx(0.4)
-    assert fit.quality["at_bound"] == ["alpha"]
-    assert any("alpha is at a bound" in w for w in fit.quality["warnings"])
+    assert fit.quality.at_bound == ["alpha"]
+    assert any("alpha is at a bound" in w for w in fit.quality.warnings)
 
 
 def test_bootstrap_is_seeded_and_gives_intervals():
@@ -121,7 +121,7 @@ def test_bootstrap_is_seeded_and_gives_intervals():
     c = LawFitter("chinchilla", n_bootstrap=20, seed=8, n_refine=4).fit(df)
     pd.testing.assert_frame_equal(a.draws, b.draws)
     assert not a.draws.equals(c.draws)
-    assert len(a.draws) == 20 and a.quality["bootstrap_failed_fraction"] == 0.0
+    assert len(a.draws) == 20 and a.quality.bootstrap_failed_fraction == 0.0
     for name in ["E", "alpha", "beta", "a", "tokens_per_param"]:
         lo, hi = a.intervals[name]
         assert lo < hi, name
@@ -154,7 +154,7 @@ def test_poorly_identified_fit_warns():
     # Three model sizes, noisy: the bootstrap spread of the scale constants is huge and must be reported.
     df = chinchilla_grid(noise=0.03, seed=5, n=3)
     fit = LawFitter("chinchilla", n_bootstrap=30, n_refine=4).fit(df)
-    assert any("poorly determined" in w or "not separately identifiable" in w for w in fit.quality["warnings"])
+    assert any("poorly determined" in w or "not separately identifiable" in w for w in fit.quality.warnings)
     assert "[[Warnings]]" in fit.summary()
 
 
@@ -234,8 +234,8 @@ def test_a_scale_constant_driven_to_zero_is_flagged():
     df = chinchilla_grid(dict(BESIROGLU, E=1e-30), n=5)
     fit = LawFitter("chinchilla", n_bootstrap=0, n_refine=4).fit(df)
     assert fit.params["E"] < 1e-6
-    assert "E" in fit.quality["at_bound"]
-    assert any("E is driven to 0" in w for w in fit.quality["warnings"])
+    assert "E" in fit.quality.at_bound
+    assert any("E is driven to 0" in w for w in fit.quality.warnings)
 
 
 def test_few_runs_to_resample_is_warned():
@@ -251,9 +251,9 @@ def test_few_runs_to_resample_is_warned():
     ]
     df = pd.DataFrame(rows)
     by_run = scaling.fit(df, law="chinchilla", n_bootstrap=10)
-    assert any("distinct 'run_id' values" in w for w in by_run.quality["warnings"])
+    assert any("distinct 'run_id' values" in w for w in by_run.quality.warnings)
     by_row = scaling.fit(df, law="chinchilla", n_bootstrap=10, group=None)
-    assert not any("distinct" in w for w in by_row.quality["warnings"])
+    assert not any("distinct" in w for w in by_row.quality.warnings)
 
 
 def test_as_many_free_parameters_as_distinct_points_is_warned():
@@ -265,12 +265,12 @@ def test_as_many_free_parameters_as_distinct_points_is_warned():
         for s in range(3)
     ]
     three = scaling.fit(pd.DataFrame(rows), law="calibration", n_bootstrap=0)
-    assert any("3 distinct input points for 3 free parameters" in w for w in three.quality["warnings"])
+    assert any("3 distinct input points for 3 free parameters" in w for w in three.quality.warnings)
     four = pd.DataFrame(rows + [dict(N=3e6, ece=0.01 + 2 * 3e6**-0.5, run_id="x")])
-    assert not any("distinct input" in w for w in scaling.fit(four, law="calibration", n_bootstrap=0).quality["warnings"])
+    assert not any("distinct input" in w for w in scaling.fit(four, law="calibration", n_bootstrap=0).quality.warnings)
     # fixing a parameter leaves 2 free for 3 sizes: no warning
     fixed = scaling.fit(pd.DataFrame(rows), law="calibration", n_bootstrap=0, fix={"ECE_inf": 0.01})
-    assert not any("distinct input" in w for w in fixed.quality["warnings"])
+    assert not any("distinct input" in w for w in fixed.quality.warnings)
 
 
 @pytest.mark.parametrize("loss", ["huber", "huber_likelihood"])
@@ -303,9 +303,9 @@ def test_a_table_over_screen_rows_is_screened_on_a_subsample_and_polished_on_all
     full = LawFitter("chinchilla", n_bootstrap=0).fit(df)
     monkeypatch.setattr(multistart_module, "SCREEN_ROWS", 60)  # screen on 60 of the 144 rows
     sampled = LawFitter("chinchilla", n_bootstrap=0).fit(df)
-    assert sampled.quality["converged"]
+    assert sampled.quality.converged
     # the polish on every row reaches the full-data optimum, not the subsample's
-    assert sampled.quality["objective"] <= full.quality["objective"] * (1 + 1e-9)
+    assert sampled.quality.objective <= full.quality.objective * (1 + 1e-9)
     for k, v in full.params.items():
         assert sampled.params[k] == pytest.approx(v, rel=1e-4)
 

@@ -34,10 +34,10 @@ def test_varpro_starts_lie_near_the_optimum_and_reach_the_grid_optimum():
     df = table(seed=1)
     grid_fit = LawFitter("chinchilla", n_bootstrap=0).fit(df)
     varpro_fit = LawFitter("chinchilla", n_bootstrap=0, method="varpro").fit(df)
-    assert varpro_fit.quality["converged"]
-    assert varpro_fit.quality["n_starts"] == POINTS_PER_EXPONENT**2
+    assert varpro_fit.quality.converged
+    assert varpro_fit.quality.n_starts == POINTS_PER_EXPONENT**2
     assert varpro_fit.settings["method"] == "varpro"
-    assert varpro_fit.quality["objective"] <= grid_fit.quality["objective"] * (1 + 1e-9)
+    assert varpro_fit.quality.objective <= grid_fit.quality.objective * (1 + 1e-9)
     for k, v in grid_fit.params.items():
         assert varpro_fit.params[k] == pytest.approx(v, rel=1e-5)
     # the starts themselves: the best one is within a few percent of the optimum (the grid's is many times above)
@@ -46,7 +46,7 @@ def test_varpro_starts_lie_near_the_optimum_and_reach_the_grid_optimum():
     obj = Objective(space, inputs, log_y, loss="huber", delta=1e-3)
     best_varpro = obj.values(varpro_starts(obj)).min()
     best_grid = obj.values(space.grid()).min()
-    assert best_varpro < 1.1 * grid_fit.quality["objective"] < best_grid
+    assert best_varpro < 1.1 * grid_fit.quality.objective < best_grid
 
 
 def test_varpro_recovers_a_noiseless_single_input_law_and_honours_fix():
@@ -61,9 +61,9 @@ def test_varpro_recovers_a_noiseless_single_input_law_and_honours_fix():
     assert fixed.params["alpha"] == pytest.approx(0.3478, rel=1e-5)
     tied_grid = LawFitter("chinchilla", n_bootstrap=0, tie={"beta": "alpha"}).fit(table(seed=5, n=6))
     tied = LawFitter("chinchilla", n_bootstrap=0, method="varpro", tie={"beta": "alpha"}).fit(table(seed=5, n=6))
-    assert tied.quality["n_starts"] == POINTS_PER_EXPONENT  # one free exponent: a 1-D exponent grid
+    assert tied.quality.n_starts == POINTS_PER_EXPONENT  # one free exponent: a 1-D exponent grid
     assert tied.params["beta"] == tied.params["alpha"]
-    assert tied.quality["objective"] <= tied_grid.quality["objective"] * (1 + 1e-9)
+    assert tied.quality.objective <= tied_grid.quality.objective * (1 + 1e-9)
     with pytest.raises(ScalingError, match="A is tied"):
         LawFitter("chinchilla", n_bootstrap=0, method="varpro", tie={"B": "A"}).fit(table(n=4))
 
@@ -72,7 +72,7 @@ def test_asymmetric_loss_fits_the_lower_envelope():
     df = table(noise=0.03, seed=2, envelope=True)  # every point at or above the law
     sym = LawFitter("chinchilla", n_bootstrap=0).fit(df)
     low = LawFitter("chinchilla", n_bootstrap=0, asymmetry=10.0).fit(df)
-    assert low.settings["asymmetry"] == 10.0 and low.quality["converged"]
+    assert low.settings["asymmetry"] == 10.0 and low.quality.converged
     inputs = {"N": df.N.to_numpy(), "D": df.D.to_numpy()}
     above_sym = np.mean(CHIN.predict(sym.params, **inputs) > df.loss)
     above_low = np.mean(CHIN.predict(low.params, **inputs) > df.loss)

@@ -115,7 +115,7 @@ def test_formula_recovery_equals_builtin_recovery():
     builtin = LawFitter("chinchilla", n_bootstrap=0).fit(df)
     law = formula_law(CHINCHILLA, inputs=["N", "D"], params=HOFFMANN_PARAMS)
     mine = LawFitter(law, n_bootstrap=0).fit(df)
-    assert mine.quality["converged"] and builtin.quality["converged"]
+    assert mine.quality.converged and builtin.quality.converged
     for name in TRUTH:
         assert mine.params[name] == pytest.approx(builtin.params[name], rel=1e-5), name
     assert abs(mine.params["alpha"] - TRUTH["alpha"]) < 0.01 and abs(mine.params["beta"] - TRUTH["beta"]) < 0.01
@@ -280,7 +280,7 @@ def test_per_group_fit_recovers_per_group_truths(tmp_path):
         assert fit.params[f"E[{g}]"] == pytest.approx(E, rel=0.02), g
         assert fit.params[f"A[{g}]"] == pytest.approx(A, rel=0.15), g
     assert fit.params["alpha"] == pytest.approx(0.34, abs=0.01)
-    assert fit.quality["bootstrap_failed_fraction"] == 0.0 and len(fit.draws) == 20
+    assert fit.quality.bootstrap_failed_fraction == 0.0 and len(fit.draws) == 20
     # the bootstrap kept every group in every resample, so each group's E has a finite interval around it
     for g in truth:
         lo, hi = fit.intervals[f"E[{g}]"]

@@ -8,6 +8,7 @@ quintile; the CLI cases run through :func:`scaling.cli.main`, the same entry poi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -88,12 +89,12 @@ def test_five_point_chinchilla_prints_no_numeric_interval(tmp_path, capsys):
 @needs_epoch
 def test_high_bootstrap_failure_withholds_intervals_with_its_share(tmp_path):
     fit = scaling.fit(five_points(tmp_path / "five.csv"), law="chinchilla", n_bootstrap=30)
-    assert fit.quality["bootstrap_failed_fraction"] > 0.5
+    assert fit.quality.bootstrap_failed_fraction > 0.5
     # as if the points were many: the failure rate alone decides
-    quality = {**fit.quality, "n_distinct_points": 99,
-               "warnings": [w for w in fit.warnings if w.code != "interpolating_fit"]}
+    quality = dataclasses.replace(fit.quality, n_distinct_points=99,
+                                  warnings=[w for w in fit.warnings if w.code != "interpolating_fit"])
     status = interval_status(quality, len(fit.draws))
-    assert status == f"bootstrap_failed_{round(100 * fit.quality['bootstrap_failed_fraction'])}%"
+    assert status == f"bootstrap_failed_{round(100 * fit.quality.bootstrap_failed_fraction)}%"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -157,9 +158,9 @@ def test_iteration_limit_is_not_converged():
 
 def test_converged_flag_matches_status_on_a_real_fit():
     fit = scaling.fit(synthetic(), law="chinchilla", n_bootstrap=0)
-    assert fit.quality["convergence"] in ("converged", "stalled", "not_converged")
-    assert fit.quality["converged"] == (fit.quality["convergence"] == "converged")
-    assert fit.quality["message"].startswith(fit.quality["convergence"])
+    assert fit.quality.convergence in ("converged", "stalled", "not_converged")
+    assert fit.quality.converged == (fit.quality.convergence == "converged")
+    assert fit.quality.message.startswith(fit.quality.convergence)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -198,13 +199,13 @@ def test_prediction_intervals_are_wider_than_confidence_intervals(noisy_fit):
 
 
 def test_rollout_calibration_is_recorded_and_widens_far_forecasts(noisy_fit):
-    cal = noisy_fit.quality["calibration"]
+    cal = noisy_fit.quality.calibration
     # 7 sizes: cuts predict sizes 7, 6 and 5, each fitted on at least half of the sizes (4 cuts allowed)
     assert cal["axis"] == "N" and [c["n_train"] for c in cal["cuts"]] == [24, 20, 16]
     assert len(cal["abs_error"]) == len(cal["decades"]) == sum(c["n_test"] for c in cal["cuts"])
     assert all(d > 0 for d in cal["decades"])  # each cut predicts sizes above its training range
     plain = copy.copy(noisy_fit)
-    plain.quality = {**noisy_fit.quality, "calibration": None}
+    plain.quality = dataclasses.replace(noisy_fit.quality, calibration=None)
     far = {"N": 1e11, "D": 2e12}
     calibrated, uncalibrated = noisy_fit.predict(**far).iloc[0], plain.predict(**far).iloc[0]
     assert uncalibrated["interval_status"] == "uncalibrated"

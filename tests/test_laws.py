@@ -208,7 +208,7 @@ def _errors(law_name, truth, inputs, noise, seeds, names):
     rows = []
     for seed in seeds:
         fit = _fit(law_name, _synthetic(law_name, truth, inputs, noise, seed))
-        assert fit.quality["converged"], fit.quality["message"]
+        assert fit.quality.converged, fit.quality.message
         rows.append({k: abs(fit.params[k] - truth[k]) for k in names})
     return pd.DataFrame(rows)
 
@@ -249,7 +249,7 @@ GEIGER_N = np.logspace(3, 5, 9)
 def test_noiseless_recovery(law_name, truth, inputs):
     """Acceptance test K4 (and the same bar for every single-input law): exact data give the truth to rel 1e-6."""
     fit = _fit(law_name, _synthetic(law_name, truth, inputs, 0.0, 0))
-    assert fit.quality["converged"], fit.quality["message"]
+    assert fit.quality.converged, fit.quality.message
     for name, value in truth.items():
         assert fit.params[name] == pytest.approx(value, rel=1e-6), name
 
@@ -268,7 +268,7 @@ def test_K4_kaplan_nd_noisy(n_seeds):
     rows = []
     for seed in range(n_seeds):
         fit = _fit("kaplan-nd", _synthetic("kaplan-nd", KAPLAN_L_ND, {"N": N6, "D": D6}, 0.01, seed))
-        assert fit.quality["converged"], fit.quality["message"]
+        assert fit.quality.converged, fit.quality.message
         p = fit.params
         rows.append(
             {
@@ -328,7 +328,7 @@ def test_B1_bnsl_misses_the_break_from_390_points():
 def test_bnsl_recovers_the_break_once_the_data_reach_it():
     """With the data up to the break (612 points) every parameter comes back and extrapolation is exact."""
     fit, rmsle = _bnsl_split(612)
-    assert fit.quality["converged"], fit.quality["message"]
+    assert fit.quality.converged, fit.quality.message
     assert rmsle < 1e-6
     for name, value in BNSL_TRUTH.items():
         assert fit.params[name] == pytest.approx(value, rel=1e-6), name
@@ -370,7 +370,7 @@ def test_m4_solves_its_equation_and_reduces_to_m2():
 def _m4_extrapolation(y: np.ndarray, law_name: str, **kw) -> float:
     df = pd.DataFrame({"D": M4_X[M4_TRAIN], "loss": y[M4_TRAIN]})
     fit = LawFitter(law_name, loss="least_squares", n_bootstrap=0, n_refine=8, **kw).fit(df)
-    assert fit.quality["converged"], fit.quality["message"]
+    assert fit.quality.converged, fit.quality.message
     law = get_law(law_name)
     truth = get_law("m4").log_predict(M4_TRUTH, D=M4_X[~M4_TRAIN])
     return float(np.sqrt(np.mean((law.log_predict(fit.params, D=M4_X[~M4_TRAIN]) - truth) ** 2)))
@@ -442,7 +442,7 @@ def test_linear_residual_space_fits_a_signed_target():
     assert fit.params["c"] == pytest.approx(-2.0, abs=1e-6)
     assert fit.params["a"] == pytest.approx(3.0, rel=1e-5)
     assert fit.params["b"] == pytest.approx(0.5, rel=1e-5)
-    assert fit.quality["residual_space"] == "linear" and fit.quality["rmse_log"] < 1e-6
+    assert fit.quality.residual_space == "linear" and fit.quality.rmse_log < 1e-6
     with pytest.raises(ValueError, match="residual_space"):
         Law(name="bad", formula="", reference="", inputs=("x",), params=law.params, function=law.function,
             residual_space="logit")

@@ -45,8 +45,8 @@ def test_gadre_catalogue_entry():
 
 def test_gadre_noiseless_recovery():
     fit = LawFitter("gadre-error", n_bootstrap=0).fit(_gadre_table(0.0, 0))
-    assert fit.quality["converged"], fit.quality["message"]
-    assert fit.quality["residual_space"] == "linear"
+    assert fit.quality.converged, fit.quality.message
+    assert fit.quality.residual_space == "linear"
     for name, value in GADRE_TRUTH.items():
         assert fit.params[name] == pytest.approx(value, rel=1e-6), name
 
@@ -124,11 +124,11 @@ def test_ladder_catalogue_entries():
 
 def test_two_step_noiseless_recovery():
     fit = scaling_fit(_ladder(0.0, 0.0, 0), law="downstream", n_bootstrap=0)
-    assert fit.law_name == "downstream" and fit.quality["converged"], fit.quality["message"]
-    assert set(fit.quality["steps"]) == {"task-loss", "task-accuracy"}
+    assert fit.law_name == "downstream" and fit.quality.converged, fit.quality.message
+    assert set(fit.quality.steps) == {"task-loss", "task-accuracy"}
     for name, value in {**STEP1, **STEP2}.items():
         assert fit.params[name] == pytest.approx(value, rel=1e-5), name
-    assert fit.quality["rmse_log"] < 1e-8  # end-to-end accuracy residual from (N, D)
+    assert fit.quality.rmse_log < 1e-8  # end-to-end accuracy residual from (N, D)
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def test_noiseless_recovery(law_name, truth, table):
     if "C" in get_law(law_name).inputs:
         data = data.assign(C=6 * data.N * data.D)
     fit = LawFitter(law_name, n_bootstrap=0).fit(data)
-    assert fit.quality["converged"], fit.quality["message"]
+    assert fit.quality.converged, fit.quality.message
     for name, value in truth.items():
         assert fit.params[name] == pytest.approx(value, rel=1e-6), name
 

@@ -80,7 +80,7 @@ def test_optimal_vocabulary_grows_with_compute_and_refuses_nonsense():
 @pytest.mark.parametrize("tie", [{"alpha1": "beta"}, {}])
 def test_noiseless_recovery(tie):
     fit = LawFitter("vocab", n_bootstrap=0, tie=tie).fit(_table(0.0, 0))
-    assert fit.quality["converged"], fit.quality["message"]
+    assert fit.quality.converged, fit.quality.message
     for name, value in TRUTH.items():
         assert fit.params[name] == pytest.approx(value, rel=1e-5), name
 

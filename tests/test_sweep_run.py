@@ -215,7 +215,7 @@ def test_demo_pipeline_fits_checks_forecasts_and_plots(tmp_path, capsys):
     result = run_demo(sweep_file, out=tmp_path / "demo", workers=2, n_bootstrap=10)
     assert result.report.ok and len(result.data) == 9  # 3 sizes x 3 budgets, one final row each
     assert result.fit.law.name == "chinchilla" and (tmp_path / "demo" / "fit-chinchilla.json").exists()
-    assert result.checks["rmse_log"]["value"] == pytest.approx(result.fit.quality["rmse_log"])
+    assert result.checks["rmse_log"]["value"] == pytest.approx(result.fit.quality.rmse_log)
     h = result.holdout
     assert h["N"] == result.data["N"].max() and len(h["table"]) == 3 and h["n_train"] == 6
     assert h["max_abs_rel_error"] == pytest.approx(float(h["table"]["rel_error"].abs().max()))

@@ -58,8 +58,8 @@ def main(results: str, out: str) -> None:
         print(f"== data-constrained, {label}")
         print(f.summary(), "\n")
         c = scaling.fit(df.query("epochs_nominal <= 16") if "16" in label else df, law="chinchilla", n_bootstrap=0)
-        print(f"   plain chinchilla on the same rows: RMSE of log loss {c.quality['rmse_log']:.4f} "
-              f"vs data-constrained {f.quality['rmse_log']:.4f}\n")
+        print(f"   plain chinchilla on the same rows: RMSE of log loss {c.quality.rmse_log:.4f} "
+              f"vs data-constrained {f.quality.rmse_log:.4f}\n")
 
     table = df.pivot_table(index=["D", "epochs_nominal"], columns="N", values="loss").round(3)
     print(table.to_string())

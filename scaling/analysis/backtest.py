@@ -238,14 +238,14 @@ def _fit_and_predict(
             notes.append(f"{label}: {exc}")
             continue
         fits[label] = fitted
-        if not (fitted.quality or {}).get("converged", True):
+        if fitted.quality.converged is False:
             notes.append(f"{label}: the fit did not converge")
         inputs = {c: te[c].to_numpy(float) for c in law.inputs}
         pred = _intervals(fitted, inputs, intervals)
         piece = te.reset_index(drop=True).copy()
         for k, v in pred.items():
             piece[k] = v
-        piece["in_sample_rmse_log"] = (fitted.quality or {}).get("rmse_log", np.nan)
+        piece["in_sample_rmse_log"] = fitted.quality.rmse_log if fitted.quality.rmse_log is not None else np.nan
         pieces.append(piece)
     preds = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
     return preds, fits, notes
@@ -359,7 +359,7 @@ def _score(
     if len(preds):
         row.update(_errors(preds, law.output))
         row["in_sample_rmse_log"] = float(np.nanmean(preds["in_sample_rmse_log"]))
-        row["converged"] = all((f.quality or {}).get("converged", True) for f in law_fits.values())
+        row["converged"] = all(f.quality.converged is not False for f in law_fits.values())
         withheld = sorted({str(v) for v in preds["interval_status"]} - {"ok", "small_calibration", "uncalibrated"})
         if withheld:
             notes.append(f"intervals withheld: {', '.join(withheld)}")

@@ -25,6 +25,7 @@ from scaling.errors import ScalingError
 from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.result import Fit
 from scaling.fitting.broadcast import predict_many
+from scaling.fitting.quality import FitQuality
 from scaling.laws import get_law
 from scaling.results import validate_columns
 
@@ -58,7 +59,7 @@ def fit_downstream(data: pd.DataFrame, *, source: str | None = None, fix: Mappin
     """Fit both steps on ``data`` (columns N, D, task_loss, accuracy) and return the chained ``downstream`` fit.
 
     Other keyword arguments (``loss``, ``delta``, ``param_def``, ``n_refine``, ...) go to both steps'
-    :class:`~scaling.fitting.estimate.LawFitter`. The chained fit's ``quality["steps"]`` holds each step's quality, and its
+    :class:`~scaling.fitting.estimate.LawFitter`. The chained fit's ``quality.steps`` holds each step's quality, and its
     ``rmse_log`` is the end-to-end RMSE of accuracy predicted from (N, D) (linear residuals).
     """
     from scaling.fitting.estimate import LawFitter
@@ -95,30 +96,29 @@ def _chain(first: Fit, second: Fit, df: pd.DataFrame, t0: float) -> Fit:
     k = min(len(first.draws), len(second.draws))
     draws = pd.concat([first.draws.iloc[:k].reset_index(drop=True), second.draws.iloc[:k].reset_index(drop=True)],
                       axis=1)[list(law.param_names)]
-    warnings_ = [f"step 1 ({STEP1}): {w}" for w in first.quality.get("warnings", [])]
-    warnings_ += [f"step 2 ({STEP2}): {w}" for w in second.quality.get("warnings", [])]
-    failed = [len(f.draws) < int(f.settings.get("n_bootstrap") or 0) for f in (first, second)]
+    warnings_ = [f"step 1 ({STEP1}): {w}" for w in first.quality.warnings]
+    warnings_ += [f"step 2 ({STEP2}): {w}" for w in second.quality.warnings]
+    failed = [len(f.draws) < f.n_bootstrap for f in (first, second)]
     if any(failed) and k:
         warnings_.append("a bootstrap resample failed in one step: the remaining draws are paired in order, not "
                          "by resample (intervals are approximate)")
     predicted = law.predict(params, N=df["N"].to_numpy(), D=df["D"].to_numpy())
     q1, q2 = first.quality, second.quality
-    quality = {
-        "n_points": int(len(df)),
-        "n_params_free": int(q1.get("n_params_free", 0)) + int(q2.get("n_params_free", 0)),
-        "rmse_log": float(np.sqrt(np.mean((predicted - df["accuracy"].to_numpy()) ** 2))),
-        "residual_space": "linear",
-        "objective": float(q1.get("objective", np.nan)) + float(q2.get("objective", np.nan)),
-        "converged": bool(q1.get("converged")) and bool(q2.get("converged")),
-        "message": f"step 1: {q1.get('message')}; step 2: {q2.get('message')}",
-        "at_bound": [*q1.get("at_bound", []), *q2.get("at_bound", [])],
-        "bootstrap_failed_fraction": max(float(q1.get("bootstrap_failed_fraction") or 0.0),
-                                         float(q2.get("bootstrap_failed_fraction") or 0.0))
-        if first.settings.get("n_bootstrap") else None,
-        "warnings": warnings_,
-        "steps": {STEP1: _step_quality(q1), STEP2: _step_quality(q2)},
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    quality = FitQuality(
+        n_points=int(len(df)),
+        n_params_free=(q1.n_params_free or 0) + (q2.n_params_free or 0),
+        rmse_log=float(np.sqrt(np.mean((predicted - df["accuracy"].to_numpy()) ** 2))),
+        residual_space="linear",
+        objective=_or_nan(q1.objective) + _or_nan(q2.objective),
+        converged=bool(q1.converged) and bool(q2.converged),
+        message=f"step 1: {q1.message}; step 2: {q2.message}",
+        at_bound=[*q1.at_bound, *q2.at_bound],
+        bootstrap_failed_fraction=max(q1.bootstrap_failed_fraction or 0.0, q2.bootstrap_failed_fraction or 0.0)
+        if first.n_bootstrap else None,
+        warnings=warnings_,
+        steps={STEP1: _step_quality(q1), STEP2: _step_quality(q2)},
+        seconds=round(time.perf_counter() - t0, 3),
+    )
     settings = {**{k: v for k, v in second.settings.items() if k not in ("law", "fix", "tie", "bounds")},
                 "law": CHAIN, "fix": {**first.fixed, **second.fixed}, "tie": {**first.tied, **second.tied},
                 "two_step": True, "steps": {STEP1: "N, D -> task_loss", STEP2: "task_loss -> accuracy"}}
@@ -130,9 +130,14 @@ def _chain(first: Fit, second: Fit, df: pd.DataFrame, t0: float) -> Fit:
     return fit
 
 
-def _step_quality(q: Mapping[str, Any]) -> dict[str, Any]:
+def _step_quality(q: FitQuality) -> dict[str, Any]:
+    """One step's quality as the chained fit's ``quality.steps`` holds it."""
     keys = ("n_points", "n_params_free", "rmse_log", "residual_space", "objective", "converged", "message")
-    return {k: q.get(k) for k in keys}
+    return {k: getattr(q, k) for k in keys}
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def chain_forecast(fit: Fit, ci: float | None = None, grid: bool = True, **inputs: Any) -> pd.DataFrame:

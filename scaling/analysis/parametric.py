@@ -47,9 +47,9 @@ def parametric(
             }
         ).reset_index(drop=True)
     q = fit.quality
-    warnings = [str(w) for w in q.get("warnings", [])]
-    if not q.get("converged", True) and not any("did NOT converge" in w for w in warnings):
-        warnings.insert(0, f"the parametric fit did NOT converge: {q.get('message', '')}")
+    warnings = [str(w) for w in q.warnings]
+    if q.converged is False and not any("did NOT converge" in w for w in warnings):
+        warnings.insert(0, f"the parametric fit did NOT converge: {q.message or ''}")
     return Allocation(
         3,
         float(a),
@@ -60,6 +60,6 @@ def parametric(
         ci=ci,
         n_rows=len(rows),
         warnings=warnings,
-        bootstrap_failed_fraction=float(q.get("bootstrap_failed_fraction") or 0.0),
+        bootstrap_failed_fraction=float(q.bootstrap_failed_fraction or 0.0),
         fit=fit,
     )

@@ -33,6 +33,7 @@ import pandas as pd
 
 from scaling.errors import ScalingError
 from scaling.fitting.bootstrap import BootstrapRun, percentile_interval, resample_units, run_bootstrap
+from scaling.fitting.diagnostics import FitWarning
 from scaling.fitting.estimate import LawFitter
 from scaling.fitting.result import Fit
 from scaling.analysis.interpolate import amount_at_loss
@@ -278,11 +279,11 @@ def _attach_bootstrap(fit: Fit, boot: BootstrapRun, *, ci: float, seed: int) -> 
         ci=float(ci),
         bootstrap="two-stage: from-scratch fit draw x resample of fine-tuned runs",
     )
-    fit.quality["bootstrap_failed_fraction"] = boot.failed_fraction
+    fit.quality.bootstrap_failed_fraction = boot.failed_fraction
     if boot.failed_fraction > 0.1:
-        fit.quality["warnings"].append(
+        fit.quality.warnings.append(FitWarning.coerce(
             f"{boot.n_failed} of {boot.n_resamples} bootstrap draws had too few ok runs; intervals are unreliable"
-        )
+        ))
     fit.recompute_intervals()
 
 

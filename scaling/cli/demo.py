@@ -65,7 +65,7 @@ def print_demo(result: Any, fmt: Format | str = "table") -> None:
         print_json({
             "sweep": str(result.sweep_file), "runs": len(result.plan.runs), "points": len(result.data),
             "sizes": sizes, "params": result.fit.params, "intervals": result.fit.intervals,
-            "quality": result.fit.quality, "checks": result.checks,
+            "quality": result.fit.quality.to_dict(), "checks": result.checks,
             "leave_largest_out": {k: v for k, v in result.holdout.items() if k != "table"} | {"table": result.holdout["table"]},
             "forecast": result.forecast, "fit_file": str(result.fit_path), "plots": [str(p) for p in result.plots],
             "seconds": result.seconds, "cpu_seconds_training": sum(result.report.cpu_seconds.values()),

@@ -23,6 +23,7 @@ from scaling.cli.output import (
     with_intervals,
 )
 from scaling.fitting.diagnostics import describe_status
+from scaling.fitting.quality import FitQuality
 
 if TYPE_CHECKING:  # pragma: no cover
     from scaling.analysis.repetition import RepetitionAnalysis
@@ -38,11 +39,11 @@ def fit_table(result: Fit) -> pd.DataFrame:
     rows = []
     for name, value in result.params.items():
         kind = "fixed" if name in result.fixed else (f"tied to {result.tied[name]}" if name in result.tied else "free")
-        if name in (result.quality.get("at_bound") or []):
+        if name in result.quality.at_bound:
             kind = "free, at bound"
         lo, hi = result.intervals.get(name, (np.nan, np.nan))
         rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
-    ref = result.settings.get("ref_compute")
+    ref = result.ref_compute
     for name, value in result.derived.items():
         lo, hi = result.intervals.get(name, (np.nan, np.nan))
         kind = f"derived, C = {ref:.3g}" if name == "tokens_per_param" and ref else "derived"
@@ -63,7 +64,7 @@ def fit_record(result: Fit) -> dict[str, Any]:
             r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
             for r in fit_table(result).to_dict(orient="records")
         },
-        "quality": dict(result.quality),
+        "quality": result.quality.to_dict(),
         "data": result.data_summary,
     }
 
@@ -80,7 +81,7 @@ def print_fit_tables(result: Fit, *, title: str | None = None, quality: bool = T
     print_table(fit_table(result), title=title or f"{result.law_name}: {result.law.formula}", caption=caption)
     if quality:
         blank_line()
-        print_fields(quality_fields(dict(result.quality)), title="fit quality")
+        print_fields(quality_fields(result.quality), title="fit quality")
 
 
 def warn_quality(result: Fit, fmt: Format) -> None:
@@ -88,7 +89,7 @@ def warn_quality(result: Fit, fmt: Format) -> None:
     if fmt is not Format.table:  # JSON carries these in "quality", the table prints them; CSV users get stderr
         for w in result.warnings:
             warn(f"{w.code}: {w.message}")
-    elif not result.quality.get("converged", True):
+    elif result.quality.converged is False:
         warn(f"the fit did NOT converge ({result.convergence}; see fit quality above)")
     status = result.interval_status
     if status is not None and status != "no_bootstrap_draws":
@@ -119,21 +120,19 @@ def print_fit(
     note(f"saved {saved}")
 
 
-def quality_fields(quality: dict[str, Any]) -> list[tuple[str, Any]]:
-    from scaling.fitting.diagnostics import as_warnings
-
-    failed = quality.get("bootstrap_failed_fraction")
-    status = quality.get("convergence") or ("converged" if quality.get("converged") else "not_converged")
+def quality_fields(quality: FitQuality) -> list[tuple[str, Any]]:
+    failed = quality.bootstrap_failed_fraction
+    status = quality.convergence or ("converged" if quality.converged else "not_converged")
     return [
-        ("points", quality.get("n_points")),
-        ("free parameters", quality.get("n_params_free")),
-        ("RMSE of log residuals", quality.get("rmse_log")),
-        ("objective", quality.get("objective")),
-        ("convergence", quality.get("message", "") or status),
-        ("at a bound", list(quality.get("at_bound", []) or [])),
+        ("points", quality.n_points),
+        ("free parameters", quality.n_params_free),
+        ("RMSE of log residuals", quality.rmse_log),
+        ("objective", quality.objective),
+        ("convergence", quality.message or status),
+        ("at a bound", list(quality.at_bound)),
         ("bootstrap failed", "-" if failed is None else f"{float(failed):.1%}"),
-        ("seconds", quality.get("seconds")),
-        ("warnings", [f"{w.code} ({w.severity}): {w.message}" for w in as_warnings(quality.get("warnings"))]),
+        ("seconds", quality.seconds),
+        ("warnings", [f"{w.code} ({w.severity}): {w.message}" for w in quality.warnings]),
     ]
 
 
@@ -161,7 +160,7 @@ def print_transfer_analysis(a: TransferAnalysis, out_path: Path, fmt: Format) ->
             title=f"from-scratch fit on the target, {a.scratch_fit.law_name}: {a.scratch_fit.law.formula}",
             quality=False,
         )
-        print_fields(quality_fields(dict(a.scratch_fit.quality))[:5], title="from-scratch fit quality")
+        print_fields(quality_fields(a.scratch_fit.quality)[:5], title="from-scratch fit quality")
         blank_line()
         print_table(
             with_intervals(runs, ["D_T"]),

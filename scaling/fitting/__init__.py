@@ -10,7 +10,7 @@
 - ``bootstrap``: the one resampling loop and percentile interval that every uncertainty in the package uses;
   ``formula_fit``: per-group parameters and several targets for formula laws;
 - ``result``: :class:`Fit`, the learned state (parameters, draws, quality) with ``predict``, ``optimal``,
-  ``summary`` and ``to_frame``;
+  ``summary`` and ``to_frame``; ``quality``: :class:`FitQuality`, the typed record of how the fit went;
 - ``forecast``: predictions with confidence and prediction intervals, compute-optimal allocation;
   ``extrapolation``: how far a forecast lies outside the fitted range; ``diagnostics``: structured warnings and
   interval status;

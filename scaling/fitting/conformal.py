@@ -79,7 +79,7 @@ def rollout_errors(df: pd.DataFrame, law: Law, fit_cut: Callable[[pd.DataFrame],
 
     ``fit_cut`` fits the law to a cut's training rows (the caller's fitter as a point fit: no bootstrap, no
     calibration of its own, CUT_REFINE starts); it is passed in so that this module does not depend on the fitter
-    that calls it. Returns the calibration record stored in ``fit.quality["calibration"]`` (None when no cut could
+    that calls it. Returns the calibration record stored in ``fit.quality.calibration`` (None when no cut could
     be fitted).
     """
     axis = axis_of(law.inputs)
@@ -95,8 +95,8 @@ def rollout_errors(df: pd.DataFrame, law: Law, fit_cut: Callable[[pd.DataFrame],
         except (ScalingError, ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue  # a cut the law cannot be fitted to says nothing about its errors; the others still do
         q = cut.quality
-        n, p = q["n_points"], q["n_params_free"]
-        sigma = float(q["rmse_log"]) * math.sqrt(n / (n - p)) if n > p else math.nan
+        n, p = q.n_points, q.n_params_free
+        sigma = float(q.rmse_log) * math.sqrt(n / (n - p)) if n > p else math.nan
         x = {c: test[c].to_numpy(float) for c in law.inputs}
         pred = np.asarray(law.log_predict(cut.params, **x) if law.residual_space == "log" else law.predict(cut.params, **x), float)
         y = test[law.output].to_numpy(float)

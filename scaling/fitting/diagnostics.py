@@ -2,7 +2,8 @@
 
 A :class:`FitWarning` is what a fit, a forecast row, a backtest and the HTTP service carry instead of a bare sentence,
 so that a program can act on ``code`` (``not_converged``, ``extrapolating_far``, ...) while a person reads
-``message``. Fit files store them as ``{"code", "severity", "message"}`` objects inside ``quality.warnings``; fit
+``message``. Fit files store them as ``{"code", "severity", "message"}`` objects inside ``quality.warnings``
+(:class:`scaling.fitting.quality.FitQuality`); fit
 files written before this structure held plain strings, which :meth:`FitWarning.coerce` classifies by their wording.
 
 An interval that carries no information (as many free parameters as distinct points, most bootstrap resamples
@@ -15,7 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from scaling.fitting.quality import FitQuality
 
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
@@ -91,7 +95,7 @@ def warnings_to_dicts(items: Iterable[Any] | None) -> list[dict[str, str]]:
     return [w.to_dict() for w in as_warnings(items)]
 
 
-def interval_status(quality: Mapping[str, Any], n_draws: int) -> str | None:
+def interval_status(quality: FitQuality, n_draws: int) -> str | None:
     """Why a fit's bootstrap intervals carry no information, as a code; None when they can be shown.
 
     - ``no_uncertainty_information``: as many free parameters as distinct input points (the law passes through
@@ -99,27 +103,18 @@ def interval_status(quality: Mapping[str, Any], n_draws: int) -> str | None:
     - ``bootstrap_failed_NN%``: at least ``BOOTSTRAP_FAIL_MAX`` of the resamples failed;
     - ``no_bootstrap_draws``: the fit has no draws (``--bootstrap 0``, published laws).
     """
-    # quality is free-form in a fit file: a value of the wrong type is ignored here, never an exception
-    n_free = _number(quality.get("n_params_free"))
-    n_distinct = _number(quality.get("n_distinct_points", quality.get("n_points")))
+    n_free = quality.n_params_free
+    n_distinct = quality.n_distinct_points if quality.n_distinct_points is not None else quality.n_points
     if n_free is not None and n_distinct is not None and n_distinct <= n_free:
         return "no_uncertainty_information"
-    warnings = quality.get("warnings")
-    codes = {w.code for w in as_warnings(warnings if isinstance(warnings, (list, tuple)) else [])}
-    if "interpolating_fit" in codes:  # older files without n_distinct_points
+    if any(w.code == "interpolating_fit" for w in quality.warnings):  # older files without n_distinct_points
         return "no_uncertainty_information"
-    failed = _number(quality.get("bootstrap_failed_fraction"))
+    failed = quality.bootstrap_failed_fraction
     if failed is not None and failed >= BOOTSTRAP_FAIL_MAX:
         return f"bootstrap_failed_{round(100 * failed)}%"
     if n_draws == 0:
         return "no_bootstrap_draws"
     return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
 def describe_status(status: str) -> str:

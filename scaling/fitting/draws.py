@@ -11,7 +11,7 @@ resamples from scratch would cost 200 multi-starts; instead each resample is ref
   optima move little under resampling; this saves most of the cost).
 
 A resample that keeps fewer rows than free parameters, or fewer distinct values of an input than the law needs,
-cannot be fitted and counts as failed (``quality["bootstrap_failed_fraction"]``).
+cannot be fitted and counts as failed (``quality.bootstrap_failed_fraction``).
 
 Large tables: with more than BOOTSTRAP_UNITS resampling units each resample draws m = BOOTSTRAP_UNITS units with
 replacement instead of n and is refitted on those rows only; its deviation from the full-data optimum is scaled by

@@ -47,6 +47,7 @@ from scaling.fitting.diagnostics import BOOTSTRAP_FAIL_MAX, FitWarning
 from scaling.fitting.draws import ParameterDraws, bootstrap_draws
 from scaling.fitting.multistart import METHODS, Multistart, multistart
 from scaling.fitting.objective import LOSSES, Objective, ParamSpace, law_arrays
+from scaling.fitting.quality import FitQuality
 from scaling.fitting.optimise import SCREEN_OPTIONS, TIGHT_OPTIONS, convergence_diagnostics, convergence_verdict
 from scaling.fitting.result import Fit
 from scaling.fitting.table import bind_law, data_summary, prepare_table, single_input_column
@@ -280,8 +281,8 @@ class LawFitter:
             quality=quality,
         )
         fit.recompute_intervals()
-        fit.quality["warnings"].extend(fit.identifiability_warnings())
-        fit.quality["seconds"] = round(time.perf_counter() - t_start, 3)
+        fit.quality.warnings.extend(fit.identifiability_warnings())
+        fit.quality.seconds = round(time.perf_counter() - t_start, 3)
         return fit
 
     def _resample_spaces(self, law: Law) -> list[ParamSpace]:
@@ -320,7 +321,7 @@ class LawFitter:
 
     def _quality(self, obj: Objective, df: pd.DataFrame, grid: np.ndarray, found: Multistart,
                  check: Mapping[str, Any], params: Mapping[str, float], resampled: ParameterDraws,
-                 group_used: str | None) -> dict[str, Any]:
+                 group_used: str | None) -> FitQuality:
         """``Fit.quality``: goodness of fit, the convergence verdict and its measures, the bootstrap's failures,
         the rollout calibration and the warnings (point estimate first, then bootstrap)."""
         space, law, best = obj.space, obj.space.law, found.best
@@ -332,31 +333,31 @@ class LawFitter:
         status, message = convergence_verdict(check, best.status, str(best.message), found.n_refined, n)
         at_bound = _at_bound(space, theta, grid)
         n_failed = resampled.run.n_failed
-        quality = {
-            "n_points": int(n),
-            "n_distinct_points": int(n_distinct),
-            "n_params_free": int(space.size),
-            "rmse_log": float(np.sqrt(np.mean(resid**2))),  # RMSE of the residuals in the law's residual space
-            "residual_space": law.residual_space,
-            "objective": float(best.fun),
-            "converged": status == "converged",
-            "convergence": status,
-            "message": message,
-            "optimizer_message": str(best.message),
-            "newton_step": float(check["newton_step"]),
-            "relative_gradient": float(check["relative_gradient"]),
-            "restart_gain": float(check["restart_gain"]),
-            "at_bound": at_bound,
-            "n_starts": int(getattr(best, "n_starts", len(grid))),
-            "n_refined": int(found.n_refined),
-            "bootstrap_failed_fraction": float(n_failed / self.n_bootstrap) if self.n_bootstrap else None,
-            "warnings": [*_point_warnings(space, theta, params, grid, at_bound, n_distinct, status, message),
-                         *self._bootstrap_warnings(df, space, group_used, n_failed)],
-            "seconds": None,
-        }
-        quality["calibration"] = self._calibration(df, law, space.size)
+        quality = FitQuality(
+            n_points=int(n),
+            n_distinct_points=int(n_distinct),
+            n_params_free=int(space.size),
+            rmse_log=float(np.sqrt(np.mean(resid**2))),
+            residual_space=law.residual_space,
+            objective=float(best.fun),
+            converged=status == "converged",
+            convergence=status,
+            message=message,
+            optimizer_message=str(best.message),
+            newton_step=float(check["newton_step"]),
+            relative_gradient=float(check["relative_gradient"]),
+            restart_gain=float(check["restart_gain"]),
+            at_bound=at_bound,
+            n_starts=int(getattr(best, "n_starts", len(grid))),
+            n_refined=int(found.n_refined),
+            bootstrap_failed_fraction=float(n_failed / self.n_bootstrap) if self.n_bootstrap else None,
+            warnings=[*_point_warnings(space, theta, params, grid, at_bound, n_distinct, status, message),
+                      *self._bootstrap_warnings(df, space, group_used, n_failed)],
+            seconds=None,
+            calibration=self._calibration(df, law, space.size),
+        )
         if self.loss == "huber_likelihood":
-            quality["residual_scale"] = float(np.exp(best.x[space.size]))
+            quality.residual_scale = float(np.exp(best.x[space.size]))
         return quality
 
     def _bootstrap_warnings(self, df: pd.DataFrame, space: ParamSpace, group_used: str | None,

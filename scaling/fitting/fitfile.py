@@ -120,15 +120,15 @@ def fit_to_dict(fit: Fit) -> dict:
     d = {
         "format_version": FORMAT_VERSION,
         "scaling_version": scaling.__version__,
-        "kind": meta.get("kind", "fitted"),
+        "kind": fit.kind,
         "law": fit.law_name,
         "formula": law.formula,
-        "reference": meta.get("reference") or law.reference,
+        "reference": fit.reference,
         "inputs": list(law.inputs),
         "output": law.output,
         "param_def": fit.param_def,
         "units": dict(meta.get("units") or {}),
-        "notes": meta.get("notes") or "",
+        "notes": fit.notes,
         "params": fit.params,
         "fixed": fit.fixed,
         "tied": fit.tied,
@@ -138,7 +138,7 @@ def fit_to_dict(fit: Fit) -> dict:
         "draws": draws,
         "settings": fit.settings,
         "data_summary": fit.data_summary,
-        "quality": fit.quality,
+        "quality": fit.quality.to_dict(),
         "created": meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     spec = _law_spec(fit)

@@ -78,8 +78,8 @@ def _draw_params(fit: Fit) -> dict[str, np.ndarray]:
 
 def noise_scale(fit: Fit) -> float:
     """The fit's run-to-run noise in its residual space: in-sample RMSE times sqrt(n / (n - p)) (NaN without it)."""
-    q = fit.quality or {}
-    n, p, rmse = q.get("n_points") or 0, q.get("n_params_free") or 0, q.get("rmse_log")
+    q = fit.quality
+    n, p, rmse = q.n_points or 0, q.n_params_free or 0, q.rmse_log
     return float(rmse) * np.sqrt(n / (n - p)) if rmse is not None and n > p else np.nan
 
 
@@ -98,7 +98,7 @@ def _prediction_band(fit: Fit, centre: np.ndarray, draws_space: np.ndarray, ci: 
     reps = max(1, NOISY_ROWS // len(base))  # enough noisy copies for stable 2.5%/97.5% quantiles
     noisy = np.repeat(base, reps, axis=0) + rng.normal(0.0, sigma, (len(base) * reps, base.shape[1]))
     lo, hi = percentile_interval(noisy, ci)
-    calibration = (fit.quality or {}).get("calibration")
+    calibration = fit.quality.calibration
     q, small = conformal_quantile(calibration, ci)
     if not np.isfinite(q):
         return lo, hi, "uncalibrated"
@@ -145,7 +145,7 @@ def predict(fit: Fit, ci: float | None = None, grid: bool = False, **inputs: Any
         in_space = predict_many(law, draws, x, log=log)
         in_space = np.where(np.isfinite(in_space), in_space, np.nan)
         conf_lo, conf_hi = percentile_interval(in_space, ci)
-        rng = np.random.default_rng(int(fit.settings.get("seed") or 0))
+        rng = np.random.default_rng(fit.seed)
         decades = np.nan_to_num(where["extrap_decades"].to_numpy(float), nan=0.0)
         pred_lo, pred_hi, pred_status = _prediction_band(fit, centre, in_space, ci, decades, rng)
         row_status[:] = pred_status

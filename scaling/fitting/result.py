@@ -18,7 +18,8 @@ import pandas as pd
 
 from scaling.fitting import forecast
 from scaling.fitting.bootstrap import percentile_interval
-from scaling.fitting.diagnostics import COLLAPSE_REL_WIDTH, FitWarning, as_warnings, describe_status, interval_status
+from scaling.fitting.diagnostics import COLLAPSE_REL_WIDTH, FitWarning, describe_status, interval_status
+from scaling.fitting.quality import FitQuality
 from scaling.laws.base import Law
 
 CORR_WARN = 0.95  # |correlation| between two exponents across draws above which they are called non-identifiable
@@ -37,8 +38,8 @@ class Fit:
         intervals: ``{name: (lower, upper)}`` at level ``ci`` for parameters and derived quantities.
         derived: derived quantities at the point estimate (``law.derived``, plus ``tokens_per_param`` at
             ``settings["ref_compute"]`` for laws with a closed-form optimum).
-        quality: n_points, n_params_free, rmse_log, objective, converged, message, at_bound,
-            bootstrap_failed_fraction, warnings, ...
+        quality: a :class:`~scaling.fitting.quality.FitQuality` (n_points, rmse_log, objective, convergence,
+            at_bound, bootstrap_failed_fraction, warnings, ...); the constructor also takes a mapping of those keys.
         settings: how it was fitted (law name, loss, delta, fix, tie, bounds, n_bootstrap, ci, seed, ...).
         data_summary: rows, ranges of each input, source file and its sha256.
         meta: for fit files: kind ("fitted"/"published"), reference, units, notes, created, scaling_version.
@@ -56,7 +57,7 @@ class Fit:
         derived: Mapping[str, float] | None = None,
         settings: Mapping[str, Any] | None = None,
         data_summary: Mapping[str, Any] | None = None,
-        quality: Mapping[str, Any] | None = None,
+        quality: FitQuality | Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
     ):
         self.law = law
@@ -68,9 +69,7 @@ class Fit:
         self.settings.setdefault("law", law.name)
         self.settings.setdefault("ci", 0.95)
         self.data_summary = dict(data_summary) if data_summary is not None else None
-        self.quality = dict(quality or {})
-        raw = self.quality.get("warnings")
-        self.quality["warnings"] = as_warnings(raw if isinstance(raw, (list, tuple)) else [])
+        self.quality = FitQuality.from_dict(quality)
         self.meta = dict(meta or {})
         self.derived = dict(derived) if derived is not None else self.derived_values(self.params)
         self.intervals = {k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()}
@@ -91,29 +90,60 @@ class Fit:
 
     @property
     def param_def(self) -> str:
+        """What N counts: ``nonemb`` (non-embedding parameters) or ``total`` (embeddings included)."""
         return str(self.settings.get("param_def", "nonemb"))
+
+    @property
+    def n_bootstrap(self) -> int:
+        """Bootstrap resamples asked for (0: none; published fits have none)."""
+        return int(self.settings.get("n_bootstrap") or 0)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the fit's bootstrap, reused for forecast noise so a forecast is reproducible."""
+        return int(self.settings.get("seed") or 0)
+
+    @property
+    def ref_compute(self) -> float | None:
+        """The compute (FLOPs) at which ``tokens_per_param`` is reported; None for laws without an optimum."""
+        ref = self.settings.get("ref_compute")
+        return float(ref) if ref else None
+
+    @property
+    def kind(self) -> str:
+        """``fitted`` (by this package) or ``published`` (a paper's law in ``fits/``)."""
+        return str(self.meta.get("kind", "fitted"))
+
+    @property
+    def reference(self) -> str:
+        """Where the fit's numbers come from: the paper of a published fit, else the law's reference."""
+        return str(self.meta.get("reference") or self.law.reference)
+
+    @property
+    def notes(self) -> str:
+        return str(self.meta.get("notes") or "")
 
     @property
     def warnings(self) -> list[FitWarning]:
         """The fit's warnings as :class:`~scaling.fitting.diagnostics.FitWarning` (code, severity, message)."""
-        return as_warnings(self.quality.get("warnings"))
+        return list(self.quality.warnings)
 
     @property
     def convergence(self) -> str:
         """``converged``, ``stalled`` or ``not_converged`` (older fit files: from their converged flag)."""
-        status = self.quality.get("convergence")
+        status = self.quality.convergence
         if status in ("converged", "stalled", "not_converged"):
             return str(status)
-        if "converged" not in self.quality:
+        if self.quality.converged is None:
             return "not_fitted" if self.meta.get("kind") == "published" else "unknown"
-        return "converged" if self.quality.get("converged") else "not_converged"
+        return "converged" if self.quality.converged else "not_converged"
 
     @property
     def interval_status(self) -> str | None:
         """Why this fit's bootstrap intervals are withheld (a code such as ``no_uncertainty_information`` or
         ``bootstrap_failed_94%``), or None when they carry information. See :mod:`scaling.fitting.diagnostics`."""
         status = interval_status(self.quality, len(self.draws))
-        if status is None and self.quality.get("intervals_collapsed"):
+        if status is None and self.quality.intervals_collapsed:
             return "interval_collapsed"
         return status
 
@@ -148,7 +178,7 @@ class Fit:
         None are kept when the draws carry no information (:attr:`interval_status`): an interval printed from
         3 surviving resamples of a 5-point, 5-parameter fit is a zero-width number that excludes its own point.
         """
-        self.quality.pop("intervals_collapsed", None)
+        self.quality.intervals_collapsed = None
         if not len(self.draws) or self.interval_status is not None:
             self.intervals = {}
             return
@@ -163,7 +193,7 @@ class Fit:
         free = [n for n in self.law.param_names if n not in self.fixed and n not in self.tied and n in intervals]
         if free and all(intervals[n][1] - intervals[n][0] <= COLLAPSE_REL_WIDTH * max(abs(self.params[n]), 1e-300)
                         for n in free):
-            self.quality["intervals_collapsed"] = True
+            self.quality.intervals_collapsed = True
             self.intervals = {}
             return
         self.intervals = intervals
@@ -234,21 +264,21 @@ class Fit:
             lines.append(f"    source: {src}{sha}{rows}")
             for col, r in (d.get("ranges") or {}).items():
                 lines.append(f"    {col}: {r['min']:.4g} .. {r['max']:.4g} ({r['distinct']} distinct)")
-        if q.get("n_points") is not None:
+        if q.n_points is not None:
             lines.append("[[Fit Statistics]]")
             reduction = s.get("reduction", "sum")
             loss = s.get("loss", "huber")
             detail = f" (delta {s.get('delta')}, {reduction})" if loss != "least_squares" else f" ({reduction})"
-            lines.append(f"    objective: {loss}{detail} = {q.get('objective'):.6g}")
-            lines.append(f"    # data points = {q.get('n_points')}, # free params = {q.get('n_params_free')}")
-            lines.append(f"    RMSE of {q.get('residual_space', 'log')} residuals = {q.get('rmse_log'):.4g}")
-            lines.append(f"    convergence = {q.get('message') or self.convergence}")
+            lines.append(f"    objective: {loss}{detail} = {q.objective:.6g}")
+            lines.append(f"    # data points = {q.n_points}, # free params = {q.n_params_free}")
+            lines.append(f"    RMSE of {q.residual_space or 'log'} residuals = {q.rmse_log:.4g}")
+            lines.append(f"    convergence = {q.message or self.convergence}")
             if s.get("n_bootstrap"):
                 unit = f"groups of {s['group']!r}" if s.get("group") else "rows"
                 if s.get("bootstrap_units_per_resample"):
                     unit += f", {s['bootstrap_units_per_resample']} drawn per resample (m-out-of-n, rescaled)"
                 lines.append(f"    bootstrap: {s['n_bootstrap']} resamples over {unit} (seed {s.get('seed')}), "
-                             f"{100 * (q.get('bootstrap_failed_fraction') or 0):.1f}% failed")
+                             f"{100 * (q.bootstrap_failed_fraction or 0):.1f}% failed")
         status = self.interval_status
         # standard errors from draws that carry no information would be as misleading as their intervals
         errors = self.standard_errors() if len(self.draws) > 1 and status is None else {}
@@ -265,7 +295,7 @@ class Fit:
                 note = " (fixed)"
             elif name in self.tied:
                 note = f" (tied to {self.tied[name]})"
-            elif name in q.get("at_bound", []):
+            elif name in q.at_bound:
                 note = " (at bound)"
             lines.append(f"    {name:<{width}} = {value:<12.6g}{self._interval_text(name, errors)}{note}")
         if self.derived:
@@ -280,7 +310,7 @@ class Fit:
         if self.meta.get("notes"):
             lines.append("[[Notes]]")
             lines.append(f"    {self.meta['notes']}")
-        if q.get("warnings"):
+        if q.warnings:
             lines.append("[[Warnings]]")
             lines.extend(f"    - {w.code} ({w.severity}): {w.message}" for w in self.warnings)
         return "\n".join(lines)

@@ -24,7 +24,7 @@ def fit_table(fit: Fit) -> pd.DataFrame:
 
 
 def quality_table(fit: Fit) -> pd.DataFrame:
-    q = {**(fit.quality or {}), "convergence": fit.convergence} if fit.quality else {}
+    q = {**fit.quality.to_dict(), "convergence": fit.convergence}  # the fields the fit reports
     keys = ["n_points", "n_params_free", "rmse_log", "objective", "convergence", "at_bound", "bootstrap_failed_fraction"]
     return pd.DataFrame(
         [

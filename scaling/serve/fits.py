@@ -42,7 +42,7 @@ def fit_named(store: FitStore, name: str) -> Fit:
 
 
 def _summary(name: str, fit: Fit) -> dict:
-    q = fit.quality or {}
+    q = fit.quality
     return {
         "name": name,
         "law": fit.law_name,
@@ -50,20 +50,14 @@ def _summary(name: str, fit: Fit) -> dict:
         "inputs": list(fit.law.inputs),
         "output": fit.law.output,
         "kind": str(fit.meta.get("kind", "fitted")),
-        # quality is free-form in a fit file: a value of the wrong type is shown as null, never a 500
-        "n_points": _typed(q.get("n_points"), int),
-        "rmse_log": to_jsonable(float(q["rmse_log"])) if _typed(q.get("rmse_log"), (int, float)) is not None else None,
-        "converged": _typed(q.get("converged"), bool),
+        # a quality value of the wrong type in a fit file reads None (FitQuality): shown as null, never a 500
+        "n_points": q.n_points,
+        "rmse_log": to_jsonable(float(q.rmse_log)) if q.rmse_log is not None else None,
+        "converged": q.converged,
         "convergence": fit.convergence,
         "interval_status": fit.interval_status or "ok",
         "n_draws": len(fit.draws),
     }
-
-
-def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
-    if isinstance(value, bool) and kind is not bool:
-        return None  # JSON true is not a count
-    return value if isinstance(value, kind) else None
 
 
 def _detail(store: FitStore, name: str) -> dict:
@@ -76,7 +70,7 @@ def _detail(store: FitStore, name: str) -> dict:
             "intervals": {k: list(v) for k, v in fit.intervals.items()},
             "derived": fit.derived,
             "ci": fit.ci,
-            "quality": {str(k): v for k, v in (fit.quality or {}).items()},
+            "quality": fit.quality.to_dict(),
             "data_summary": fit.data_summary,
             "notes": str(fit.meta.get("notes") or ""),
         }
