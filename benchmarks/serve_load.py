@@ -40,7 +40,8 @@ import pandas as pd
 
 def make_fits(folder: Path) -> None:
     from scaling.analysis import fit as fit_law
-    from scaling.fitting.fitfile import load_fit, save_fit
+    from scaling.fitting.fitfile import save_fit
+    from scaling.fitting.result import load_fit
     from scaling.laws.chinchilla import chinchilla_loss
 
     rng = np.random.default_rng(0)

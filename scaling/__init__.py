@@ -35,7 +35,7 @@ _EXPORTS = {
     "Fit": "scaling.fitting.result",
     "LawFitter": "scaling.fitting.estimate",
     "fit": "scaling.analysis",
-    "load_fit": "scaling.fitting.fitfile",
+    "load_fit": "scaling.fitting.result",
     "optimal_hyperparameters": "scaling.analysis.hyperparameters",
     "optimum_table": "scaling.analysis.hyperparameters",
     "formula_law": "scaling.laws.formula",
@@ -50,8 +50,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names re
     from scaling.errors import ScalingError
     from scaling.analysis import fit
     from scaling.fitting.estimate import LawFitter
-    from scaling.fitting.result import Fit
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import Fit, load_fit
     from scaling.fitting.formula_fit import fit_formula
     from scaling.laws.formula import formula_law
     from scaling.fitting.scoring import evaluate, predict_rows

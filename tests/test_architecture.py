@@ -109,9 +109,7 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
 
 
 # Cycles still being broken (issue 10); must end empty.
-KNOWN_CYCLES: list[set[str]] = [
-    {"scaling.fitting.fitfile", "scaling.fitting.result"},
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 
 def test_no_import_cycles():

@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 from cli_helpers import assert_user_error, invoke
 
-from scaling.fitting.fitfile import load_fit, output_problem
+from scaling.fitting.fitfile import output_problem
+from scaling.fitting.result import load_fit
 
 REPO = Path(__file__).resolve().parents[1]
 

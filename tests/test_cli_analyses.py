@@ -22,7 +22,7 @@ import pytest
 
 from scaling.errors import ScalingError
 from scaling.fitting.estimate import LawFitter
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 from scaling.laws import get_law
 from scaling.laws.data_constrained import MUENNIGHOFF_C4
 from scaling.laws.kaplan import KAPLAN_L_ND, kaplan_nd_loss

@@ -93,7 +93,7 @@ def test_fit_json_on_stdout_recovers_truth(fitted):
 
 
 def test_fit_file_round_trips(fitted):
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
 
     folder, proc = fitted
     doc = json.loads(proc.stdout)

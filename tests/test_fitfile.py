@@ -16,7 +16,8 @@ import pytest
 
 import scaling
 from scaling.errors import ScalingError
-from scaling.fitting.fitfile import FORMAT_VERSION, load_fit, published_names, save_fit
+from scaling.fitting.fitfile import FORMAT_VERSION, published_names, save_fit
+from scaling.fitting.result import load_fit
 from scaling.laws import get_law
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -178,7 +179,7 @@ def test_an_installed_wheel_finds_the_published_fits_by_name(tmp_path):
     shipped = {p.stem for p in (site / "scaling" / "published").glob("*.json")}
     assert shipped == {p.stem for p in (src / "fits").glob("*.json")} and "chinchilla" in shipped
     probe = (
-        "import scaling; from scaling.fitting.fitfile import load_fit; f = load_fit('chinchilla');"
+        "import scaling; from scaling.fitting.result import load_fit; f = load_fit('chinchilla');"
         "print(scaling.__file__, f.law_name, f.params['E'])"
     )
     out = subprocess.run(
@@ -241,4 +242,4 @@ def test_a_file_far_too_large_for_a_fit_is_refused_before_reading(tmp_path, monk
     path.write_text(json.dumps({"format_version": 1, "padding": "x" * 5000}))
     monkeypatch.setattr(fitfile, "MAX_FIT_BYTES", 4096)  # the real limit is 64 MiB: same check, smaller file
     with pytest.raises(ScalingError, match=r"big.json: 5,\d\d\d bytes, too large for a fit file \(at most 4,096\)"):
-        fitfile.load_fit(path)
+        load_fit(path)

@@ -19,7 +19,7 @@ from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
 from scaling.fitting.estimate import LawFitter
 from scaling.fitting.objective import MAX_GRID, SOBOL_STARTS, ParamSpace
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 from scaling.laws.base import Law, Param
 from scaling.laws.formula import build_law, formula_law
 from scaling.laws.formula_syntax import parse_rhs, split_formula

@@ -29,8 +29,8 @@ def test_import_scaling_is_lazy_and_public_names_resolve():
     # `import scaling` must not pay for scipy/pandas; each public name still resolves to the real object.
     assert _run("import sys, scaling; print(sorted(m for m in ('scipy', 'pandas') if m in sys.modules))") == "[]"
     code = (
-        "import scaling, scaling.analysis, scaling.fitting.fitfile\n"
-        "assert scaling.fit is scaling.analysis.fit and scaling.load_fit is scaling.fitting.fitfile.load_fit\n"
+        "import scaling, scaling.analysis, scaling.fitting.result\n"
+        "assert scaling.fit is scaling.analysis.fit and scaling.load_fit is scaling.fitting.result.load_fit\n"
         "missing = [n for n in scaling.__all__ if not hasattr(scaling, n)]\n"
         "print(missing)\n"
     )

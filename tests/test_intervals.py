@@ -19,7 +19,7 @@ import pytest
 import scaling
 from cli_helpers import run
 from scaling.fitting.diagnostics import FitWarning, as_warnings, interval_status
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 from scaling.fitting.optimise import convergence_verdict
 
 EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"

@@ -164,7 +164,7 @@ def test_r_star_recovery_with_1_percent_noise_full_seeds():
 
 
 def test_published_fit_file():
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
 
     fit = load_fit("muennighoff2023")
     assert fit.law.name == "data-constrained" and fit.meta["kind"] == "published"

@@ -17,7 +17,7 @@ from scaling.analysis.downstream import chain_forecast
 from scaling.errors import ScalingError
 from scaling.analysis import fit as scaling_fit
 from scaling.fitting.estimate import LawFitter
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 from scaling.fitting.result import Fit
 from scaling.laws import get_law
 

@@ -234,7 +234,7 @@ def test_analysis_with_too_few_usable_runs_says_why():
 
 
 def test_published_fit_files():
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
 
     text, mix = load_fit("hernandez2021"), load_fit("hernandez2021-mix")
     assert text.params == TEXT_TO_PYTHON

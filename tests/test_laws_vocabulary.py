@@ -16,7 +16,7 @@ import pytest
 from cli_helpers import assert_user_error, run
 from scaling.errors import ScalingError
 from scaling.fitting.estimate import LawFitter
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 from scaling.laws import get_law
 from scaling.laws.vocabulary import PUBLISHED_NORMALISED, optimal_vocabulary, published_constants
 

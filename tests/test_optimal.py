@@ -276,7 +276,7 @@ def ensemble_table(V: float, k: int = 4, seeds: int = 3, noise: float = 0.002, s
 
 
 def test_ensemble_without_ensemble_evaluations_cannot_tell():
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
     from scaling.analysis.ensemble import ensemble_plan
 
     fit = load_fit("besiroglu2024")
@@ -292,7 +292,7 @@ def test_ensemble_without_ensemble_evaluations_cannot_tell():
 
 @pytest.mark.parametrize("V,verdict", [(0.5, "ensemble of 4"), (1e-4, "one model")])
 def test_ensemble_verdict_follows_measured_gain(V, verdict):
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
     from scaling.analysis.ensemble import ensemble_gain_table, ensemble_plan
 
     table = ensemble_table(V)
@@ -306,7 +306,7 @@ def test_ensemble_verdict_follows_measured_gain(V, verdict):
 
 
 def test_ensemble_needs_k_of_two_or_more():
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
     from scaling.analysis.ensemble import ensemble_plan
 
     with pytest.raises(ScalingError, match=">= 2"):

@@ -145,7 +145,7 @@ def test_transfer_repetition_and_calibration_sections(tmp_path):
             )
     df = pd.DataFrame(rows)
     df.attrs["source"] = "special.csv"
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
 
     path = build_report(
         df, [("kaplan2020-n", load_fit("kaplan2020-n"))], out_dir=tmp_path / "r", n_bootstrap=0, run_backtest=False
@@ -157,7 +157,7 @@ def test_transfer_repetition_and_calibration_sections(tmp_path):
 
 
 def test_nothing_written_on_failure_and_safe_replacement(tmp_path):
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
 
     out = tmp_path / "r"
     small = sweep_table(budgets=(1e13, 1e14), sizes=3, evals=(1.0,))

@@ -34,7 +34,8 @@ from packaging.version import Version
 from scaling.analysis.backtest import backtest
 from scaling.analysis import fit as fit_law
 from scaling.fitting.result import Fit
-from scaling.fitting.fitfile import load_fit, save_fit
+from scaling.fitting.fitfile import save_fit
+from scaling.fitting.result import load_fit
 from scaling.laws.chinchilla import chinchilla_loss
 from scaling.serve.app import create_app, server_config
 from scaling.serve.limits import MAX_EVALUATIONS, ComputePool, Overloaded, TimedOut

@@ -267,7 +267,7 @@ class _Constraints:
 
 
 def _read_constraints(law: Law, fix: list[str], tie: list[str], fix_from: str | None, param_def: str) -> _Constraints:
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
     from scaling.fitting.stages import frozen_from
 
     out = _Constraints(parse_assignments(fix, "--fix", law, numeric=True),

@@ -20,7 +20,7 @@ from scaling.cli.options import CiOption, FormatOption, ValuesOption
 from scaling.cli.output import Format, emit, quiet_numerics, with_intervals
 from scaling.cli.parsing import check_grid_size, parse_at, parse_grid, parse_points
 from scaling.errors import ScalingError
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 
 if TYPE_CHECKING:  # pragma: no cover
     from scaling.fitting.result import Fit

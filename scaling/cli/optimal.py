@@ -41,7 +41,7 @@ from scaling.cli.parsing import (
     parse_values,
 )
 from scaling.errors import ScalingError
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 
 if TYPE_CHECKING:  # pragma: no cover
     from scaling.fitting.result import Fit

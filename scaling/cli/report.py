@@ -53,7 +53,7 @@ def report_command(
     """A self-contained HTML report: data, fitted curves with extrapolation bands, residuals, isoFLOP profiles, backtest."""
     from scaling.analysis.backtest import load_backtest
     from scaling.analysis.holdout import Holdout
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
     from scaling.report.html import build_report
 
     check_bootstrap_options(bootstrap, seed)

@@ -53,7 +53,8 @@ def predict_command(
                                                 help="Write the CSV here instead of stdout.")] = None,
 ) -> None:
     """The rows with the fit's prediction and interval appended (prediction, prediction_lower, prediction_upper)."""
-    from scaling.fitting.fitfile import load_fit, write_text_atomic
+    from scaling.fitting.fitfile import write_text_atomic
+    from scaling.fitting.result import load_fit
     from scaling.fitting.fitfile import resolve as resolve_fit
     from scaling.fitting.scoring import predict_rows
 
@@ -84,7 +85,7 @@ def evaluate_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """R^2, NMSE, NMAE, log-RMSE and mean relative error of a fit on a test table (docs/cli.md)."""
-    from scaling.fitting.fitfile import load_fit
+    from scaling.fitting.result import load_fit
     from scaling.fitting.scoring import evaluate
 
     result = load_fit(fit)

@@ -1,9 +1,14 @@
-"""Fit files: a :class:`~scaling.fitting.result.Fit` as versioned JSON, and the published laws in ``fits/`` found by name.
+"""Fit files: the versioned JSON format of a fit, atomic writes, and the published laws in ``fits/`` found by name.
 
-The format is documented in ``docs/fit-files.md``. Loading parses JSON and validates it against a pydantic schema;
-nothing in a fit file is ever executed: the law is stored by its registry NAME (the formula text is for humans)
-and re-bound with :func:`scaling.laws.get_law`. A file from a newer format version is refused with a clear error.
-Non-finite numbers (an interval without draws) are stored as ``null`` so the files are strict JSON.
+The format is documented in ``docs/fit-files.md``. This module knows the format and the files, not the
+:class:`~scaling.fitting.result.Fit` class: :func:`fit_to_dict` reads a fit's attributes, :func:`fit_arguments`
+turns a validated file back into the arguments of ``Fit(...)``, and ``Fit.to_dict``, ``Fit.from_dict``,
+``Fit.save`` and :func:`scaling.fitting.result.load_fit` use them (one import direction: result -> fitfile).
+
+Loading parses JSON and validates it against a pydantic schema; nothing in a fit file is ever executed: the law is
+stored by its registry NAME (the formula text is for humans) and re-bound with :func:`scaling.laws.get_law`. A file
+from a newer format version is refused with a clear error. Non-finite numbers (an interval without draws) are
+stored as ``null`` so the files are strict JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,8 +32,10 @@ from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 import scaling
 from scaling.fitting.diagnostics import FitWarning
 from scaling.errors import ScalingError
-from scaling.fitting.result import Fit
 from scaling.laws.base import _REGISTRY, get_law
+
+if TYPE_CHECKING:
+    from scaling.fitting.result import Fit
 
 FORMAT_VERSION = 1
 # A fit with 10,000 bootstrap draws of 10 parameters is about 2 MiB; anything far larger is not a fit file, and
@@ -178,8 +185,9 @@ def _first_error(exc: ValidationError) -> str:
     return f"field {where}: {err.get('msg')}"
 
 
-def fit_from_dict(d: Any, *, source: str = "fit") -> Fit:
-    """Validate a fit-file dict and rebuild the :class:`Fit` (the law re-bound by name)."""
+def fit_arguments(d: Any, *, source: str = "fit") -> dict[str, Any]:
+    """Validate a fit-file dict; return the keyword arguments of ``Fit(...)`` that rebuild it (the law re-bound by
+    name). Every problem is a one-line :class:`ScalingError` naming ``source`` and the field."""
     if not isinstance(d, Mapping):
         raise ScalingError(f"{source}: not a fit file (expected a JSON object, found {type(d).__name__})")
     version = d.get("format_version")
@@ -226,7 +234,7 @@ def fit_from_dict(d: Any, *, source: str = "fit") -> Fit:
     settings["law"] = f.law
     settings["ci"] = f.ci
     settings["param_def"] = f.param_def
-    return Fit(
+    return dict(
         law=law,
         params=f.params,
         fixed=f.fixed,
@@ -403,9 +411,9 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
     raise ScalingError(f"{name}: no such fit file, and no fit of that name in ./fits or the published fits ({known})")
 
 
-def load_fit(path_or_name: str | os.PathLike) -> Fit:
-    """Load a fit file by path or by name (``load_fit("chinchilla")``). Never executes code from the file."""
-    path = resolve(path_or_name)
+def read_fit_json(path: Path) -> Any:
+    """The parsed JSON of a fit file (not yet validated), with one-line errors for a file too large, not text or not
+    JSON."""
     try:
         size = path.stat().st_size
         if size > MAX_FIT_BYTES:
@@ -415,7 +423,7 @@ def load_fit(path_or_name: str | os.PathLike) -> Fit:
         raise ScalingError(f"{path}: not a fit file (not UTF-8 text)") from None
     except OSError as exc:
         raise ScalingError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return fit_from_dict(parse_json(text, source=str(path)), source=str(path))
+    return parse_json(text, source=str(path))
 
 
 def parse_json(text: str, *, source: str) -> Any:
@@ -435,4 +443,5 @@ def _first_line_of(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["FORMAT_VERSION", "fit_from_dict", "fit_to_dict", "load_fit", "published_names", "resolve", "save_fit"]
+__all__ = ["FORMAT_VERSION", "fit_arguments", "fit_to_dict", "published_names", "read_fit_json", "resolve", "save_fit",
+           "to_jsonable", "write_text_atomic"]

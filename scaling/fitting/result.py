@@ -1,14 +1,16 @@
 """A fitted law: the learned state (parameters, bootstrap draws, quality), forecasts and a readable report.
 
-A :class:`Fit` is what :class:`scaling.fitting.estimate.LawFitter` returns and what a fit file holds (``fitfile.py`` reads
-and writes it). It carries everything needed to reproduce its forecasts and their intervals: the law (by registry
-name), the parameters, the bootstrap draws and the settings that produced them.
+A :class:`Fit` is what :class:`scaling.fitting.estimate.LawFitter` returns and what a fit file holds
+(:func:`load_fit`, :meth:`Fit.save`; the format itself is ``fitfile.py``). It carries everything needed to reproduce
+its forecasts and their intervals: the law (by registry name), the parameters, the bootstrap draws and the settings
+that produced them.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -393,21 +395,33 @@ class Fit:
 
     # -- persistence -----------------------------------------------------------------------------------------
 
+    # The format module is imported when a fit is saved or loaded: it brings pydantic, which fitting does not need.
+
     def to_dict(self) -> dict:
         """The fit-file representation (format version 1; see docs/fit-files.md)."""
-        from scaling.fitting import fitfile  # fitfile imports Fit; import here to keep the modules acyclic at load time
+        from scaling.fitting import fitfile
 
         return fitfile.fit_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "fit") -> Fit:
-        """Rebuild a fit from :meth:`to_dict` output (validated; the law is re-bound by its registry name)."""
+        """Rebuild a fit from :meth:`to_dict` output (validated, errors name ``source``; the law is re-bound by its
+        registry name)."""
         from scaling.fitting import fitfile
 
-        return fitfile.fit_from_dict(d, source=source)
+        return cls(**fitfile.fit_arguments(d, source=source))
 
     def save(self, path: str | Path) -> Path:
         """Write the fit as JSON (atomically; nothing is written on failure). Returns the path written."""
         from scaling.fitting import fitfile
 
         return fitfile.save_fit(self, path)
+
+
+def load_fit(path_or_name: str | os.PathLike) -> Fit:
+    """Load a fit file by path or by name (``load_fit("chinchilla")``: ``./fits/chinchilla.json``, else the published
+    fit). Validated on load; never executes code from the file."""
+    from scaling.fitting import fitfile
+
+    path = fitfile.resolve(path_or_name)
+    return Fit.from_dict(fitfile.read_fit_json(path), source=str(path))

@@ -11,7 +11,7 @@ service. The rules:
   a link elsewhere, a loop, are refused before anything is read.
 - Only regular files up to :data:`MAX_FILE_BYTES` are read, opened without following a last-moment symlink.
 - JSON deeper than :data:`MAX_JSON_DEPTH` is refused (the fit-file format needs 4 levels).
-- A fit is used only if :func:`scaling.fitting.fitfile.fit_from_dict` accepts it, values included (finite, within the
+- A fit is used only if :meth:`scaling.fitting.result.Fit.from_dict` accepts it, values included (finite, within the
   law's bounds, an interval level in (0, 1)): a negative ``A`` in ``E + A/N^alpha + ...`` would forecast -6e304.
 """
 
@@ -29,7 +29,6 @@ from typing import Any
 
 from scaling.errors import ScalingError
 from scaling.fitting.result import Fit
-from scaling.fitting.fitfile import fit_from_dict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -169,9 +168,9 @@ class FitStore:
                 raise hit[1]
             return hit[1]
         try:
-            # fit_from_dict validates values too (finite, within the law's bounds, ci in (0, 1)): no NaN
+            # Fit.from_dict validates values too (finite, within the law's bounds, ci in (0, 1)): no NaN
             # parameter or negative A ever reaches a forecast
-            fit = fit_from_dict(read_json(path), source="fit file")
+            fit = Fit.from_dict(read_json(path), source="fit file")
         except ScalingError as exc:
             result: Any = ScalingError(str(exc).removeprefix("fit file: "))
         except Exception as exc:  # noqa: BLE001 -- a file in the folder is untrusted input: whatever it makes the
