@@ -1,13 +1,13 @@
-"""How a fit prints: its parameter table with intervals, the fit-quality fields and warnings, as a table for
-people or a JSON record (``fit_record``) or CSV for pipes; and the results of laws fitted through an analysis of
-runs (transfer, repetition), which print their intermediate tables too."""
+"""How a fit prints: its parameter table with intervals (``Fit.parameter_table``), the fit-quality fields and
+warnings, as a table for people, or the fit's JSON record (``Fit.to_record``, which the HTTP service serves too) or
+CSV for pipes; and the results of laws fitted through an analysis of runs (transfer, repetition), which print their
+intermediate tables too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from scaling.cli.output import (
@@ -31,44 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from scaling.fitting.result import Fit
 
 
-def fit_table(result: Fit) -> pd.DataFrame:
-    """Parameters and derived quantities with their intervals: columns name, kind, value, lower, upper.
-
-    kind is ``free``, ``fixed``, ``tied to X`` or ``derived``.
-    """
-    rows = []
-    for name, value in result.params.items():
-        kind = "fixed" if name in result.fixed else (f"tied to {result.tied[name]}" if name in result.tied else "free")
-        if name in result.quality.at_bound:
-            kind = "free, at bound"
-        lo, hi = result.intervals.get(name, (np.nan, np.nan))
-        rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
-    ref = result.ref_compute
-    for name, value in result.derived.items():
-        lo, hi = result.intervals.get(name, (np.nan, np.nan))
-        kind = f"derived, C = {ref:.3g}" if name == "tokens_per_param" and ref else "derived"
-        rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
-    return pd.DataFrame(rows, columns=["name", "kind", "value", "lower", "upper"])
-
-
-def fit_record(result: Fit) -> dict[str, Any]:
-    """A fit as a JSON record: law, formula, reference, ci, params (with kind and interval), quality, data."""
-    return {
-        "law": result.law_name,
-        "formula": result.law.formula,
-        "reference": result.law.reference,
-        "ci": result.ci,
-        "interval_status": result.interval_status or "ok",
-        "convergence": result.convergence,
-        "params": {
-            r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")}
-            for r in fit_table(result).to_dict(orient="records")
-        },
-        "quality": result.quality.to_dict(),
-        "data": result.data_summary,
-    }
-
-
 def print_fit_tables(result: Fit, *, title: str | None = None, quality: bool = True) -> None:
     """Parameter table with its interval caption, then (``quality``) the fit-quality fields."""
     status = result.interval_status
@@ -78,7 +40,7 @@ def print_fit_tables(result: Fit, *, title: str | None = None, quality: bool = T
         caption = "no intervals (--bootstrap 0)"
     else:
         caption = f"no intervals: {describe_status(status)}"
-    print_table(fit_table(result), title=title or f"{result.law_name}: {result.law.formula}", caption=caption)
+    print_table(result.parameter_table(), title=title or f"{result.law_name}: {result.law.formula}", caption=caption)
     if quality:
         blank_line()
         print_fields(quality_fields(result.quality), title="fit quality")
@@ -106,9 +68,9 @@ def print_fit(
     """The fit in ``fmt``; ``sections`` (key, title, table) follow it in the table format and are extra keys of
     the JSON record (CSV stays the parameter table); ``warnings_`` go to stderr after it."""
     if fmt is Format.json:
-        print_json({**fit_record(result), "saved": str(saved), **{key: df for key, _, df in sections}})
+        print_json({**result.to_record(), "saved": str(saved), **{key: df for key, _, df in sections}})
     elif fmt is Format.csv:
-        print_csv(fit_table(result))
+        print_csv(result.parameter_table())
     else:
         print_fit_tables(result)
         for _, title, df in sections:
@@ -145,9 +107,9 @@ def print_transfer_analysis(a: TransferAnalysis, out_path: Path, fmt: Format) ->
     if fmt is Format.json:
         print_json(
             {
-                **fit_record(a.fit),
+                **a.fit.to_record(),
                 "saved": str(out_path),
-                "scratch": fit_record(a.scratch_fit),
+                "scratch": a.scratch_fit.to_record(),
                 "counts": a.counts,
                 "runs": runs,
             }
@@ -191,7 +153,7 @@ def print_repetition_analysis(a: RepetitionAnalysis, out_path: Path, fmt: Format
     ]
     if fmt is Format.json:
         print_json(
-            {**fit_record(a.baseline), "saved": str(out_path), "runs": runs, "regions": a.regions, "edges": edges}
+            {**a.baseline.to_record(), "saved": str(out_path), "runs": runs, "regions": a.regions, "edges": edges}
         )
     elif fmt is Format.csv:
         print_csv(runs)

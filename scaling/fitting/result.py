@@ -24,6 +24,9 @@ from scaling.fitting.diagnostics import COLLAPSE_REL_WIDTH, FitWarning, describe
 from scaling.fitting.quality import FitQuality
 from scaling.laws.base import Law
 
+# The fields of Fit.to_record that summarise a fit in one line (the HTTP service's list of fits).
+SUMMARY_FIELDS = ("law", "formula", "inputs", "output", "kind", "n_points", "rmse_log", "converged", "convergence",
+                  "interval_status", "n_draws")
 CORR_WARN = 0.95  # |correlation| between two exponents across draws above which they are called non-identifiable
 REL_WIDTH_WARN = 1.0  # interval width / |value| above which an exponent-like parameter is called poorly determined
 FACTOR_WARN = 10.0  # upper/lower above which a scale constant is called poorly determined
@@ -392,6 +395,58 @@ class Fit:
             rows.append({"name": name, "kind": kind, "value": value, "stderr": errors.get(name, np.nan),
                          "lower": lo, "upper": hi})
         return pd.DataFrame(rows).set_index("name")
+
+    def parameter_table(self) -> pd.DataFrame:
+        """Parameters and derived quantities with their intervals as the command line prints them: columns name,
+        kind, value, lower, upper. kind spells out each one's role: ``free``, ``free, at bound``, ``fixed``,
+        ``tied to X``, ``derived``, or ``derived, C = ...`` (tokens per parameter at :attr:`ref_compute`)."""
+        return pd.DataFrame(self._parameter_rows(), columns=["name", "kind", "value", "lower", "upper"])
+
+    def _parameter_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, value in self.params.items():
+            kind = "fixed" if name in self.fixed else (f"tied to {self.tied[name]}" if name in self.tied else "free")
+            if name in self.quality.at_bound:
+                kind = "free, at bound"
+            lo, hi = self.intervals.get(name, (np.nan, np.nan))
+            rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
+        ref = self.ref_compute
+        for name, value in self.derived.items():
+            lo, hi = self.intervals.get(name, (np.nan, np.nan))
+            kind = f"derived, C = {ref:.3g}" if name == "tokens_per_param" and ref else "derived"
+            rows.append({"name": name, "kind": kind, "value": value, "lower": lo, "upper": hi})
+        return rows
+
+    def to_record(self) -> dict[str, Any]:
+        """The fit's one JSON summary record: what ``scaling fit --format json`` prints and what the HTTP service
+        serves (``GET /fits`` lists the fields of :data:`SUMMARY_FIELDS`). JSON-ready: NaN is None.
+
+        Keys: law, formula, reference, inputs, output, kind, ci, interval_status (``ok`` or why intervals are
+        withheld), convergence, n_points, rmse_log, converged, n_draws, params (name -> kind, value, lower, upper,
+        as :meth:`parameter_table`), quality (as a fit file stores it) and data (the data summary). The fit file
+        (:meth:`to_dict`) is the complete state, draws included; this record is what people and programs read.
+        """
+        from scaling.fitting.fitfile import to_jsonable  # the one JSON encoding (fit files, CLI, HTTP)
+
+        q = self.quality
+        return to_jsonable({
+            "law": self.law_name,
+            "formula": self.law.formula,
+            "reference": self.reference,
+            "inputs": list(self.law.inputs),
+            "output": self.law.output,
+            "kind": self.kind,
+            "ci": self.ci,
+            "interval_status": self.interval_status or "ok",
+            "convergence": self.convergence,
+            "n_points": q.n_points,
+            "rmse_log": q.rmse_log,
+            "converged": q.converged,
+            "n_draws": len(self.draws),
+            "params": {r["name"]: {k: r[k] for k in ("kind", "value", "lower", "upper")} for r in self._parameter_rows()},
+            "quality": q.to_dict(),
+            "data": self.data_summary,
+        })
 
     # -- persistence -----------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from fastapi import Path as PathParam
 
 from scaling.errors import ScalingError
 from scaling.fitting.fitfile import to_jsonable
-from scaling.fitting.result import Fit
+from scaling.fitting.result import SUMMARY_FIELDS, Fit
 from scaling.serve.problems import ProblemError, problem_responses
 from scaling.serve.schema import FitDetail, FitList
 from scaling.serve.store import NAME_PATTERN, FitStore
@@ -41,38 +41,29 @@ def fit_named(store: FitStore, name: str) -> Fit:
         raise ProblemError("unusable-fit", f"fit {name!r} cannot be used: {exc}") from None
 
 
-def _summary(name: str, fit: Fit) -> dict:
-    q = fit.quality
-    return {
-        "name": name,
-        "law": fit.law_name,
-        "formula": fit.law.formula,
-        "inputs": list(fit.law.inputs),
-        "output": fit.law.output,
-        "kind": str(fit.meta.get("kind", "fitted")),
-        # a quality value of the wrong type in a fit file reads None (FitQuality): shown as null, never a 500
-        "n_points": q.n_points,
-        "rmse_log": to_jsonable(float(q.rmse_log)) if q.rmse_log is not None else None,
-        "converged": q.converged,
-        "convergence": fit.convergence,
-        "interval_status": fit.interval_status or "ok",
-        "n_draws": len(fit.draws),
-    }
+def _summary(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A fit's line in ``GET /fits``: its name and the summary fields of its record (``Fit.to_record``, the record
+    ``scaling fit --format json`` prints), so the two faces give the same values. A quality value of the wrong type
+    in a fit file reads as null there (``FitQuality``), never a 500."""
+    return {"name": name, **{key: record[key] for key in SUMMARY_FIELDS}}
 
 
 def _detail(store: FitStore, name: str) -> dict:
+    """``GET /fits/{name}``: the summary, plus the parameters, intervals and derived quantities as plain numbers (as
+    the fit file holds them), the quality record, the data summary and the notes."""
     fit = fit_named(store, name)
+    record = fit.to_record()
     return to_jsonable(
         {
-            **_summary(name, fit),
-            "reference": str(fit.meta.get("reference") or fit.law.reference),
+            **_summary(name, record),
+            "reference": record["reference"],
             "params": fit.params,
             "intervals": {k: list(v) for k, v in fit.intervals.items()},
             "derived": fit.derived,
-            "ci": fit.ci,
-            "quality": fit.quality.to_dict(),
-            "data_summary": fit.data_summary,
-            "notes": str(fit.meta.get("notes") or ""),
+            "ci": record["ci"],
+            "quality": record["quality"],
+            "data_summary": record["data"],
+            "notes": fit.notes,
         }
     )
 
@@ -89,7 +80,7 @@ def routes(store: FitStore) -> APIRouter:
             try:
                 if isinstance(entry, ScalingError):
                     raise entry
-                fits.append(_summary(name, store.load(name)))
+                fits.append(_summary(name, store.load(name).to_record()))
             except ScalingError as exc:
                 unreadable[name] = str(exc)
             except KeyError:
