@@ -3,6 +3,7 @@ types included)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -88,3 +89,16 @@ def test_wrong_types_read_none_and_are_kept_as_stored(fitted, tmp_path):
     fit.summary(), fit.predict(N=1e9, D=1e10), fit.interval_status  # usable: no exception
     again = json.loads(fit.save(tmp_path / "again.json").read_text())["quality"]
     assert again == {**d["quality"], "warnings": []}  # a non-list warnings value always read as none
+
+
+def test_a_copy_reports_what_the_original_did():
+    q = FitQuality(n_points=5, calibration=None)
+    copy = dataclasses.replace(q, calibration={"axis": "N"}, seconds=None)
+    assert copy.to_dict() == {"n_points": 5, "warnings": [], "calibration": {"axis": "N"}}
+    assert dataclasses.replace(FitQuality()).to_dict() == {"warnings": []}
+
+
+def test_every_field_is_type_checked_on_load():
+    from scaling.fitting import quality
+
+    assert set(quality._TYPES) == {f.name for f in dataclasses.fields(FitQuality)} - {"extra", "_reported"}

@@ -96,15 +96,18 @@ class FitQuality:
     ``residual_space``, ``objective``, ``converged``, ``message``) by step law name."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Keys this version does not know, and known keys of the wrong type, kept as the file held them."""
-    _reported: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+    _reported: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    """The fields reported, None included. An init field only so that ``dataclasses.replace`` hands the original's
+    set to the copy (which receives every field, reported or not): the copy reports those plus any set to a value."""
 
     def __post_init__(self) -> None:
-        reported = set()
+        copied = self._reported is not None
+        reported = set(self._reported or ())
         for f in _record_fields():
             value = getattr(self, f.name)
             if value is _NOT_REPORTED:
                 setattr(self, f.name, [] if f.name in _LISTS else None)
-            else:
+            elif not copied or (value is not None and value != []):
                 reported.add(f.name)
         self.warnings = as_warnings(self.warnings)
         self._reported = frozenset(reported)
@@ -118,7 +121,7 @@ class FitQuality:
             value = getattr(self, f.name)
             if f.name == "warnings":
                 out["warnings"] = [w.to_dict() for w in as_warnings(value)]
-            elif f.name in self._reported or (value is not None and value != []):
+            elif f.name in (self._reported or ()) or (value is not None and value != []):
                 out[f.name] = list(value) if isinstance(value, list) else value
         out.update({key: value for key, value in self.extra.items() if key not in out})
         return out

@@ -155,7 +155,7 @@ def _fit_section(df: pd.DataFrame, name: str, fit: Fit, figs: FigureFolder) -> S
     sec = Section(
         f"Fit: {name}",
         f"<code>{html.escape(fit.law.formula)}</code> &mdash; "
-        f"{html.escape(str(fit.meta.get('reference') or fit.law.reference))}",
+        f"{html.escape(fit.reference)}",
     )
     sec.tables.append((f"parameters ({fit.ci:.0%} bootstrap intervals)", fit_table(fit)))
     quality = quality_table(fit)
