@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
-from scaling.fitting.fitfile import load_fit
+from scaling.fitting.result import load_fit
 from scaling.fitting.stages import frozen_from
 from scaling.laws import get_law
 
