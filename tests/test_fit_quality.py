@@ -102,3 +102,10 @@ def test_every_field_is_type_checked_on_load():
     from scaling.fitting import quality
 
     assert set(quality._TYPES) == {f.name for f in dataclasses.fields(FitQuality)} - {"extra", "_reported"}
+
+
+def test_assigning_a_mapping_converts_it(fitted):
+    fit = scaling.Fit(fitted.law, fitted.params)
+    fit.quality = {"n_points": 4, "calibration": None}
+    assert isinstance(fit.quality, FitQuality) and fit.quality.n_points == 4
+    assert fit.to_dict()["quality"] == {"n_points": 4, "warnings": [], "calibration": None}

@@ -82,6 +82,16 @@ class Fit:
         # N_eff and regions); None for a direct fit and for a fit loaded from a file (it is not saved).
         self.analysis: Any = None
 
+    @property
+    def quality(self) -> FitQuality:
+        """How the fit went (:class:`~scaling.fitting.quality.FitQuality`). Assigning a mapping converts it, as the
+        constructor does, so code written when this was a dict keeps working."""
+        return self._quality
+
+    @quality.setter
+    def quality(self, value: FitQuality | Mapping[str, Any] | None) -> None:
+        self._quality = FitQuality.from_dict(value)
+
     # -- identity --------------------------------------------------------------------------------------------
 
     @property
