@@ -1,7 +1,7 @@
 """How well a fit went: :class:`FitQuality`, the typed record behind ``Fit.quality`` and a fit file's ``quality``.
 
-The fitter (:class:`scaling.fitting.estimate.LawFitter`) fills every field; a published law carries only its
-warnings; the chained downstream fit adds ``steps``. A field has a type and a meaning (below), so readers write
+The fitter (:class:`scaling.fitting.estimate.LawFitter`) fills the fields of a direct fit; a published law carries
+only its warnings; the chained downstream fit reports a subset and adds ``steps``. A field has a type and a meaning (below), so readers write
 ``fit.quality.rmse_log`` instead of looking up a string key in somebody else's dict.
 
 A fit file holds the record as a JSON object (docs/fit-files.md). Re-saving a loaded file writes the same object:
@@ -35,7 +35,7 @@ class _NotReported:
 _NOT_REPORTED: Any = _NotReported()
 
 
-@dataclass(eq=True)
+@dataclass
 class FitQuality:
     """The quality of one fit: its size, residuals, objective, convergence verdict, bootstrap health and warnings.
 
@@ -152,6 +152,8 @@ def _record_fields():
 
 
 _LISTS = ("at_bound", "warnings")
+# What from_dict accepts under each key (a file is JSON: int, float, bool, str, list, object); tests check that every
+# field is listed.
 _TYPES: dict[str, str] = {
     "n_points": "int", "n_distinct_points": "int", "n_params_free": "int", "n_starts": "int", "n_refined": "int",
     "rmse_log": "float", "objective": "float", "newton_step": "float", "relative_gradient": "float",
