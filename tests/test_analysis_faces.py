@@ -42,8 +42,11 @@ def test_cli_python_and_http_agree(case, tmp_path):
     fitted = scaling.fit(table, law=law, n_bootstrap=20, seed=0, **kwargs)
     if case in ("transfer", "repetition"):  # fitted through the analysis; the analysis rides along
         assert fitted.analysis is not None and len(fitted.analysis.runs)
-    else:
-        assert fitted.analysis is None
+    else:  # calibration: the plain fit, with every run's finite-sample ECE floor beside it (the CLI prints it)
+        floor = fitted.analysis.floor
+        cli_floor = pd.DataFrame(from_cli["floor"])
+        np.testing.assert_allclose(cli_floor["floor"], floor["floor"], rtol=1e-12)
+        assert list(cli_floor["informative"]) == list(floor["informative"]) and fitted.analysis.near_floor_sizes
     saved = scaling.load_fit(fits / f"{case}.json")
     for name, value in fitted.params.items():
         assert saved.params[name] == pytest.approx(value, rel=1e-9), (case, name)

@@ -4,17 +4,19 @@ approaches (``envelope``, ``isoflop``, ``parametric``, the frontier they share i
 ``optimal``), one model against an ensemble (``ensemble``), backtests (``backtest``, with the hold-out schemes in
 ``holdout``) and monotone interpolation of measured curves (``interpolate``).
 
-Laws fitted through an analysis of runs, not directly on a column of the table:
+Laws fitted through an analysis of runs, not only a fit of one column of the table:
 
 A transfer table holds from-scratch and fine-tuned runs, not the effective data D_T: D_T comes from inverting a
 from-scratch law at each fine-tuned run's loss (:mod:`scaling.analysis.transfer`, Hernandez et al. 2021). A
 repetition table with repeated-data runs needs the unique-data baseline fitted on the unique runs only, then an
 effective size per repeated run (:mod:`scaling.analysis.repetition`, Hernandez et al. 2022). A table that already
-holds D_T, or has no repeated-data columns, is fitted directly like any other law.
+holds D_T, or has no repeated-data columns, is fitted directly like any other law. A calibration fit is a plain
+fit with the finite-sample ECE floor of every run beside it (:mod:`scaling.analysis.calibration`, Kadavath et al.
+2022): runs near the floor say nothing about how calibration scales.
 
-:func:`analysis_for` says which analysis a (law, table) pair needs; :func:`run_analysis` runs it and returns the
-:class:`~scaling.fitting.result.Fit` to save (the transfer law, or the repetition baseline) with the whole analysis
-on ``fit.analysis``. :func:`fit` (``scaling.fit``) is the one call that reads a table, picks a law and either fits
+A law declares its analysis (``Law.analysis``); :func:`analysis_for` says whether a (law, table) pair needs it;
+:func:`run_analysis` runs it and returns the :class:`~scaling.fitting.result.Fit` to save (the transfer law, the
+repetition baseline, the ECE(N) fit) with the whole analysis on ``fit.analysis``. :func:`fit` (``scaling.fit``) is the one call that reads a table, picks a law and either fits
 it with :class:`~scaling.fitting.estimate.LawFitter` or dispatches here, so Python, the CLI and the service share one
 path. It lives in this package, above both the fitting engine and the analyses, so that neither imports the other
 in a cycle: analyses use the engine, the engine knows nothing of analyses.
@@ -38,11 +40,19 @@ REPEAT_COLUMNS = ("repeat_fraction", "repeat_count")
 
 
 def analysis_for(law: Law, table: pd.DataFrame) -> str | None:
-    """``"transfer"``, ``"repetition"`` or None (fit the law directly)."""
-    if law.name == "transfer" and law.output not in table.columns:
+    """The analysis ``law`` declares (:attr:`Law.analysis <scaling.laws.base.Law>`) when ``table`` calls for it, else
+    None (fit the law directly).
+
+    ``"transfer"`` on a table without D_T (it is computed from the runs), ``"repetition"`` on a table with
+    repeated-data runs (:data:`REPEAT_COLUMNS`), ``"calibration"`` always (the fit is a plain fit; the floor rides
+    along).
+    """
+    if law.analysis == "transfer" and law.output not in table.columns:
         return "transfer"
-    if law.name == "repetition" and any(c in table.columns for c in REPEAT_COLUMNS):
+    if law.analysis == "repetition" and any(c in table.columns for c in REPEAT_COLUMNS):
         return "repetition"
+    if law.analysis == "calibration":
+        return "calibration"
     return None
 
 
@@ -79,17 +89,26 @@ def refuse_unused_options(kind: str, options: Mapping[str, Any]) -> None:
         )
 
 
-def run_analysis(kind: str, table: pd.DataFrame, *, source: str | None = None, **options: Any) -> Fit:
+def run_analysis(kind: str, table: pd.DataFrame, *, law: str | Law | None = None, source: str | None = None,
+                 **options: Any) -> Fit:
     """Run the analysis ``kind`` on ``table``; the returned fit carries it as ``fit.analysis``.
 
-    ``options`` are fitter keyword arguments (n_bootstrap, ci, seed; fix for the repetition baseline; loss, delta
-    and group for transfer's from-scratch fit); others are refused by :func:`refuse_unused_options`.
+    ``options`` are fitter keyword arguments. Transfer and repetition take n_bootstrap, ci, seed (fix for the
+    repetition baseline; loss, delta and group for transfer's from-scratch fit) and fit their own law; others are
+    refused by :func:`refuse_unused_options`. Calibration fits ``law`` (default: the catalogue's calibration law)
+    with every fitter option, as a plain fit would.
     """
-    refuse_unused_options(kind, options)
-    common = {k: options[k] for k in ("n_bootstrap", "ci", "seed") if k in options}
     if source is not None:
         table = table.copy()
         table.attrs["source"] = source
+    if kind == "calibration":
+        from scaling.analysis.calibration import analyze_calibration
+
+        result = analyze_calibration(table, source=source, **({"law": law} if law is not None else {}), **options)
+        result.fit.analysis = result
+        return result.fit
+    refuse_unused_options(kind, options)
+    common = {k: options[k] for k in ("n_bootstrap", "ci", "seed") if k in options}
     if kind == "transfer":
         from scaling.analysis.transfer import analyze_transfer
 
@@ -102,7 +121,7 @@ def run_analysis(kind: str, table: pd.DataFrame, *, source: str | None = None, *
         result = analyze_repetition(table, baseline_fix=options.get("fix") or None, **common)
         fit = result.baseline
     else:
-        raise ScalingError(f"unknown analysis {kind!r}: expected transfer or repetition")
+        raise ScalingError(f"unknown analysis {kind!r}: expected transfer, repetition or calibration")
     fit.analysis = result
     return fit
 
@@ -142,8 +161,8 @@ def fit(data: pd.DataFrame | str | Path, law: str | Law | None = None, *, mappin
 
         return fit_downstream(data, source=source, **kwargs)
     kind = analysis_for(get_law(law) if isinstance(law, str) else law, data)
-    if kind is not None:  # transfer from runs, repetition with repeated-data runs: fitted through their analysis
-        return run_analysis(kind, data, source=source, **kwargs)
+    if kind is not None:  # transfer from runs, repetition with repeated-data runs, calibration with its floor
+        return run_analysis(kind, data, law=law, source=source, **kwargs)
     return LawFitter(law, **kwargs).fit(data, source=source)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import typer
 
+from scaling.analysis.calibration import INFORMATIVE_RATIO, CalibrationAnalysis
 from scaling.cli import app
 from scaling.cli.files import check_can_write
 from scaling.cli.fit_output import print_fit, print_repetition_analysis, print_transfer_analysis
@@ -31,7 +32,7 @@ from scaling.cli.options import (
     ValuesOption,
     WhereOption,
 )
-from scaling.cli.output import Format, format_number, note, quiet_numerics
+from scaling.cli.output import Format, note, quiet_numerics
 from scaling.cli.parsing import check_bootstrap_options, parse_assignments, parse_names
 from scaling.errors import ScalingError
 from scaling.laws import Law, get_law
@@ -299,7 +300,7 @@ def _fit_catalogue_law(results: str, law: str | None, x: str | None, *, map_item
     choice = _choose_law(table, law, x, results)
     constraints = _read_constraints(choice.law, fix, tie, fix_from, fitter.param_def)
     kind = analysis_for(choice.law, table)
-    if kind is not None:  # fitted through its analysis (scaling.analysis); the CLI prints what it found
+    if kind in ("transfer", "repetition"):  # fitted on what their analysis derives from the runs; printed apart
         out_path = output if output is not None else _default_output(results, choice.name)
         check_can_write(out_path, results)
         options = {**fitter.kwargs(), "fix": constraints.fix, "tie": constraints.tie}
@@ -318,7 +319,7 @@ def _fit_catalogue_law(results: str, law: str | None, x: str | None, *, map_item
     save_fit(result, out_path)
     for line in _notes(result, choice, swept, fix_from, constraints, data):
         note(line)
-    sections, warnings_ = _calibration_floor(data, mapping) if choice.law.name == "calibration" else ([], [])
+    sections, warnings_ = _calibration_floor(result.analysis) if kind == "calibration" else ([], [])
     print_fit(result, fmt, out_path, sections, warnings_)
 
 
@@ -370,29 +371,12 @@ def _default_output(csv_path: str, law_name: str) -> Path:
     return Path("fits") / f"{Path(csv_path).stem}-{safe}.json"
 
 
-def _calibration_floor(data: pd.DataFrame, mapping: dict[str, str]) -> tuple[list, list[str]]:
-    """floor_table beside the ECE(N) fit, as a section to print, and the warning naming the sizes near the floor."""
-    from scaling.laws.calibration import floor_table
-
-    if "brier" in mapping.get("ece", "").lower():  # --map ece=brier: the floor is ECE's, not Brier's
-        return [], ["no finite-sample floor for the Brier score (the floor is ECE's)"]
-    try:
-        floor = floor_table(data)
-    except ScalingError as exc:  # the fit stands; only the floor cannot be reported
-        return [], [str(exc)]
-    near = sorted(floor.loc[~floor["informative"], "N"].unique())
-    messages = []
-    if near:
-        messages.append(
-            f"ECE is within 2x of the finite-sample floor at N = {', '.join(format_number(n) for n in near)}: "
-            "those sizes say little about how calibration scales (more eval predictions lower the floor)"
-        )
-    title = "finite-sample ECE floor (informative: ece >= 2 x floor)"
-    return [("floor", title, floor.reset_index(drop=True))], messages
-
-
-# ---------------------------------------------------------------------------------------------------------
-# scaling fit --formula / --law-file
+def _calibration_floor(analysis: CalibrationAnalysis) -> tuple[list, list[str]]:
+    """The calibration analysis's floor table as a section to print beside the ECE(N) fit, and its notes."""
+    if analysis.floor is None:
+        return [], analysis.notes
+    title = f"finite-sample ECE floor (informative: ece >= {INFORMATIVE_RATIO:g} x floor)"
+    return [("floor", title, analysis.floor)], analysis.notes
 
 
 def _formula_spec(options: FormulaOptions) -> FormulaSpec:

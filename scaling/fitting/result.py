@@ -79,7 +79,7 @@ class Fit:
         self.derived = dict(derived) if derived is not None else self.derived_values(self.params)
         self.intervals = {k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()}
         # The analysis behind a fit made through one (scaling.analysis: transfer's per-run D_T table, repetition's
-        # N_eff and regions); None for a direct fit and for a fit loaded from a file (it is not saved).
+        # N_eff and regions, calibration's ECE floor); None for a direct fit and for a fit loaded from a file (it is not saved).
         self.analysis: Any = None
 
     @property

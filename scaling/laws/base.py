@@ -22,6 +22,7 @@ from scaling.errors import ScalingError
 
 RESIDUAL_SPACES = ("log", "linear")
 LAW_KINDS = ("loss", "hyperparameter", "downstream")
+ANALYSES = (None, "transfer", "repetition", "calibration")  # the analyses of runs in scaling.analysis
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class Law:
         positive_inputs: True (the catalogue's laws of counts N, D, U, ...): inputs must be positive, in tables and
             forecasts. False for laws whose formula takes zero or negative inputs (formula laws of log learning
             rate, mixture proportions, ...): the inputs need only be finite.
+        analysis: the analysis of runs ``scaling.fit`` runs for this law instead of (or beside) a plain fit:
+            ``"transfer"`` (D_T from paired runs), ``"repetition"`` (the unique-data baseline and N_eff) or
+            ``"calibration"`` (the finite-sample ECE floor beside the fit); None for a plain fit. See
+            :func:`scaling.analysis.analysis_for`.
     """
 
     name: str
@@ -96,12 +101,15 @@ class Law:
     residual_space: str = "log"
     kind: str = "loss"
     positive_inputs: bool = True
+    analysis: str | None = None
 
     def __post_init__(self) -> None:
         if self.residual_space not in RESIDUAL_SPACES:
             raise ValueError(f"law {self.name}: residual_space must be one of {RESIDUAL_SPACES}")
         if self.kind not in LAW_KINDS:
             raise ValueError(f"law {self.name}: kind must be one of {LAW_KINDS}")
+        if self.analysis not in ANALYSES:
+            raise ValueError(f"law {self.name}: analysis must be one of {ANALYSES}")
 
     @property
     def param_names(self) -> tuple[str, ...]:

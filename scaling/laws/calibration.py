@@ -172,5 +172,6 @@ CALIBRATION = register(
         notes="ECE values must lie in (0, 1]. Sizes whose ECE is close to the finite-sample floor of the eval set "
         "(scaling.laws.calibration.calibration_floor) carry no information; with 10 bins the floor is at most "
         "sqrt(10/(2 pi n)) for n scored predictions. Fit the Brier score with --map ece=brier.",
+        analysis="calibration",
     )
 )

@@ -156,5 +156,6 @@ REPETITION = register(
         notes="Fit on the unique-data runs (repeated_fraction = 0) at ONE token budget; then "
         "N_eff = N_c (L - L_inf)^(-1/a_N) maps a run with repeated data to its effective size "
         "(scaling.analysis.repetition.analyze_repetition does the whole procedure).",
+        analysis="repetition",
     )
 )

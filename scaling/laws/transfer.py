@@ -166,5 +166,6 @@ TRANSFER = register(
         notes="D_T comes from inverting a from-scratch law on the target (scaling.analysis.transfer.analyze_transfer, "
         "on a table of from-scratch and fine-tuned runs). Fit only low-data runs "
         "(D_F <= 0.1 D(N)); units of D_F and D_T must match (Hernandez et al. use characters).",
+        analysis="transfer",
     )
 )
