@@ -10,18 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from scaling.cli.output import (
-    Format,
-    blank_line,
-    format_number,
-    note,
-    print_csv,
-    print_fields,
-    print_json,
-    print_table,
-    warn,
-    with_intervals,
-)
+from scaling.cli.output import Format, blank_line, note, print_csv, print_fields, print_json, print_table, warn
+from scaling.values import format_number, with_intervals
 from scaling.fitting.diagnostics import describe_status
 from scaling.fitting.quality import FitQuality
 

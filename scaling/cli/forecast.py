@@ -17,7 +17,8 @@ import typer
 from scaling.cli import app
 from scaling.cli.forecast_output import ci_caption, extrapolation_text, fit_label, interval_text, note_intervals
 from scaling.cli.options import CiOption, FormatOption, ValuesOption
-from scaling.cli.output import Format, emit, quiet_numerics, with_intervals
+from scaling.cli.output import Format, emit, quiet_numerics
+from scaling.values import with_intervals
 from scaling.cli.parsing import check_grid_size, parse_at, parse_grid, parse_points
 from scaling.errors import ScalingError
 from scaling.fitting.result import load_fit

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scaling.cli.output import format_number, note, warn
+from scaling.cli.output import note, warn
+from scaling.values import format_number
 from scaling.fitting.diagnostics import describe_status
 from scaling.fitting.extrapolation import far_message
 

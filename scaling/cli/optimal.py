@@ -20,18 +20,8 @@ from scaling.cli import app
 from scaling.cli.files import read_selected_results
 from scaling.cli.forecast_output import ci_caption, extrapolation_text, fit_label, note_intervals
 from scaling.cli.options import CiOption, FormatOption, ValuesOption
-from scaling.cli.output import (
-    Format,
-    blank_line,
-    emit,
-    format_number,
-    note,
-    print_json,
-    print_table,
-    quiet_numerics,
-    warn,
-    with_intervals,
-)
+from scaling.cli.output import Format, blank_line, emit, note, print_json, print_table, quiet_numerics, warn
+from scaling.values import format_number, with_intervals
 from scaling.cli.parsing import (
     check_bootstrap_options,
     check_grid_size,

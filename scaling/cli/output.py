@@ -10,19 +10,18 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import math
 import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from scaling.fitting.fitfile import to_jsonable  # the one JSON encoding (fit files, CLI, HTTP)
+from scaling.values import format_number
 
 
 class Format(str, enum.Enum):
@@ -46,44 +45,6 @@ def note(message: str, *, style: str | None = None) -> None:
 
 def warn(message: str) -> None:
     note(f"warning: {message}", style="yellow")
-
-
-def format_number(value: Any, digits: int = 5) -> str:
-    """Five significant digits (exponents need four to be honest: Besiroglu et al. 2024); integers as integers."""
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return ""
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if v.is_integer() and abs(v) < 1e6:
-            return str(int(v))
-        return f"{v:.{digits}g}"
-    return str(value)
-
-def with_intervals(table: pd.DataFrame, names: Sequence[str], *, infix: str = "") -> pd.DataFrame:
-    """``value [lower, upper]`` text columns for a table meant for people, from NAME and its NAME{infix}_lower /
-    NAME{infix}_upper columns, which are dropped. A missing value prints empty; a value without both bounds prints
-    alone. The one formatter of intervals in the CLI's tables."""
-    out = table.copy()
-    missing = pd.Series(np.nan, index=table.index)
-    for n in names:
-        lo_col, hi_col = f"{n}{infix}_lower", f"{n}{infix}_upper"
-        lo, hi = table.get(lo_col, missing), table.get(hi_col, missing)
-        out[n] = [
-            "" if pd.isna(v)
-            else format_number(v) + ("" if pd.isna(a) or pd.isna(b) else f" [{format_number(a)}, {format_number(b)}]")
-            for v, a, b in zip(table[n], lo, hi)
-        ]
-        out = out.drop(columns=[c for c in (lo_col, hi_col) if c in out.columns])
-    return out
-
 
 
 def print_json(data: Any) -> None:

@@ -41,7 +41,8 @@ from scaling.report.figures import (
     special_figures,
     varies,
 )
-from scaling.report.tables import fit_table, format_value, quality_table, with_intervals
+from scaling.report.tables import fit_table, format_value, quality_table
+from scaling.values import with_intervals
 from scaling.results import training_compute
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def _planning_section(
         "parabolas) and 3 (parametric fit) on the same table, with bootstrap intervals.",
     )
     table, results = compare(df, budgets, n_bootstrap=n_bootstrap, seed=seed)
-    shown = with_intervals(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"])
+    shown = with_intervals(table, ["a", "b", "N_opt", "D_opt", "tokens_per_param"], number=format_value)
     shown = shown.drop(columns=["n_frontier_points", "bootstrap_failed_fraction", "warnings"])
     sec.tables.append(("allocation at the planned budgets ([lower, upper]: bootstrap interval)", shown))
     fitted = {k: r for k, r in results.items() if not isinstance(r, str)}

@@ -1,10 +1,9 @@
-"""The report's tables: a fit's parameters and quality, and numbers with their intervals as ``value [lower, upper]``
-text (one narrow column instead of three). :func:`format_value` is how every cell of the page is written."""
+"""The report's tables: a fit's parameters and quality. :func:`format_value` is how every cell of the page is written
+(intervals as ``value [lower, upper]`` through :func:`scaling.values.with_intervals` with it)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,17 +49,4 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
-def with_intervals(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """Fold ``X_lower``/``X_upper`` columns into ``X`` as text ``value [lower, upper]`` (narrower tables)."""
-    out = table.copy()
-    for n in names:
-        lo, hi = table[f"{n}_lower"], table[f"{n}_upper"]
-        out[n] = [
-            format_value(v) + (f" [{format_value(a)}, {format_value(b)}]" if np.isfinite(a) and np.isfinite(b) else "")
-            for v, a, b in zip(table[n], lo.astype(float), hi.astype(float))
-        ]
-        out = out.drop(columns=[f"{n}_lower", f"{n}_upper"])
-    return out
-
-
-__all__ = ["fit_table", "format_value", "quality_table", "with_intervals"]
+__all__ = ["fit_table", "format_value", "quality_table"]
