@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 import scaling
 from scaling.fitting.diagnostics import FitWarning
 from scaling.errors import ScalingError
-from scaling.laws.base import _REGISTRY, get_law
+from scaling.laws.base import get_law, law_names
 
 if TYPE_CHECKING:
     from scaling.fitting.result import Fit
@@ -166,7 +166,7 @@ def _law_spec(fit: Fit) -> dict | None:
     law = fit.law
     if isinstance(law, FormulaLaw) and law.spec is not None:
         return law.spec.model_dump()
-    if fit.law_name.partition(":")[0] in _REGISTRY:
+    if fit.law_name.partition(":")[0] in law_names():
         return None
     ranges = (fit.data_summary or {}).get("ranges")
     rebuilt = law_from_plain(law, fit.params, ranges)
