@@ -44,7 +44,11 @@ _EXPORTS = {
     "evaluate": "scaling.fitting.scoring",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [  # the names of _EXPORTS, written out so that static checkers see them (tests/test_imports.py)
+    "ScalingError", "Law", "Param", "get_law", "law_names", "read_results", "Fit", "LawFitter", "fit", "load_fit",
+    "optimal_hyperparameters", "optimum_table", "formula_law", "fit_formula", "predict_rows", "evaluate",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # what static checkers and IDEs see; at run time the names resolve lazily below
     from scaling.errors import ScalingError

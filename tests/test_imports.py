@@ -31,6 +31,7 @@ def test_import_scaling_is_lazy_and_public_names_resolve():
     code = (
         "import scaling, scaling.analysis, scaling.fitting.result\n"
         "assert scaling.fit is scaling.analysis.fit and scaling.load_fit is scaling.fitting.result.load_fit\n"
+        "assert sorted(scaling.__all__) == sorted([*scaling._EXPORTS, '__version__'])\n"
         "missing = [n for n in scaling.__all__ if not hasattr(scaling, n)]\n"
         "print(missing)\n"
     )

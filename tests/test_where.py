@@ -55,7 +55,7 @@ def _refusal(expr: str) -> str:
     with pytest.raises(ScalingError) as info:
         select(FRAME, expr, source="r.csv")
     message = str(info.value)
-    assert "\n" not in message and message.startswith(f"r.csv: --where ")
+    assert "\n" not in message and message.startswith("r.csv: --where ")
     return message
 
 
