@@ -1,8 +1,9 @@
 """Coverage of the 80% and 95% prediction intervals on held-out points, over real and synthetic backtests.
 
-Each case is a real :func:`scaling.analysis.backtest` (fit on the smaller sizes or compute, predict the held-out largest ones)
-with the default prediction intervals: bootstrap plus residual noise, widened by the training fit's own rollout
-calibration (scaling/fitting/conformal.py). The same fits give two baselines measured in the same run:
+Each case is a real :func:`scaling.analysis.backtest.backtest` (fit on the smaller sizes or compute, predict the
+held-out largest ones) with the default prediction intervals: bootstrap plus residual noise, widened by the
+training fit's own rollout calibration (scaling/fitting/conformal.py). The same fits give two baselines measured in
+the same run:
 
 - ``boot+noise``: the prediction interval without the rollout calibration (what ``backtest`` printed before it);
 - ``conf``: the confidence interval of the mean law (the bootstrap band ``Fit.predict`` used to return);

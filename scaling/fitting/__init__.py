@@ -14,7 +14,8 @@
 - ``forecast``: predictions with confidence and prediction intervals, compute-optimal allocation;
   ``extrapolation``: how far a forecast lies outside the fitted range; ``diagnostics``: structured warnings and
   interval status;
-- ``fitfile``: fits as versioned JSON (validated on load); ``scoring``: a fit scored on explicit rows.
+- ``fitfile``: fits as versioned JSON (validated on load); ``scoring``: a fit scored on explicit rows; ``stages``:
+  what a law shares with an earlier fit, frozen from it (``--fix-from``).
 
 (The module that defines ``Fit`` is not called ``scaling/fit.py``: a submodule named ``fit`` would replace the
 function ``scaling.fit`` as an attribute of the package the moment anything imported it.)

@@ -2,8 +2,8 @@
 
 Every uncertainty in this package is a nonparametric bootstrap (Efron & Tibshirani 1993): the estimate is
 recomputed on resamples of the data drawn with replacement, and its equal-tailed percentile interval is read off
-the draws. The law fitter (:mod:`scaling.fitting.estimate`), Chinchilla's three approaches
-(:mod:`scaling.analysis.optimal`), transfer and repetition analyses and every forecast read their intervals here,
+the draws. The law fitter's draws (:mod:`scaling.fitting.draws`), Chinchilla's three approaches
+(:mod:`scaling.analysis.allocation`), transfer and repetition analyses and every forecast read their intervals here,
 so one seed gives one sequence of resamples and a failed resample means the same thing everywhere.
 
 - :func:`run_bootstrap` runs the loop: ``one(rng, i)`` computes resample ``i`` from the shared generator and

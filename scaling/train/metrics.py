@@ -9,8 +9,9 @@ applied to next-token prediction (docs/training.md): for every scored position,
     Brier = mean((conf - correct)^2)                                          (binary, top-1 prediction)
 
 :func:`scaling.laws.calibration.ece` and :func:`~scaling.laws.calibration.brier` are the plain numpy definitions
-(one definition for the trainer and the fitter). :class:`NextTokenStats` accumulates the same quantities from logits batch by batch (held-out sets are larger than one batch) and gives identical numbers: it
-keeps, per bin, the count and the sums of conf and correct, which is all the ECE needs.
+(one definition for the trainer and the fitter). :class:`NextTokenStats` accumulates the same quantities from
+logits batch by batch (held-out sets are larger than one batch) and gives identical numbers: it keeps, per bin,
+the count and the sums of conf and correct, which is all the ECE needs.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class NextTokenStats:
         s[4 + 2 * n : 4 + 3 * n] += torch.bincount(b, weights=correct, minlength=n)
 
     def update_from_confidence(self, conf: np.ndarray, correct: np.ndarray) -> None:
-        """Add (conf, correct) pairs directly, without logits (used to check the binning against :func:`ece`)."""
+        """Add (conf, correct) pairs directly, without logits (used to check the binning against
+        :func:`scaling.laws.calibration.ece`)."""
         conf_t = torch.as_tensor(np.asarray(conf), dtype=torch.float64, device=self.state.device)
         corr_t = torch.as_tensor(np.asarray(correct), dtype=torch.float64, device=self.state.device)
         b = torch.clamp((conf_t * self.n_bins).long(), max=self.n_bins - 1)
