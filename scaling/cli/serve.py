@@ -23,7 +23,8 @@ def serve_command(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to answer a forecast (wait included); 504 after.")] = 30.0,
 ) -> None:
     """Serve forecasts from the fits in a folder over HTTP (FastAPI; OpenAPI docs at /docs)."""
-    from scaling.serve.app import LOOPBACK, FitStore, check_pool_options, serve
+    from scaling.serve.app import LOOPBACK, check_pool_options, serve
+    from scaling.serve.store import FitStore
 
     # Checked before anything is printed, so a bad option is the one line on stderr.
     if not 0 <= port <= 65535:

@@ -158,4 +158,4 @@ def serve(
     uvicorn.Server(server_config(app, host, port, log_level)).run()
 
 
-__all__ = ["LOOPBACK", "MAX_BODY_BYTES", "FitStore", "check_pool_options", "create_app", "serve", "server_config"]
+__all__ = ["LOOPBACK", "MAX_BODY_BYTES", "check_pool_options", "create_app", "serve", "server_config"]
