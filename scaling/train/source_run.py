@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Source:
+class SourceRun:
     run_dir: Path
     info: dict  # the source's run.json
 
@@ -30,7 +30,7 @@ class Source:
         return self.run_dir / "final" / "model.safetensors"
 
 
-def resolve_source(init_from: str) -> Source:
+def resolve_source(init_from: str) -> SourceRun:
     """The finished run behind ``init_from`` (its folder or its final/ folder)."""
     path = Path(init_from).expanduser()
     if path.name == "final":
@@ -48,10 +48,10 @@ def resolve_source(init_from: str) -> Source:
         info["shape"], info["corpus"], info["tokenizer"]
     except (ValueError, KeyError, TypeError):
         raise ScalingError(f"init_from {init_from}: {info_path} is not a run description of this trainer") from None
-    return Source(path, info)
+    return SourceRun(path, info)
 
 
-def check_compatible(source: Source, shape: ModelShape, tokenizer: str, corpus_name: str) -> None:
+def check_compatible(source: SourceRun, shape: ModelShape, tokenizer: str, corpus_name: str) -> None:
     """Refuse a source whose token ids or tensors do not fit this run (the tokenizer names were compared before
     the corpus was loaded)."""
     src = source.info
@@ -72,7 +72,7 @@ def check_compatible(source: Source, shape: ModelShape, tokenizer: str, corpus_n
         )
 
 
-def load_source_weights(model: torch.nn.Module, source: Source, shape: ModelShape) -> None:
+def load_source_weights(model: torch.nn.Module, source: SourceRun, shape: ModelShape) -> None:
     """Load the source's final weights into ``model`` (built with ``shape``), in place."""
     from safetensors.torch import load_file
 
