@@ -41,7 +41,7 @@ from scaling.report.figures import (
     special_figures,
     varies,
 )
-from scaling.report.tables import fit_table, format_value, quality_table
+from scaling.report.tables import format_value, quality_table
 from scaling.values import with_intervals
 from scaling.results import training_compute
 
@@ -158,7 +158,7 @@ def _fit_section(df: pd.DataFrame, name: str, fit: Fit, figs: FigureFolder) -> S
         f"<code>{html.escape(fit.law.formula)}</code> &mdash; "
         f"{html.escape(fit.reference)}",
     )
-    sec.tables.append((f"parameters ({fit.ci:.0%} bootstrap intervals)", fit_table(fit)))
+    sec.tables.append((f"parameters ({fit.ci:.0%} bootstrap intervals)", fit.parameter_table()))
     quality = quality_table(fit)
     if len(quality):
         sec.tables.append(("fit quality", quality))

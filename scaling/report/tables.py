@@ -1,5 +1,6 @@
-"""The report's tables: a fit's parameters and quality. :func:`format_value` is how every cell of the page is written
-(intervals as ``value [lower, upper]`` through :func:`scaling.values.with_intervals` with it)."""
+"""The report's tables: a fit's quality, and how every cell of the page is written (:func:`format_value`; intervals
+as ``value [lower, upper]`` through :func:`scaling.values.with_intervals` with it). A fit's parameters are
+:meth:`Fit.parameter_table <scaling.fitting.result.Fit.parameter_table>`, the table the command line prints."""
 
 from __future__ import annotations
 
@@ -11,15 +12,6 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from scaling.fitting.result import Fit
-
-
-def fit_table(fit: Fit) -> pd.DataFrame:
-    rows = []
-    for k, v in {**fit.params, **fit.derived}.items():
-        lo, hi = fit.intervals.get(k, (np.nan, np.nan))
-        kind = "fixed" if k in fit.fixed else "tied" if k in fit.tied else "param" if k in fit.params else "derived"
-        rows.append({"name": k, "kind": kind, "value": v, "lower": lo, "upper": hi})
-    return pd.DataFrame(rows)
 
 
 def quality_table(fit: Fit) -> pd.DataFrame:
@@ -49,4 +41,4 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["fit_table", "format_value", "quality_table"]
+__all__ = ["format_value", "quality_table"]
