@@ -176,6 +176,44 @@ def test_fit_file_forecasts_over_http(cli_fit):
     assert client.get("/fits/mine").json()["formula"] == CHINCHILLA
 
 
+def test_formula_fit_of_negative_inputs_forecasts_over_http(tmp_path):
+    """A law of log learning rate (x < 0 throughout) forecasts over HTTP at a negative input and at 0, as from
+    Python; a catalogue law at N = -5 in the same folder is still a one-line 422 naming the field."""
+    from fastapi.testclient import TestClient
+
+    from scaling.serve.app import create_app
+
+    x = np.linspace(-4.0, -2.0, 12)
+    noise = np.random.default_rng(0).normal(0, 0.005, x.size)
+    df = pd.DataFrame({"x": x, "loss": 2.5 + 0.3 * (x + 3.1) ** 2 + noise})
+    law = formula_law("L = E + A*(x - x0)^2", inputs=["x"], params={"x0": {"lower": -6, "upper": 0}})
+    fit = scaling.fit(df, law=law, n_bootstrap=10, seed=0)
+    fit.save(tmp_path / "lr.json")
+    scaling.load_fit("chinchilla").save(tmp_path / "chinchilla.json")
+    client = TestClient(create_app(tmp_path))
+
+    r = client.post("/fits/lr/forecast", json={"inputs": {"x": -3.5}})
+    assert r.status_code == 200, r.text
+    (p,) = r.json()["predictions"]
+    want = load_fit(tmp_path / "lr.json").predict(x=-3.5).iloc[0]
+    assert p["inputs"] == {"x": -3.5} and p["point"] == pytest.approx(want["point"], rel=1e-12)
+    assert p["conf_lower"] == pytest.approx(want["conf_lower"], rel=1e-12)
+    r = client.post("/fits/lr/forecast/batch", json={"points": [{"x": 0}, {"x": -5.0}]})
+    assert r.status_code == 200, r.text
+    want = load_fit(tmp_path / "lr.json").predict(x=[0.0, -5.0])["point"].to_numpy()
+    np.testing.assert_allclose([p["point"] for p in r.json()["predictions"]], want, rtol=1e-12)
+    r = client.post("/fits/lr/forecast", content=b'{"inputs": {"x": -Infinity}}',  # still finite numbers only
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+    for body in ({"inputs": {"N": -5, "D": 1e10}}, {"inputs": {"N": 0, "D": 1e10}}):
+        r = client.post("/fits/chinchilla/forecast", json=body)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+        problem = r.json()
+        assert problem["type"] == "/problems/invalid-request" and "\n" not in problem["detail"]
+        assert problem["detail"].startswith("body.inputs.N: Input should be greater than or equal to 1")
+
+
 def test_http_service_refuses_a_tampered_formula(cli_fit, tmp_path):
     from fastapi.testclient import TestClient
 

@@ -188,6 +188,13 @@ def test_published_fit_without_draws_gives_null_bounds(client):
         ("/fits/tiny/forecast", {"inputs": {"N": [1e9], "D": 1e9}}, 422, "inputs.N"),
         ("/fits/tiny/forecast", {"inputs": {"N": -1e9, "D": 1e9}}, 422, "greater than or equal to 1"),
         ("/fits/tiny/forecast", {"inputs": {"N": 0, "D": 1e9}}, 422, "greater than or equal to 1"),
+        # a law of counts refuses inputs below 1 once the fit is known (the schema takes any finite number)
+        ("/fits/chinchilla/forecast", {"inputs": {"N": -5, "D": 1e9}}, 422, "body.inputs.N: Input should be greater"),
+        ("/fits/chinchilla/forecast", {"inputs": {"N": 1e9, "D": 0}}, 422, "body.inputs.D: Input should be greater"),
+        ("/fits/chinchilla/forecast/batch", {"points": [{"N": 1e9, "D": 1e9}, {"N": 0.5, "D": 1e9}]}, 422,
+         "body.points[1].N: Input should be greater than or equal to 1"),
+        ("/fits/datablations/optimal", {"compute": [1e21], "at": {"U": -1}}, 422, "body.at.U: Input should be greater"),
+        ("/fits/tiny/forecast", {"inputs": {"N": -1e41, "D": 1e9}}, 422, "greater than or equal"),
         ("/fits/tiny/forecast", {"inputs": {"N": 1e9, "D": 1e-300}}, 422, "inputs.D"),
         ("/fits/tiny/forecast", {"inputs": {"N": 1e41, "D": 1e9}}, 422, "less than or equal"),
         ("/fits/tiny/forecast", {"inputs": {"N": 1e9}}, 422, "needs D"),

@@ -13,13 +13,14 @@ from scaling.fitting.fitfile import to_jsonable
 from scaling.serve.fits import fit_name_parameter, fit_named
 from scaling.serve.limits import DRAW_OVERHEAD, ComputePool, check_work, run_in_pool
 from scaling.serve.problems import problem_responses
-from scaling.serve.schema import OptimalRequest, OptimalResponse
+from scaling.serve.schema import OptimalRequest, OptimalResponse, check_input_range
 from scaling.serve.store import FitStore
 
 
 def optimal_response(store: FitStore, name: str, compute: list[float], at: dict[str, float], ci: float | None) -> dict:
     """The response body for the budgets ``compute`` allocated by the fit ``name``."""
     fit = fit_named(store, name)
+    check_input_range(fit.law, at, "body.at")  # any other law: Fit.optimal needs the held inputs > 0 (as the CLI)
     numeric = fit.law.optimal is None or bool(at)
     check_work(fit, name, len(compute), "compute budgets", numeric, 0 if numeric else DRAW_OVERHEAD)
     table = fit.optimal(np.array(compute, dtype=float), ci=ci, at=at)

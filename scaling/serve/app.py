@@ -23,9 +23,10 @@ bodies in :mod:`~scaling.serve.schema`. Design rules:
 - **Never reads outside the fits folder**, and one bad entry costs only itself (:mod:`scaling.serve.store`): names are
   one path component, every path is resolved and must sit directly in the folder, links out of it and loops are
   refused, and a fit whose numbers are not finite or outside the law's bounds is listed as unreadable.
-- **Every input validated** (pydantic): numbers must be finite, positive and below 1e40; ``ci`` in (0, 1); at most
-  1000 points per batch and 1 MB per request body, and at most :data:`~scaling.serve.limits.MAX_EVALUATIONS` law
-  evaluations (:data:`~scaling.serve.limits.MAX_NUMERIC_OPTIMA` numeric optima) per request.
+- **Every input validated** (pydantic): numbers must be finite and within +-1e40 (the inputs of a law of counts
+  at least 1, checked with the fit in hand); ``ci`` in (0, 1); at most 1000 points per batch and 1 MB per request
+  body, and at most :data:`~scaling.serve.limits.MAX_EVALUATIONS` law evaluations
+  (:data:`~scaling.serve.limits.MAX_NUMERIC_OPTIMA` numeric optima) per request.
 - **Every error is an RFC 9457 problem** (``application/problem+json``, :mod:`scaling.serve.problems`): bad input
   a 4xx with a one-line ``detail``, an unknown fit a 404, a fit file that cannot be used a 422.
 - **Stays responsive** (:mod:`scaling.serve.limits`): forecasts and allocations run on a bounded pool (503 with

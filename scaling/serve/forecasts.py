@@ -2,7 +2,8 @@
 extrapolation distance and each prediction's own warnings; for a transfer fit also the effective data (D_E,
 multiplier, f_T) that ``scaling forecast`` prints.
 
-The numbers are :meth:`Fit.predict`'s; this module checks the inputs against the law, bounds the work
+The numbers are :meth:`Fit.predict`'s; this module checks the inputs against the law (names, and the range:
+at least 1 for a law of counts, any finite number for a formula law that takes them), bounds the work
 (:func:`scaling.serve.limits.check_work`) and translates the table into the response body.
 """
 
@@ -20,7 +21,7 @@ from scaling.laws.transfer import effective_data_columns
 from scaling.serve.fits import fit_name_parameter, fit_named
 from scaling.serve.limits import ComputePool, check_work, run_in_pool
 from scaling.serve.problems import problem_responses
-from scaling.serve.schema import BatchRequest, ForecastRequest, ForecastResponse
+from scaling.serve.schema import BatchRequest, ForecastRequest, ForecastResponse, check_input_range
 from scaling.serve.store import FitStore
 
 
@@ -29,8 +30,10 @@ def _num(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _check_inputs(fit: Fit, name: str, points: list[dict[str, float]]) -> dict[str, np.ndarray]:
+def _check_inputs(fit: Fit, name: str, points: list[dict[str, float]], batch: bool) -> dict[str, np.ndarray]:
     law = fit.law
+    for i, p in enumerate(points):  # the range first: a field out of range is an invalid request, as in the schema
+        check_input_range(law, p, f"body.points[{i}]" if batch else "body.inputs")
     for i, p in enumerate(points):
         where = f"points[{i}]: " if len(points) > 1 else ""
         unknown = sorted(set(p) - set(law.inputs))
@@ -44,10 +47,12 @@ def _check_inputs(fit: Fit, name: str, points: list[dict[str, float]]) -> dict[s
     return {c: np.array([p[c] for p in points], dtype=float) for c in law.inputs}
 
 
-def forecast_response(store: FitStore, name: str, points: list[dict[str, float]], ci: float | None) -> dict:
-    """The response body for ``points`` (one or a batch) forecast by the fit ``name``."""
+def forecast_response(
+    store: FitStore, name: str, points: list[dict[str, float]], ci: float | None, batch: bool = False
+) -> dict:
+    """The response body for ``points`` (one, or a ``batch``) forecast by the fit ``name``."""
     fit = fit_named(store, name)
-    inputs = _check_inputs(fit, name, points)
+    inputs = _check_inputs(fit, name, points, batch)
     check_work(fit, name, len(points), "points")
     table = fit.predict(ci=ci, **inputs)
     bad = ~np.isfinite(table["point"].to_numpy(float))
@@ -102,7 +107,7 @@ def routes(store: FitStore, pool: ComputePool) -> APIRouter:
 
     @router.post("/fits/{name}/forecast/batch", response_model=ForecastResponse, responses=computes)
     async def forecast_batch(name: Name, body: BatchRequest) -> dict:
-        return await run_in_pool(pool, forecast_response, store, name, [dict(p) for p in body.points], body.ci)
+        return await run_in_pool(pool, forecast_response, store, name, [dict(p) for p in body.points], body.ci, True)
 
     return router
 

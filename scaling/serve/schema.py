@@ -1,22 +1,48 @@
 """The prediction service's request and response bodies: they are its OpenAPI schema and its input validation.
 
-Every number a client sends is checked here before any handler runs: finite, at least 1 (inputs are counts of
-parameters, tokens or FLOPs: below 1 they mean nothing, and laws evaluated there overflow) and at most
-:data:`MAX_VALUE`; a level ``ci`` in (0, 1); at most :data:`MAX_BATCH` points or budgets; no unknown fields. A
-failure is a 422 problem naming the field (:mod:`scaling.serve.problems`).
+Every number a client sends is checked here before any handler runs: finite and within +-:data:`MAX_VALUE`; a
+compute budget over 6 FLOPs; a level ``ci`` in (0, 1); at most :data:`MAX_BATCH` points or budgets; no unknown
+fields. A failure is a 422 problem naming the field (:mod:`scaling.serve.problems`).
+
+Whether an input may be below 1 depends on the law, so that check waits for the fit (:func:`check_input_range`,
+called by the handlers): a law of counts (``Law.positive_inputs``: the catalogue's N, D, U, ...) needs every input
+at least 1 (below 1 they mean nothing, and laws evaluated there overflow); a formula law whose inputs need only be
+finite (a log learning rate, a mixture share) takes zero and negative values, as ``Fit.predict`` does.
 """
 
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from scaling.laws.base import Law
+from scaling.serve.problems import ProblemError
+
 MAX_BATCH = 1000
 MAX_VALUE = 1e40  # anything larger is not a model size, token count or FLOP budget anyone will plan
 
-Value = Annotated[float, Field(ge=1, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
+MIN_COUNT = 1  # the least input a law of counts (Law.positive_inputs) is forecast at over HTTP
+
+# any finite number: the law decides whether it may be below MIN_COUNT (check_input_range)
+Value = Annotated[float, Field(ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
 Compute = Annotated[float, Field(gt=6, le=MAX_VALUE, allow_inf_nan=False, strict=True)]  # C = 6ND, N, D >= 1
 Level = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False, strict=True)]
 InputName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")]
+
+
+def check_input_range(law: Law, values: dict[str, float], where: str) -> None:
+    """Refuse an input below what ``law`` takes: a 422 ``invalid-request`` problem naming the field as a
+    validation error does (``body.points[3].N: Input should be greater than or equal to 1 ...``).
+
+    ``where`` is the field's location up to the input (``body.inputs``, ``body.points[3]``, ``body.at``). A law of
+    counts (``Law.positive_inputs``) needs every input >= :data:`MIN_COUNT`; any other law takes every finite
+    number the schema let through. Names the law does not have are left to the handler.
+    """
+    if not law.positive_inputs:
+        return
+    for column in law.inputs:
+        if column in values and values[column] < MIN_COUNT:
+            raise ProblemError("invalid-request", f"{where}.{column}: Input should be greater than or equal to "
+                               f"{MIN_COUNT} (law {law.name} takes counts: {', '.join(law.inputs)})")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -29,7 +55,9 @@ class _Strict(BaseModel):
 
 class ForecastRequest(_Strict):
     inputs: dict[InputName, Value] = Field(
-        ..., description='the law\'s inputs, e.g. {"N": 7e10, "D": 1.4e12}', examples=[{"N": 7e10, "D": 1.4e12}]
+        ..., description='the law\'s inputs, e.g. {"N": 7e10, "D": 1.4e12}: finite numbers, at least 1 for a law '
+        "of counts (every catalogue law); a formula law may take zero or negative ones",
+        examples=[{"N": 7e10, "D": 1.4e12}],
     )
     ci: Level | None = Field(None, description="interval level; default: the level the fit was made with")
 
@@ -155,5 +183,5 @@ class FitDetail(FitSummary):
     notes: str
 
 
-__all__ = ["MAX_BATCH", "MAX_VALUE", "BatchRequest", "FitDetail", "FitList", "FitSummary", "ForecastRequest",
-           "ForecastResponse", "OptimalRequest", "OptimalResponse"]
+__all__ = ["MAX_BATCH", "MAX_VALUE", "MIN_COUNT", "BatchRequest", "FitDetail", "FitList", "FitSummary",
+           "ForecastRequest", "ForecastResponse", "OptimalRequest", "OptimalResponse", "check_input_range"]
