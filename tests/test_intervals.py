@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import scaling
-from cli_helpers import run
+from cli_helpers import assert_user_error, run
 from scaling.fitting.diagnostics import FitWarning, as_warnings, interval_status
 from scaling.fitting.result import load_fit
 from scaling.fitting.optimise import convergence_verdict
@@ -211,6 +211,39 @@ def test_rollout_calibration_is_recorded_and_widens_far_forecasts(noisy_fit):
     assert uncalibrated["interval_status"] == "uncalibrated"
     assert calibrated["interval_status"] in ("ok", "small_calibration")
     assert calibrated["pred_upper"] - calibrated["pred_lower"] > uncalibrated["pred_upper"] - uncalibrated["pred_lower"]
+
+
+def test_calibrate_option_sets_the_rollout_cuts_and_0_turns_the_widening_off(tmp_path, capsys):
+    """``scaling fit --calibrate K``: K rollout cuts, recorded in the fit file; 0 leaves the prediction interval
+    bootstrap plus noise (the default fit's interval without its calibration), and the forecast says why."""
+    synthetic(tmp_path / "syn.csv")
+    fits = {}
+    for k in (None, 0, 2):
+        path = tmp_path / f"syn-{k}.json"
+        extra = [] if k is None else ["--calibrate", str(k)]
+        code, _, err = run(capsys, "fit", str(tmp_path / "syn.csv"), "--law", "chinchilla", "-b", "20", *extra,
+                           "-o", str(path))
+        assert code == 0, err
+        fits[k] = path
+    default, off, two = (load_fit(fits[k]) for k in (None, 0, 2))
+    assert (default.settings["calibrate"], off.settings["calibrate"], two.settings["calibrate"]) == (4, 0, 2)
+    assert off.quality.calibration is None
+    assert len(two.quality.calibration["cuts"]) == 2 < len(default.quality.calibration["cuts"])
+    code, out, err = run(capsys, "forecast", str(fits[0]), "--N", "1e11", "--D", "2e12", "-f", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["interval_status"] == "uncalibrated" and "without a rollout backtest (calibrate 0)" in err
+    plain = copy.copy(default)  # the same fit (same draws, same seed) without its rollout calibration
+    plain.quality = dataclasses.replace(default.quality, calibration=None)
+    expected, calibrated = plain.predict(N=1e11, D=2e12).iloc[0], default.predict(N=1e11, D=2e12).iloc[0]
+    assert np.isclose(row["pred_lower"], expected["pred_lower"])
+    assert np.isclose(row["pred_upper"], expected["pred_upper"])
+    assert calibrated["pred_upper"] - calibrated["pred_lower"] > row["pred_upper"] - row["pred_lower"]
+    for bad, fragment in (("-1", "--calibrate -1: must be a whole number >= 0"), ("x", "'--calibrate'")):
+        code, out, err = run(capsys, "fit", str(tmp_path / "syn.csv"), "--calibrate", bad,
+                             "-o", str(tmp_path / "b.json"))
+        assert_user_error(code, out, err, fragment)
+    assert not (tmp_path / "b.json").exists()
 
 
 def test_optimal_carries_the_prediction_interval_of_the_loss(noisy_fit):

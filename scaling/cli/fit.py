@@ -77,6 +77,11 @@ AsymmetryOption = Annotated[
     typer.Option("--asymmetry", metavar="K", help="Over-predictions cost K times under-predictions (K > 1: "
                  "fit the lower envelope of the points; 1: symmetric)."),
 ]
+CalibrateOption = Annotated[
+    int | None,
+    typer.Option("--calibrate", metavar="K", help="Rollout cuts that calibrate the prediction interval "
+                 "(docs/fitting.md); 0: off, bootstrap plus noise only. Default: 4 (0 with --bootstrap 0)."),
+]
 LevelOption = Annotated[float, typer.Option("--ci", metavar="LEVEL", help="Interval level.")]
 XOption = Annotated[
     str | None,
@@ -138,6 +143,7 @@ class FitterOptions:
     seed: int
     group: str
     param_def: str
+    calibrate: int | None = None  # None: LawFitter's default (4 cuts with a bootstrap, else 0)
 
     def check(self) -> None:
         from scaling.fitting.multistart import METHODS
@@ -148,6 +154,11 @@ class FitterOptions:
         if not 0 < self.ci < 1:
             raise ScalingError(f"--ci {self.ci:g}: must lie strictly between 0 and 1, e.g. 0.95")
         check_bootstrap_options(self.n_bootstrap, self.seed)
+        if self.calibrate is not None and self.calibrate < 0:
+            raise ScalingError(f"--calibrate {self.calibrate}: must be a whole number >= 0 (rollout cuts; 0: off)")
+        if self.calibrate and not self.n_bootstrap:
+            raise ScalingError(f"--calibrate {self.calibrate}: calibrates the prediction interval, which needs "
+                               "bootstrap draws; --bootstrap 0 gives none (drop --calibrate, or --bootstrap N)")
         if not self.delta > 0:
             raise ScalingError(f"--delta {self.delta:g}: must be positive")
         if self.method not in METHODS:
@@ -206,6 +217,7 @@ def fit_command(
     bootstrap: BootstrapOption = 200,
     seed: SeedOption = 0,
     ci: LevelOption = 0.95,
+    calibrate: CalibrateOption = None,
     x: XOption = None,
     group: GroupOption = "run_id",
     param_def: ParamDefOption = "nonemb",
@@ -220,7 +232,7 @@ def fit_command(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit a scaling law to a results table; print parameters with intervals and fit quality; save the fit."""
-    fitter = FitterOptions(loss, delta, method, asymmetry, bootstrap, ci, seed, group, param_def)
+    fitter = FitterOptions(loss, delta, method, asymmetry, bootstrap, ci, seed, group, param_def, calibrate)
     fitter.check()
     own = FormulaOptions(formula, law_file, param or [], residual, by, per_group, target)
     catalogue_options = law is not None or x is not None or fix_from is not None or param_def != "nonemb"

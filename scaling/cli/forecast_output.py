@@ -54,8 +54,10 @@ def note_intervals(table: pd.DataFrame, result: Fit) -> None:
             note("small_calibration: the rollout backtest has too few points for this level; the prediction "
                  "interval uses its largest error (below the conformal guarantee)")
         elif status == "uncalibrated":
-            note("uncalibrated: too few sizes for a rollout backtest; the prediction interval is bootstrap plus "
-                 "residual noise only and does not cover misspecification")
+            why = ("the fit was made without a rollout backtest (calibrate 0)" if result.settings.get("calibrate") == 0
+                   else "too few sizes for a rollout backtest")
+            note(f"uncalibrated: {why}; the prediction interval is bootstrap plus residual noise only and does not "
+                 "cover misspecification")
         else:
             warn(f"no intervals: {describe_status(str(status))}")
     far = table["warning"] == "extrapolating_far"
