@@ -77,6 +77,14 @@ def test_analysis_refuses_options_it_does_not_use():
         scaling.fit(transfer_table(), law="transfer", tie={"beta": "alpha"}, n_bootstrap=0)
     with pytest.raises(ScalingError, match="--loss does not apply to the repetition analysis"):
         scaling.fit(repetition_table(), law="repetition", loss="least_squares", n_bootstrap=0)
+    with pytest.raises(ScalingError, match="--calibrate does not apply to the transfer analysis"):
+        scaling.fit(transfer_table(), law="transfer", calibrate=0, n_bootstrap=0)
+
+
+def test_repetition_passes_calibrate_to_its_baseline():
+    """The repetition baseline is a LawFitter fit with a bootstrap: its rollout cuts follow ``calibrate``."""
+    fit = scaling.fit(repetition_table(), law="repetition", calibrate=0, n_bootstrap=5)
+    assert fit.settings["calibrate"] == 0 and fit.quality.calibration is None
 
 
 def test_a_table_that_holds_the_output_is_fitted_directly():

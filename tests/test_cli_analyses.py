@@ -247,8 +247,10 @@ def _one_d_f_missing(t: pd.DataFrame) -> pd.DataFrame:
         (lambda t: t, ["--fix", "alpha=0.2"], ["--fix does not apply to the transfer analysis"]),
         (lambda t: t, ["--tie", "beta=alpha"], ["--tie does not apply"]),
         (lambda t: t, ["--method", "varpro"], ["--method does not apply to the transfer analysis"]),
+        (lambda t: t, ["--calibrate", "0"], ["--calibrate does not apply to the transfer analysis"]),
     ],
-    ids=["no-scratch-at-a-size", "no-D_F", "no-D_F-column", "no-scratch", "two-targets", "fix", "tie", "method"],
+    ids=["no-scratch-at-a-size", "no-D_F", "no-D_F-column", "no-scratch", "two-targets", "fix", "tie", "method",
+         "calibrate"],
 )
 def test_transfer_bad_input(workdir, capsys, edit, args, fragments):
     edit(transfer_table()).to_csv("bad.csv", index=False)

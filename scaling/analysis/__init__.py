@@ -72,6 +72,8 @@ def refuse_unused_options(kind: str, options: Mapping[str, Any]) -> None:
     }
     if kind == "transfer":  # the transfer law is fitted by least squares on ln D_T, all three parameters free
         unsupported["fix"] = bool(options.get("fix"))
+        # its fit has no rollout calibration of its own (a two-stage bootstrap, not a LawFitter bootstrap)
+        unsupported["calibrate"] = options.get("calibrate") is not None
     else:  # the baseline is fitted with the engine's defaults (Huber, delta 1e-3, runs by run_id)
         unsupported.update(
             loss=options.get("loss", "huber") != "huber",
@@ -79,7 +81,7 @@ def refuse_unused_options(kind: str, options: Mapping[str, Any]) -> None:
             group=options.get("group", "run_id") != "run_id",
         )
     known = {"n_bootstrap", "ci", "seed", "fix", "tie", "param_def", "x", "fix_draws", "loss", "delta", "group",
-             "method", "asymmetry"}
+             "method", "asymmetry", "calibrate"}
     unknown = sorted(set(options) - known)
     for option in [*(o for o, used in unsupported.items() if used), *unknown]:
         flag = "--" + option.replace("_", "-")
@@ -93,9 +95,9 @@ def run_analysis(kind: str, table: pd.DataFrame, *, law: str | Law | None = None
                  **options: Any) -> Fit:
     """Run the analysis ``kind`` on ``table``; the returned fit carries it as ``fit.analysis``.
 
-    ``options`` are fitter keyword arguments. Transfer and repetition take n_bootstrap, ci, seed (fix for the
-    repetition baseline; loss, delta and group for transfer's from-scratch fit) and fit their own law; others are
-    refused by :func:`refuse_unused_options`. Calibration fits ``law`` (default: the catalogue's calibration law)
+    ``options`` are fitter keyword arguments. Transfer and repetition take n_bootstrap, ci, seed (fix and
+    calibrate for the repetition baseline; loss, delta and group for transfer's from-scratch fit) and fit their own
+    law; others are refused by :func:`refuse_unused_options`. Calibration fits ``law`` (default: the catalogue's calibration law)
     with every fitter option, as a plain fit would.
     """
     if source is not None:
@@ -118,7 +120,8 @@ def run_analysis(kind: str, table: pd.DataFrame, *, law: str | Law | None = None
     elif kind == "repetition":
         from scaling.analysis.repetition import analyze_repetition
 
-        result = analyze_repetition(table, baseline_fix=options.get("fix") or None, **common)
+        result = analyze_repetition(table, baseline_fix=options.get("fix") or None,
+                                    calibrate=options.get("calibrate"), **common)
         fit = result.baseline
     else:
         raise ScalingError(f"unknown analysis {kind!r}: expected transfer, repetition or calibration")

@@ -66,7 +66,7 @@ def fit_downstream(data: pd.DataFrame, *, source: str | None = None, fix: Mappin
 
     t0 = time.perf_counter()
     source = source or str(data.attrs.get("source") or "table")
-    for unsupported in ("fix_draws", "x"):
+    for unsupported in ("fix_draws", "x", "calibrate"):  # calibrate: the chained fit keeps no rollout calibration
         if options.get(unsupported) is not None:
             raise ScalingError(f"{unsupported} does not apply to the two-step {CHAIN} fit")
         options.pop(unsupported, None)

@@ -110,6 +110,7 @@ def analyze_repetition(
     n_bootstrap: int = 200,
     ci: float = 0.95,
     seed: int = 0,
+    calibrate: int | None = None,
 ) -> RepetitionAnalysis:
     """Fit the unique-data baseline, convert every repeated-data run to an effective size, find the regions.
 
@@ -121,15 +122,16 @@ def analyze_repetition(
             (advisable with fewer than 5 sizes).
         level: the region holds repeat counts whose loss of parameters is >= level x the worst (0.5 in the paper).
         n_bootstrap, ci, seed: bootstrap of the baseline (and of the edge fits).
+        calibrate: rollout cuts calibrating the baseline's prediction intervals (LawFitter's ``calibrate``; None:
+            its default, 0: off).
     """
     df = read_results(data, mapping=mapping, where=where) if isinstance(data, str) or mapping or where else data
     source = str(df.attrs.get("source", "table"))
     if final_only and "final" in df.columns:
         df = df[pd.to_numeric(df["final"], errors="coerce") == 1]
     base, repeated = _unique_and_repeated_runs(df, source)
-    baseline = LawFitter(REPETITION, fix=dict(baseline_fix or {}), n_bootstrap=n_bootstrap, ci=ci, seed=seed).fit(
-        base, source=source
-    )
+    baseline = LawFitter(REPETITION, fix=dict(baseline_fix or {}), n_bootstrap=n_bootstrap, ci=ci, seed=seed,
+                         calibrate=calibrate).fit(base, source=source)
     runs = _effective_sizes(repeated, base, baseline, ci)
     regions = _regions(runs, level)
     boundaries = _boundary_fits(regions, n_bootstrap=n_bootstrap, ci=ci, seed=seed, source=source)

@@ -118,7 +118,7 @@ def _fit_per_group(table: pd.DataFrame, law: FormulaLaw, source: str, options: d
     shared_fix = {k: v for k, v in (options.get("fix") or {}).items() if k in pooled_law.param_names}
     shared_tie = {k: v for k, v in (options.get("tie") or {}).items()
                   if k in pooled_law.param_names and v in pooled_law.param_names}
-    stage1 = {**options, "n_bootstrap": 0, "fix": shared_fix, "tie": shared_tie}
+    stage1 = {**options, "n_bootstrap": 0, "calibrate": 0, "fix": shared_fix, "tie": shared_tie}  # starts only
     pooled = LawFitter(pooled_law, **stage1).fit(table, source=source)
     starts = {name: p.model_copy(update={"start": [pooled.params[name]]}) for name, p in spec.params.items()}
     grouped = build_law(spec.model_copy(update={"params": starts}))
