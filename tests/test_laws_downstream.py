@@ -140,6 +140,7 @@ def noisy_chain():
 def test_chained_forecast_is_close_with_intervals_on_both_steps(noisy_chain):
     fit = noisy_chain
     assert len(fit.draws) == 40 and list(fit.draws.columns) == list(get_law("downstream").param_names)
+    assert fit.settings["calibrate"] == 0  # the chain keeps no rollout calibration, and says so
     out = chain_forecast(fit, **TARGET).iloc[0]
     truth_loss = float(get_law("task-loss").predict(STEP1, **TARGET))
     truth_acc = float(get_law("downstream").predict({**STEP1, **STEP2}, **TARGET))

@@ -82,7 +82,7 @@ def fit_downstream(data: pd.DataFrame, *, source: str | None = None, fix: Mappin
     for step in (STEP1, STEP2):
         fitter = LawFitter(step, fix=_split(fix, step), tie=_split(tie, step),
                            bounds=_split(bounds, step), n_bootstrap=n_bootstrap, ci=ci, seed=seed,
-                           group=group, **options)
+                           group=group, calibrate=0, **options)  # no rollout cuts: the chain would drop them
         try:
             steps[step] = fitter.fit(df, source=source)
         except ScalingError as exc:
